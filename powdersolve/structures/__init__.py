@@ -1,0 +1,21 @@
+"""Crystal structures: reading, standardising, generating, excluding and splitting."""
+
+from powdersolve.structures.crystal import Crystal
+from powdersolve.structures.io import (
+    crystal_system,
+    deduplicate,
+    iter_structure_files,
+    load_crystal,
+    read_structure,
+    standardize,
+)
+
+__all__ = [
+    "Crystal",
+    "crystal_system",
+    "deduplicate",
+    "iter_structure_files",
+    "load_crystal",
+    "read_structure",
+    "standardize",
+]

@@ -1,0 +1,123 @@
+"""Reading structures (CIF, POSCAR, pymatgen JSON; files and folders) and standardising them."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+from pymatgen.core import Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from powdersolve.errors import InputError
+from powdersolve.fileio import check_input_file
+from powdersolve.structures.crystal import Crystal
+
+SUFFIXES = (".cif", ".json", ".vasp", ".poscar")
+#: Largest structure file accepted (bytes) and largest cell (atoms) standardised.
+MAX_STRUCTURE_BYTES = 20 * 1024 * 1024
+MAX_ATOMS = 2000
+
+
+def _is_structure_file(p: Path) -> bool:
+    return p.suffix.lower() in SUFFIXES or p.name.upper().startswith(("POSCAR", "CONTCAR"))
+
+
+def read_structure(path: str | Path) -> Structure:
+    """Read one structure file (format from the extension; POSCAR/CONTCAR by name).
+
+    Raises :class:`InputError` with a one-line reason when the file cannot be read.
+    """
+    p = check_input_file(path, MAX_STRUCTURE_BYTES)
+    head = p.read_bytes()[:4096]
+    if b"\x00" in head:
+        raise InputError(f"{p}: binary data, not a structure file (CIF, POSCAR or pymatgen JSON)")
+    suffix = p.suffix.lower()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if suffix == ".json":
+                structure = Structure.from_dict(json.loads(p.read_text()))
+            elif suffix == ".cif":
+                from pymatgen.io.cif import CifParser
+
+                parsed = CifParser(p, occupancy_tolerance=1.05).parse_structures(primitive=False)
+                if not parsed:
+                    raise ValueError("no structure in file")
+                structure = parsed[0]
+            else:
+                structure = Structure.from_file(p)
+    except InputError:
+        raise
+    except Exception as exc:  # pymatgen raises many types on malformed files
+        msg = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise InputError(f"{p}: cannot read structure ({msg}); check the file format") from None
+    if len(structure) == 0:
+        raise InputError(f"{p}: structure has no atoms")
+    if len(structure) > MAX_ATOMS:
+        raise InputError(f"{p}: {len(structure)} sites, above the limit of {MAX_ATOMS}")
+    if structure.volume < 1.0:
+        raise InputError(f"{p}: cell volume {structure.volume:.3g} A^3 is not physical")
+    return structure
+
+
+def iter_structure_files(path: str | Path) -> list[Path]:
+    """Structure files at ``path``: the file itself, or every structure file in a folder (sorted)."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file() and _is_structure_file(f))
+        if not files:
+            raise InputError(f"{p}: folder holds no structure files ({', '.join(SUFFIXES)}, POSCAR)")
+        return files
+    return [check_input_file(p, MAX_STRUCTURE_BYTES)]
+
+
+def standardize(structure: Structure, symprec: float = 0.1) -> tuple[Structure, int]:
+    """Conventional standard cell (spglib via pymatgen) and its space-group number.
+
+    Falls back to the structure as given (space group 1) when symmetry analysis fails,
+    which happens for some disordered structures.
+    """
+    try:
+        sga = SpacegroupAnalyzer(structure, symprec=symprec)
+        conv = sga.get_conventional_standard_structure()
+        sg = SpacegroupAnalyzer(conv, symprec=symprec).get_space_group_number()
+        return conv, int(sg)
+    except Exception:  # spglib gives up on some disordered cells
+        return structure.copy(), 1
+
+
+def load_crystal(path: str | Path, symprec: float = 0.1, standard: bool = True) -> Crystal:
+    """Read a structure file and return its conventional standard cell as a :class:`Crystal`."""
+    s = read_structure(path)
+    if standard:
+        s, sg = standardize(s, symprec)
+    else:
+        try:
+            sg = SpacegroupAnalyzer(s, symprec=symprec).get_space_group_number()
+        except Exception:
+            sg = 1
+    return Crystal.from_structure(s, sg)
+
+
+def crystal_system(spacegroup: int) -> str:
+    """Crystal system name of an international space-group number (1-230)."""
+    if not 1 <= spacegroup <= 230:
+        raise InputError(f"space group {spacegroup} is outside 1-230")
+    bounds = [
+        (2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (142, "tetragonal"),
+        (167, "trigonal"), (194, "hexagonal"), (230, "cubic"),
+    ]
+    return next(name for top, name in bounds if spacegroup <= top)
+
+
+def deduplicate(crystals: Iterable[Crystal]) -> list[Crystal]:
+    """Keep the first crystal of each (reduced formula, space group), as the paper did."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for c in crystals:
+        if c.key not in seen:
+            seen.add(c.key)
+            out.append(c)
+    return out
