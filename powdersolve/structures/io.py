@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-from pymatgen.core import Structure
+from pymatgen.core import Element, Species, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from powdersolve.errors import InputError
@@ -55,6 +55,9 @@ def read_structure(path: str | Path) -> Structure:
         raise InputError(f"{p}: cannot read structure ({msg}); check the file format") from None
     if len(structure) == 0:
         raise InputError(f"{p}: structure has no atoms")
+    for sp in structure.composition.elements:
+        if not isinstance(sp, Element | Species) or getattr(sp, "Z", 0) < 1:
+            raise InputError(f"{p}: unknown element '{sp}'; use a real element symbol")
     if len(structure) > MAX_ATOMS:
         raise InputError(f"{p}: {len(structure)} sites, above the limit of {MAX_ATOMS}")
     if structure.volume < 1.0:

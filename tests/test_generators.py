@@ -1,0 +1,102 @@
+"""Generators: determinism, filters (system, distance, exclusion), exclusion list and split stability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import spglib
+
+from powdersolve.errors import InputError
+from powdersolve.structures import load_crystal
+from powdersolve.structures.exclusion import build_exclusion_list, exclusion_set, is_excluded
+from powdersolve.structures.generators import (
+    distances_ok,
+    generate,
+    parse_system,
+    random_composition,
+    split_of,
+)
+
+
+def _same(a, b) -> bool:
+    return (a.formula, a.spacegroup) == (b.formula, b.spacegroup) and all(
+        np.array_equal(x, y) for x, y in [(a.lattice, b.lattice), (a.frac, b.frac), (a.numbers, b.numbers)])
+
+
+@pytest.fixture(scope="module", params=[("prototypes", "cubic"), ("random", "trigonal")])
+def batch(request):
+    kind, system = request.param
+    return kind, system, generate(kind, system, 4, [7, 1])
+
+
+def test_deterministic(batch):
+    kind, system, crystals = batch
+    again = generate(kind, system, 4, [7, 1])
+    assert all(_same(a, b) for a, b in zip(crystals, again))
+    other = generate(kind, system, 4, [8, 1])
+    assert not all(_same(a, b) for a, b in zip(crystals, other))
+
+
+def test_filters_hold(batch):
+    kind, system, crystals = batch
+    lo, hi = {"cubic": (195, 230), "trigonal": (143, 167)}[system]
+    for c in crystals:
+        sg = spglib.get_symmetry_dataset((c.lattice, c.frac, c.numbers), symprec=0.1).number
+        assert lo <= sg <= hi and sg == c.spacegroup
+        assert len(c.numbers) <= 60
+        assert distances_ok(c, 1.0, 0.6)
+        d = c.to_structure().distance_matrix + np.eye(len(c.numbers)) * 99
+        assert d.min() >= 1.0
+        assert not is_excluded(c.formula, c.spacegroup)
+
+
+def test_space_group_list_filter():
+    for c in generate("random", "225,221", 3, 3):
+        assert c.spacegroup in (221, 225)
+
+
+def test_random_composition_charge_balanced():
+    from pymatgen.core import Composition
+
+    rng = np.random.default_rng(0)
+    comps = [random_composition(rng) for _ in range(40)]
+    ionic = [c for c in comps if any(el in ("O", "F", "Cl", "S", "N", "Se", "Br", "I") for el in c)]
+    assert len(ionic) > 10
+    balanced = sum(bool(Composition(c).oxi_state_guesses(max_sites=-1)) for c in ionic[:10])
+    assert balanced >= 8
+    assert all(1 <= len(c) <= 4 for c in comps)
+
+
+def test_exclusion_list_matches_real(real_dir, cubic_cif):
+    assert is_excluded("CaF2", 225) and is_excluded("Ca2F4", 225)
+    assert not is_excluded("CaF2", 221)
+    c = load_crystal(cubic_cif)
+    assert c.key in exclusion_set()
+    rebuilt = build_exclusion_list(real_dir)
+    assert set(rebuilt) == set(exclusion_set())
+
+
+def test_files_generator_excludes_benchmark(real_dir):
+    with pytest.raises(InputError):
+        generate("files:" + str(real_dir / "cubic"), "cubic", 1, 0)  # every file is excluded -> none left
+
+
+def test_split_stable_and_balanced():
+    assert split_of("NaCl", 225) == split_of("NaCl", 225)
+    splits = [split_of(f"A{i}B", 225) for i in range(2000)]
+    frac = {s: splits.count(s) / 2000 for s in ("train", "val", "test")}
+    assert 0.76 < frac["train"] < 0.84 and 0.07 < frac["val"] < 0.13
+    assert split_of("NaCl", 225, (1.0, 0.0, 0.0)) == "train"
+
+
+@pytest.mark.parametrize("bad", ["cubicc", "0", "231", ""])
+def test_bad_system(bad):
+    with pytest.raises(InputError):
+        parse_system(bad)
+
+
+def test_bad_generator():
+    with pytest.raises(InputError):
+        generate("nope", "cubic", 1, 0)
+    with pytest.raises(InputError):
+        generate("random", "cubic", 0, 0)
