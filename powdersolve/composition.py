@@ -59,6 +59,8 @@ def parse_composition(text: str) -> ParsedComposition:
     ("Ba2YCu3O7-x"), unknown elements, or anything else that is not a composition.
     """
     raw = text.strip()
+    # Error messages must stay one line whatever the user typed (newlines, tabs, control characters).
+    text = _one_line(text)
     if not raw:
         raise InputError("composition is empty; give a formula like 'NaCl' or elements like 'Na,Cl'")
     if re.search(r"[-+]|δ|(?<![A-Z])[xyz]", raw):
@@ -70,7 +72,7 @@ def parse_composition(text: str) -> ParsedComposition:
         parts = [p.strip() for p in re.split(r"[,;]", raw) if p.strip()]
         for p in parts:
             if p not in _SYMBOLS:
-                raise InputError(f"composition '{text}': '{p}' is not an element symbol")
+                raise InputError(f"composition '{text}': '{_one_line(p)}' is not an element symbol")
         if len(set(parts)) != len(parts):
             raise InputError(f"composition '{text}': an element is listed twice")
         return ParsedComposition({p: 1.0 for p in parts}, ratios_known=False)
@@ -97,6 +99,12 @@ def parse_composition(text: str) -> ParsedComposition:
     return ParsedComposition(amounts, ratios_known=True)
 
 
+def _one_line(text: str, limit: int = 60) -> str:
+    """``text`` with every run of white space or control characters shown as one space, cut to ``limit``."""
+    flat = re.sub(r"[\s\x00-\x1f\x7f-\x9f]+", " ", text).strip()
+    return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
 def _expand_parentheses(s: str, original: str) -> str:
     """Expand '(SO4)3' groups into plain tokens."""
     for _ in range(10):
@@ -106,7 +114,9 @@ def _expand_parentheses(s: str, original: str) -> str:
         mult = float(m.group(2)) if m.group(2) else 1.0
         inner = re.sub(r"\s+", "", m.group(1))
         tokens = _TOKEN.findall(inner)
-        rebuilt = "".join(f"{el}{(float(n) if n else 1.0) * mult:g}" for el, n in tokens)
+        # Positional digits, never %g: %g drops digits past the 6th and writes 1e+20, which the tokenizer cannot read.
+        rebuilt = "".join(f"{el}{np.format_float_positional((float(n) if n else 1.0) * mult, trim='-')}"
+                          for el, n in tokens)
         s = s[: m.start()] + rebuilt + s[m.end() :]
     if "(" in s or ")" in s:
         raise InputError(f"composition '{original}': unbalanced parentheses")

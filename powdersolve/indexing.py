@@ -35,8 +35,8 @@ REFERENCE_WAVELENGTH = WAVELENGTHS["CuKa1"]
 #: Fewest peak positions indexing accepts.
 MIN_LINES = 5
 SYSTEMS = ("cubic", "hexagonal")
-#: Ranking weight of cubic solutions' M20 over hexagonal/trigonal ones (fewer free parameters).
-CUBIC_PREFERENCE = 1.5
+#: Ranking weight of an acceptable cubic solution's M20 against hexagonal/trigonal ones (fewer parameters).
+CUBIC_PREFERENCE = 3.0
 _CENTRINGS = {"cubic": ("P", "I", "F"), "hexagonal": ("P", "R")}
 # c/a of a rhombohedral (hexagonal-setting) lattice that is metrically cubic (P, F, I cubic).
 _CUBIC_R_RATIOS = np.sqrt([1.5, 6.0, 0.375])
@@ -405,9 +405,14 @@ def index_pattern(d_spacings: Sequence[float] | np.ndarray | None = None, *,
                 gamma = 90.0 if system == "cubic" else 120.0
                 found.append(CellSolution(label, a, a, c, 90.0, 90.0, gamma, centring, fig[0], fig[2], z,
                                           int(obs.tt.size), fig[1]))
-    # Occam factor: a cubic cell (one parameter) is preferred unless a two-parameter cell is clearly better;
-    # with few lines a hexagonal cell can match a cubic pattern slightly better by chance.
-    found.sort(key=lambda x: -x.m20 * (CUBIC_PREFERENCE if x.system == "cubic" else 1.0))
+    # Occam factor: an acceptable cubic cell (one parameter, every line indexed, M20 above threshold) is
+    # preferred unless a two-parameter cell is clearly better; with few lines a hexagonal cell can match a
+    # cubic pattern better by chance, while on hexagonal patterns cubic cells stay far below the threshold.
+    def rank(x: CellSolution) -> float:
+        ok = x.system == "cubic" and x.m20 >= M20_THRESHOLD and x.n_indexed == x.n_lines
+        return -x.m20 * (CUBIC_PREFERENCE if ok else 1.0)
+
+    found.sort(key=rank)
     unique: list[CellSolution] = []
     for sol in found:
         if not any(u.system == sol.system and u.centring == sol.centring and abs(u.a / sol.a - 1) < 5e-4
@@ -420,10 +425,14 @@ def index_pattern(d_spacings: Sequence[float] | np.ndarray | None = None, *,
 
 def best_cell(d_spacings: Sequence[float] | np.ndarray | None = None, *, source: str = "pattern",
               threshold: float = M20_THRESHOLD, **kwargs) -> CellSolution:
-    """Best :func:`index_pattern` solution; InputError naming ``source`` when its M20 < ``threshold``."""
+    """Highest-ranked :func:`index_pattern` solution with M20 >= ``threshold``.
+
+    Raises InputError naming ``source`` when none reaches it. ``kwargs`` go to :func:`index_pattern`.
+    """
     sols = index_pattern(d_spacings, **kwargs)
-    best_m20 = sols[0].m20 if sols else 0.0
-    if best_m20 < threshold:
-        raise InputError(f"{source}: no cell fits the peak positions (best M20 = {best_m20:.1f} < {threshold:g}); "
-                         "give --cell")
-    return sols[0]
+    for sol in sols:
+        if sol.m20 >= threshold:
+            return sol
+    best_m20 = max((sol.m20 for sol in sols), default=0.0)
+    raise InputError(f"{source}: no cell fits the peak positions (best M20 = {best_m20:.1f} < {threshold:g}); "
+                     "give --cell")

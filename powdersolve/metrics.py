@@ -301,13 +301,14 @@ def paper_scores_per_rotation(preds: ArrayLike, truth: ArrayLike) -> tuple[np.nd
     uy, vy = _window_stats(t)
     ssim = np.zeros((len(p), len(rots)))
     mse = np.zeros((len(p), len(rots)))
+    tn = t.numpy()
     for s in range(len(p)):
         ux, vx = _window_stats(p[s])
-        stack = _rotation_stack(p[s])
-        ux_r = _rotation_stack(ux)
-        vx_r = _rotation_stack(vx)
-        ssim[s] = _ssim_from_stats(ux_r, vx_r, uy, vy, _box_valid(stack * t), dr).numpy()
-        mse[s] = (stack - t).square_().mean(dim=(-3, -2, -1)).numpy()
+        stack = np.stack([rotate(p[s].numpy(), r) for r in rots])  # numpy: flips are views, one copy
+        diff = stack - tn
+        mse[s] = np.einsum("rijk,rijk->r", diff, diff) / tn.size
+        uxy = _box_valid(torch.from_numpy(np.multiply(stack, tn, out=stack)))
+        ssim[s] = _ssim_from_stats(_rotation_stack(ux), _rotation_stack(vx), uy, vy, uxy, dr).numpy()
     with np.errstate(divide="ignore"):
         return ssim, 10.0 * np.log10(dr**2 / mse)
 

@@ -152,8 +152,8 @@ def estimate_background(two_theta: np.ndarray, counts: np.ndarray, method: str =
     """Background (same units as ``counts``) under the peaks.
 
     ``window`` (deg 2-theta) is the SNIP half-window or, for arPLS, the length over which the
-    baseline may bend (lam = window_points**4). Uses pybaselines when installed; SNIP falls back
-    to a numpy implementation.
+    baseline may bend (lam = (window_points / 8)^4, tuned on simulated patterns). Uses
+    pybaselines when installed; SNIP falls back to a numpy implementation.
     """
     tt, y = np.asarray(two_theta, dtype=np.float64), np.asarray(counts, dtype=np.float64)
     if method not in BACKGROUND_METHODS:
@@ -167,7 +167,7 @@ def estimate_background(two_theta: np.ndarray, counts: np.ndarray, method: str =
     if method == "arpls":
         if Baseline is None:
             raise InputError("background 'arpls' needs pybaselines (pip install pybaselines); use 'snip'")
-        bg, _ = Baseline(tt).arpls(y, lam=float(half) ** 4)
+        bg, _ = Baseline(tt).arpls(y, lam=(half / 8.0) ** 4)
         return np.asarray(bg)
     if Baseline is None:
         return _snip_numpy(y, half)

@@ -243,8 +243,12 @@ def validate(model: CMEDNet, val: TrainingSet, tcfg: TrainConfig) -> float:
 
 
 def train(records_train: list, records_val: list, model_cfg: ModelConfig, tcfg: TrainConfig, run_dir: str | Path,
-          resume: bool = False, device: str = "cpu", data_hash: str = "", progress: bool = True) -> dict:
+          resume: bool = False, device: str = "cpu", data_hash: str = "", progress: bool = True,
+          stop_at: int | None = None) -> dict:
     """Train a model; writes ``run_dir/{checkpoint/, best.safetensors, last.safetensors, log.csv}``.
+
+    ``stop_at`` ends the run early after that global step (a checkpoint is written there), e.g. to
+    time-box a session; ``resume`` continues it with the same schedule.
 
     Returns a summary dict (steps, wall time, best validation map correlation).
     """
@@ -287,7 +291,8 @@ def train(records_train: list, records_val: list, model_cfg: ModelConfig, tcfg: 
         bar = tqdm(total=total, initial=state["step"], desc="train", unit="step", dynamic_ncols=True)
     t_start = time.time() - state["wall"]
     model.train()
-    while state["step"] < total:
+    end = total if stop_at is None else min(total, stop_at)
+    while state["step"] < end:
         step = state["step"]
         epoch, k = divmod(step, steps_per_epoch)
         order = np.random.default_rng([tcfg.seed, epoch]).permutation(len(train_set))
@@ -322,7 +327,7 @@ def train(records_train: list, records_val: list, model_cfg: ModelConfig, tcfg: 
                 if new:
                     w.writeheader()
                 w.writerow(row)
-            if state["step"] % tcfg.ckpt_every == 0 or end_of_epoch or state["step"] == total:
+            if state["step"] % tcfg.ckpt_every == 0 or end_of_epoch or state["step"] in (total, end):
                 save_checkpoint(run_dir, model, opt, dict(state, meta=meta))
         if bar is not None:
             bar.update(1)

@@ -77,7 +77,7 @@ def test_exclusion_list_matches_real(real_dir, cubic_cif):
 
 
 def test_files_generator_excludes_benchmark(real_dir):
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="exclusion"):
         generate("files:" + str(real_dir / "cubic"), "cubic", 1, 0)  # every file is excluded -> none left
 
 

@@ -1,9 +1,73 @@
-"""`powdersolve predict`: not registered yet."""
+"""`powdersolve predict`: density maps of the unit cell from a measured powder pattern."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from powdersolve.density import MAX_GRID
+from powdersolve.diffraction.sticks import parse_wavelength
+from powdersolve.errors import OutputError
+from powdersolve.formats import READERS
+from powdersolve.predict import MIN_GRID, SYSTEMS, PredictConfig, parse_cell, predict
+
+
+def _echo(msg: str) -> None:
+    click.echo(f"powdersolve: {msg}", err=True)
+
+
+@click.command("predict")
+@click.argument("pattern", type=click.Path(path_type=Path))
+@click.option("--wavelength", default=None,
+              help="Wavelength in A or a line name (CuKa, MoKa1); needed when the file does not state it.")
+@click.option("--composition", default=None, help="Formula ('CaF2') or elements only ('Ca,F').")
+@click.option("--cell", default=None, help="Unit cell 'a b c alpha beta gamma' (A, deg) or 'a' (cubic); "
+                                           "default: index the pattern.")
+@click.option("--system", type=click.Choice(SYSTEMS), default="auto", show_default=True,
+              help="Crystal system of the model; auto: from --cell or indexing.")
+@click.option("--samples", type=int, default=20, show_default=True, help="Latent samples averaged.")
+@click.option("--grid", type=int, default=50, show_default=True,
+              help=f"Grid points per cell axis ({MIN_GRID}-{MAX_GRID}).")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="Model .safetensors (default: the shipped model of the system).")
+@click.option("--format", "fmt", type=click.Choice(sorted(READERS)), default=None,
+              help="Pattern file format (default: from the extension or content).")
+@click.option("--no-background", is_flag=True, help="Do not remove the background.")
+@click.option("--no-kalpha2-strip", is_flag=True, help="Do not strip K-alpha2 (use for K-alpha1-only data).")
+@click.option("--min-two-theta", type=float, default=5.0, show_default=True,
+              help="Ignore points below this 2-theta (deg).")
+@click.option("--save-samples", is_flag=True, help="Also write every sample grid under samples/.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latent samples.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+def predict_command(pattern: Path, wavelength: str | None, composition: str | None, cell: str | None, system: str,
+                    samples: int, grid: int, weights: Path | None, fmt: str | None, no_background: bool,
+                    no_kalpha2_strip: bool, min_two_theta: float, save_samples: bool, seed: int, out: Path,
+                    overwrite: bool) -> None:
+    """Predict the electron density (CMED) of the cell that diffracts PATTERN.
+
+    Writes density.ccp4 / density.cube / CHGCAR / density.npy (mean over samples), density_std.*
+    (per-voxel uncertainty), slices.png, isosurface.png, pattern.png and summary.json into --out.
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise OutputError(f"{out}: already exists; pass --overwrite or choose another --out")
+    config = PredictConfig(
+        samples=samples, grid=grid, seed=seed, system=system, background=not no_background,
+        strip_kalpha2=not no_kalpha2_strip, min_two_theta=min_two_theta, composition=composition,
+        cell=parse_cell(cell) if cell is not None else None,
+        wavelength=parse_wavelength(wavelength) if wavelength is not None else None,
+        weights=weights, format=fmt, keep_samples=save_samples,
+    )
+    result = predict(pattern, config, progress=_echo)
+    result.write(out, overwrite=overwrite, save_samples=save_samples, progress=_echo)
+    a, b, c, al, be, ga = result.cell
+    how = "given" if result.cell_source == "given" else f"indexed, M20 = {result.indexing['m20']:.1f}"
+    click.echo(f"{out}: {result.system} cell {a:.4f} {b:.4f} {c:.4f} {al:g} {be:g} {ga:g} ({how}); "
+               f"{result.n_samples} samples on {grid}^3; composition encoding '{result.composition['encoding']}'; "
+               f"Q coverage {100 * result.q_coverage['fraction_of_model_axis']:.0f}%")
 
 
 def register(group: click.Group) -> None:
     """Add this module's commands to the CLI group."""
+    group.add_command(predict_command)

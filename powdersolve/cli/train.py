@@ -1,9 +1,99 @@
-"""`powdersolve train`: not registered yet."""
+"""`powdersolve train`: train a model on a built dataset (one process, or N under torchrun)."""
 
 from __future__ import annotations
 
+import json
+
 import click
+
+from powdersolve.errors import InputError
 
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to the CLI group."""
+    """Add `train` to the CLI group."""
+    group.add_command(train_cmd)
+
+
+@click.command("train")
+@click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(),
+              help="Dataset folder from `powdersolve data build` (repeat to combine).")
+@click.option("--config", "config_name", default="cpu", show_default=True,
+              help="Model config: paper (the paper's 14.8 M network), cpu (shipped default), tiny (tests).")
+@click.option("--system", default="cubic", show_default=True, help="Crystal system the model is for.")
+@click.option("--out", "run_dir", required=True, type=click.Path(), help="Run folder (checkpoints, log, weights).")
+@click.option("--epochs", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--kl-weight", default=0.05, show_default=True, type=click.FloatRange(min=0))
+@click.option("--loss", type=click.Choice(["l1", "l2"]), default=None,
+              help="Query-decoder loss (default: l1 for the paper config, l2 coefficients for fourier).")
+@click.option("--points-side", default=10, show_default=True, type=click.IntRange(1, 64),
+              help="Query points per crystal = side^3 (paper: 10 -> 1000).")
+@click.option("--shift-grid", default=16, show_default=True, type=click.IntRange(0, 64),
+              help="Origin-shift search grid of the coefficient loss (0 = none).")
+@click.option("--composition", "composition_kind", type=click.Choice(["fractions", "presence", "drop", "none"]),
+              default=None, help="Composition encoding (ablation).")
+@click.option("--no-xrd", is_flag=True, help="Ablation: composition-only model.")
+@click.option("--no-formula", is_flag=True, help="Ablation: pattern-only model.")
+@click.option("--wavelengths", default=None, help="Paper input channels, comma-separated (e.g. 0.71073,1.54184).")
+@click.option("--augment", type=click.Choice(["realistic", "paper"]), default=None)
+@click.option("--val-every", default=5, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--max-train", default=0, type=click.IntRange(0), help="Use at most this many training crystals.")
+def train_cmd(data_dirs, config_name, system, run_dir, epochs, batch_size, lr, kl_weight, loss, points_side,
+              shift_grid, composition_kind, no_xrd, no_formula, wavelengths, augment, val_every, seed, threads,
+              resume, device, max_train) -> None:
+    """Train a CMED model (the paper's recipe; every value configurable)."""
+    from powdersolve.dataset import card_hash, load_dataset
+    from powdersolve.model import with_overrides
+    from powdersolve.train import TrainConfig, model_config_by_name, train
+
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda: no CUDA device is available here; use --device cpu")
+    mcfg = model_config_by_name(config_name, system)
+    over: dict = {}
+    if composition_kind:
+        over["composition"] = composition_kind
+    if no_xrd:
+        over["use_xrd"] = False
+    if no_formula:
+        over["use_formula"] = False
+    if wavelengths:
+        try:
+            lams = tuple(float(x) for x in wavelengths.split(","))
+        except ValueError:
+            raise InputError(f"--wavelengths '{wavelengths}': give comma-separated Angstrom values") from None
+        over["wavelengths"] = lams
+        over["xrd_channels"] = len(lams)
+    if over:
+        mcfg = with_overrides(mcfg, **over)
+    tr, va = [], []
+    for d in data_dirs:
+        tr += load_dataset(d, "train")
+        va += load_dataset(d, "val")
+    if max_train:
+        tr = tr[:max_train]
+    if mcfg.xrd_input == "paper" and mcfg.wavelengths != (0.71073,):
+        tr, va = _with_paper_channels(tr, mcfg), _with_paper_channels(va, mcfg)
+    tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, kl_weight=kl_weight,
+                       loss=loss or ("l1" if mcfg.arch == "query" else "l2"), points_side=points_side,
+                       shift_grid=shift_grid, val_every=val_every, seed=seed, threads=threads,
+                       augment=augment or ("paper" if mcfg.xrd_input == "paper" else "realistic"))
+    data_hash = ",".join(card_hash(d) for d in data_dirs)
+    summary = train(tr, va, mcfg, tcfg, run_dir, resume=resume, device=device, data_hash=data_hash)
+    click.echo(json.dumps(summary))
+
+
+def _with_paper_channels(records: list, mcfg) -> list:
+    """Re-encode the paper input for the requested wavelength channels."""
+    import dataclasses
+
+    from powdersolve.inputs import paper_channels
+
+    return [dataclasses.replace(r, xrd_paper=paper_channels(r.crystal, mcfg)) for r in records]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -403,6 +404,22 @@ def _check_inputs(two_theta: np.ndarray, observed: np.ndarray, sigma: np.ndarray
         raise InputError("sigma must be positive and have one value per pattern point")
 
 
+def _minimise(params: list[torch.nn.Parameter], loss_fn: Callable[[], torch.Tensor], max_iter: int) -> None:
+    """L-BFGS with a strong-Wolfe line search on ``params`` (the others stay fixed)."""
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-10, tolerance_change=1e-14, history_size=20)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+
+
 def refine(structure: Structure, two_theta: np.ndarray, observed: np.ndarray, wavelength: float,
            sigma: np.ndarray | None = None, config: RefineConfig | None = None) -> RefineResult:
     """Refine ``structure`` against an observed pattern.
@@ -416,7 +433,18 @@ def refine(structure: Structure, two_theta: np.ndarray, observed: np.ndarray, wa
         sigma: (n,) standard uncertainties; default sqrt(counts) for counts, else unit weights.
         config: :class:`RefineConfig`.
     """
-    cfg = config or RefineConfig()
+    # The tensors here are small (points x reflections, ~1e5): intra-op threads cost more than they
+    # save, by 20x on a busy machine, so refine single-threaded and restore the caller's setting.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _refine(structure, two_theta, observed, wavelength, sigma, config or RefineConfig())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _refine(structure: Structure, two_theta: np.ndarray, observed: np.ndarray, wavelength: float,
+            sigma: np.ndarray | None, cfg: RefineConfig) -> RefineResult:
     tt = np.asarray(two_theta, dtype=np.float64)
     obs_np = np.asarray(observed, dtype=np.float64)
     sig = None if sigma is None else np.asarray(sigma, dtype=np.float64)
@@ -454,18 +482,7 @@ def refine(structure: Structure, two_theta: np.ndarray, observed: np.ndarray, wa
         active += [p for p, on in stage if on and p.numel() > 0]
         if not active:
             continue
-        for p in active:
-            p.requires_grad_(True)
-        opt = torch.optim.LBFGS(active, lr=1.0, max_iter=cfg.max_iter, line_search_fn="strong_wolfe",
-                                tolerance_grad=1e-10, tolerance_change=1e-14, history_size=20)
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = loss_fn()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
+        _minimise(active, loss_fn, cfg.max_iter)
 
     with torch.no_grad():
         calc, scale, bkg = model.fit_linear(obs, weight)

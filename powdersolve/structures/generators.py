@@ -355,6 +355,26 @@ def _random_candidate(groups: tuple[int, ...], max_atoms: int, rng: np.random.Ge
 # Public API
 
 
+def _warm_up(kind: str, groups: tuple[int, ...], max_atoms: int) -> None:
+    """Fill the per-process caches and imports outside the per-candidate time limit, so that a slow
+    first call (template standardisation, importing pyxtal) can never time out and shift the output."""
+    _elements()
+    _cations()
+    for z in range(1, MAX_Z + 1):
+        _covalent_radius(z)
+    from powdersolve.structures.exclusion import exclusion_set
+
+    exclusion_set()
+    if kind == "prototypes":
+        _templates(groups, max_atoms)
+        _volume_predictor()
+    else:
+        import pyxtal  # noqa: F401
+        from pyxtal.symmetry import Group
+
+        Group(int(groups[0]))
+
+
 def generate(kind: str, system: str | Sequence[int], count: int, seed: int | Sequence[int], *,
              min_distance: float = DEFAULT_MIN_DISTANCE, covalent_factor: float = DEFAULT_COVALENT_FACTOR,
              max_atoms: int = DEFAULT_MAX_ATOMS, timeout_s: float = 5.0) -> list[Crystal]:
@@ -377,10 +397,15 @@ def generate(kind: str, system: str | Sequence[int], count: int, seed: int | Seq
     if count <= 0:
         raise InputError(f"count {count} must be a positive integer")
     if kind.startswith("files:"):
-        return [c for c in iter_files(kind[len("files:"):], groups, max_atoms)][:count]
+        found = iter_files(kind[len("files:"):], groups, max_atoms)
+        if not found:
+            raise InputError(f"{kind[len('files:'):]}: no structure passes the space-group, size and "
+                             "benchmark-exclusion filters")
+        return found[:count]
     if kind not in KINDS:
         raise InputError(f"unknown generator '{kind}'; use prototypes, random or files:DIR")
     make = _prototype_candidate if kind == "prototypes" else _random_candidate
+    _warm_up(kind, groups, max_atoms)
     seeds = [int(seed)] if isinstance(seed, int | np.integer) else [int(s) for s in seed]
     rng = np.random.default_rng(np.random.SeedSequence(seeds))
     out: list[Crystal] = []

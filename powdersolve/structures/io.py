@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 from pymatgen.core import Element, Species, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -18,6 +19,8 @@ SUFFIXES = (".cif", ".json", ".vasp", ".poscar")
 #: Largest structure file accepted (bytes) and largest cell (atoms) standardised.
 MAX_STRUCTURE_BYTES = 20 * 1024 * 1024
 MAX_ATOMS = 2000
+#: Largest cell volume accepted (A^3): reflection and grid counts grow with it, so a hostile cell cannot exhaust memory.
+MAX_VOLUME = 1.0e6
 
 
 def _is_structure_file(p: Path) -> bool:
@@ -60,8 +63,12 @@ def read_structure(path: str | Path) -> Structure:
             raise InputError(f"{p}: unknown element '{sp}'; use a real element symbol")
     if len(structure) > MAX_ATOMS:
         raise InputError(f"{p}: {len(structure)} sites, above the limit of {MAX_ATOMS}")
-    if structure.volume < 1.0:
-        raise InputError(f"{p}: cell volume {structure.volume:.3g} A^3 is not physical")
+    if not (np.all(np.isfinite(structure.lattice.matrix)) and np.all(np.isfinite(structure.frac_coords))):
+        raise InputError(f"{p}: cell or atom coordinates are not finite numbers (NaN/inf); fix the file")
+    # NaN compares False, so test the good range rather than the bad one.
+    if not 1.0 <= structure.volume <= MAX_VOLUME:
+        raise InputError(f"{p}: cell volume {structure.volume:.3g} A^3 is outside 1-{MAX_VOLUME:.0e} A^3; "
+                         "check the cell lengths")
     return structure
 
 

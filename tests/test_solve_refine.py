@@ -1,0 +1,127 @@
+"""Refinement: the torch pattern equals the project's sticks; perturbed structures refine back; ranking and CIFs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.cif import CifParser
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from powdersolve.diffraction import sticks, to_two_theta
+from powdersolve.errors import NoSolutionError
+from powdersolve.solve import (
+    RankConfig,
+    RefineConfig,
+    plot_fit,
+    rank_candidates,
+    refine,
+    simulate_pattern,
+    write_solutions,
+)
+from powdersolve.solve.refine import build_model
+from powdersolve.structures import Crystal
+
+LAM = 1.54056
+TT = np.linspace(15.0, 100.0, 1700)
+
+
+def pyrite(a: float = 5.417, x: float = 0.385) -> Structure:
+    return Structure.from_spacegroup("Pa-3", Lattice.cubic(a), ["Fe", "S"], [[0, 0, 0], [x, x, x]])
+
+
+def zincite(a: float = 3.25, c: float = 5.21, z: float = 0.382) -> Structure:
+    return Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(a, c), ["Zn", "O"],
+                                     [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, z]])
+
+
+@pytest.fixture(scope="module")
+def pyrite_counts() -> np.ndarray:
+    """Pyrite with x = 0.385, zero shift -0.06 deg, B = 0.7 A^2, ~100-1000 counts of Poisson noise."""
+    calc = simulate_pattern(pyrite(), TT, LAM, RefineConfig(b_iso=0.7), zero_shift=-0.06, scale=1e-2, background=30)
+    return np.random.default_rng(1).poisson(calc).astype(np.float64)
+
+
+@pytest.mark.parametrize("structure", [pyrite(), zincite()], ids=["FeS2", "ZnO"])
+def test_sticks_equal_project_sticks(structure: Structure) -> None:
+    b = 0.7
+    model = build_model(structure, TT, LAM, RefineConfig(b_iso=b))
+    with torch.no_grad():
+        tt, inten = (t.numpy() for t in model.reflection_intensities())
+    order = np.argsort(tt)
+    tt, inten = tt[order], inten[order]
+    # Merge coinciding groups and drop absences exactly as sticks() does.
+    new = np.concatenate([[True], np.diff(tt) > 1e-7 * tt[1:]])
+    gid = np.cumsum(new) - 1
+    tt, inten = tt[new], np.bincount(gid, weights=inten)
+    keep = (inten > 1e-7 * inten.max()) & (tt <= TT.max())
+    ref_tt, ref_i = to_two_theta(sticks(Crystal.from_structure(structure), q_max=8.0, b_iso=b), LAM)
+    sel = ref_tt <= TT.max()
+    np.testing.assert_allclose(tt[keep], ref_tt[sel], rtol=1e-10)
+    np.testing.assert_allclose(inten[keep], ref_i[sel], rtol=1e-9)
+
+
+def test_refine_recovers_pyrite_x_and_zero_shift(pyrite_counts: np.ndarray) -> None:
+    res = refine(pyrite(a=5.43, x=0.372), TT, pyrite_counts, LAM)
+    s_frac = [site.frac_coords for site in res.structure if site.specie.symbol == "S"]
+    x = min(abs(((np.asarray(s_frac)[:, 0] - 0.385 + 0.5) % 1) - 0.5).min(),
+            abs(((np.asarray(s_frac)[:, 0] - 0.615 + 0.5) % 1) - 0.5).min())
+    assert x < 2e-3
+    assert res.zero_shift == pytest.approx(-0.06, abs=0.01)
+    assert res.structure.lattice.a == pytest.approx(5.417, abs=2e-3)
+    assert res.b_iso == pytest.approx(0.7, abs=0.3)
+    # Poisson noise only: a correct model fits to the noise level.
+    assert res.gof < 1.3 and res.rwp < 0.1
+    assert SpacegroupAnalyzer(res.structure, 0.01).get_space_group_number() == 205
+
+
+def test_refine_hexagonal_lattice_and_free_z() -> None:
+    obs = simulate_pattern(zincite(), TT, LAM, RefineConfig(b_iso=1.0), zero_shift=0.03, scale=1.0, background=5.0)
+    res = refine(zincite(a=3.26, c=5.20, z=0.37), TT, obs, LAM, sigma=np.ones_like(obs))
+    a, b, c = res.structure.lattice.abc
+    assert a == pytest.approx(3.25, abs=1e-4) and b == pytest.approx(a) and c == pytest.approx(5.21, abs=1e-4)
+    assert res.structure.lattice.gamma == pytest.approx(120.0)
+    assert res.zero_shift == pytest.approx(0.03, abs=2e-3)
+    assert res.rwp < 1e-3
+
+
+def test_wrong_structure_is_abstained(pyrite_counts: np.ndarray) -> None:
+    fluorite_like = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.417), ["Fe", "S"], [[0, 0, 0], [0.25] * 3])
+    with pytest.raises(NoSolutionError, match="abstain threshold"):
+        rank_candidates([fluorite_like], TT, pyrite_counts, LAM, config=RankConfig(max_rwp=0.35))
+
+
+def test_rank_dedupe_and_cif_output(pyrite_counts: np.ndarray, tmp_path) -> None:
+    wrong = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.417), ["Fe", "S"], [[0, 0, 0], [0.25] * 3])
+    cands = rank_candidates([wrong, pyrite(5.43, 0.375), pyrite(5.41, 0.392)], TT, pyrite_counts, LAM)
+    # The two pyrite starts refine to one structure; the best is pyrite.
+    assert [c.spacegroup for c in cands] == [205, 225]
+    assert cands[0].result.rwp < cands[1].result.rwp
+    paths = write_solutions(cands, tmp_path)
+    assert [p.name for p in paths] == ["rank_01.cif", "rank_02.cif"]
+    reread = CifParser(paths[0]).parse_structures(primitive=False)[0]
+    assert SpacegroupAnalyzer(reread, 0.01).get_space_group_number() == 205
+    assert "Pa-3" in paths[0].read_text()
+    doc = json.loads((tmp_path / "solution.json").read_text())
+    first = doc["candidates"][0]
+    assert first["formula"] == "FeS2" and first["spacegroup"] == 205 and first["n_atoms"] == 12
+    assert first["rwp"] == pytest.approx(cands[0].result.rwp, abs=1e-6)
+    plot_fit(TT, pyrite_counts, cands[0].result.calc, cands[0].result.ticks, tmp_path / "fit.png")
+    assert (tmp_path / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_density_to_refined_structure(pyrite_counts: np.ndarray) -> None:
+    # The whole chain: exact CMED -> atoms -> refinement against the pattern.
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from powdersolve.density import density_grid
+    from powdersolve.solve import density_to_structure
+
+    c = Crystal.from_structure(pyrite())
+    atoms = density_to_structure(density_grid(c), c.lattice, {"Fe": 1, "S": 2})
+    res = refine(atoms.structure, TT, pyrite_counts, LAM)
+    assert res.gof < 1.3
+    assert StructureMatcher().fit(res.structure, pyrite())
