@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from pymatgen.core import Lattice
 
+from powdersolve._callable import make_module_callable
 from powdersolve.composition import parse_composition
 from powdersolve.density import MAX_GRID
 from powdersolve.diffraction.peaks import PeakList, find_peaks, peaks_to_q_intensity
@@ -303,11 +304,12 @@ def write_chgcar_cell(path: Path, grid: np.ndarray, crystal: Crystal) -> None:
     lines = [f"powdersolve CMED {crystal.formula} (no atoms)".strip(), "   1.00000000000000"]
     lines += ["  " + " ".join(f"{v:12.6f}" for v in row) for row in np.asarray(crystal.lattice)]
     lines += ["", "   0", "Direct", "", f"{n0:5d}{n1:5d}{n2:5d}"]
-    flat = g.ravel(order="F")  # a fastest, as VASP stores it
-    pad = (-flat.size) % 5
-    block = np.concatenate([flat, np.full(pad, np.nan)]).reshape(-1, 5)
-    body = [" ".join(f"{v:.11E}" for v in row if np.isfinite(v)) for row in block]
-    atomic_write_text(path, "\n".join(lines + body) + "\n")
+    flat = g.ravel(order="F").tolist()  # a fastest, as VASP stores it
+    full = len(flat) // 5 * 5
+    # One %-format over all values is ~20x faster than formatting them one by one.
+    body = ("%18.11E %18.11E %18.11E %18.11E %18.11E\n" * (full // 5)) % tuple(flat[:full])
+    tail = " ".join(f"{v:18.11E}" for v in flat[full:])
+    atomic_write_text(path, "\n".join(lines) + "\n" + body + (tail + "\n" if tail else ""))
 
 
 # --------------------------------------------------------------------------------------- the pipeline
@@ -531,3 +533,6 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
         model=model_info, timings=timings, source=source, raw=(pat.two_theta, pat.counts), processed=(tt, counts),
         peaks=peaks, n_samples=int(config.samples), seed=int(config.seed),
     )
+
+
+make_module_callable(__name__, predict)

@@ -55,7 +55,8 @@ class TrainConfig:
         t0_frac / t_mult: first cosine period as a fraction of the run (paper: 100 of 1500 epochs) and
             its growth factor.
         kl_weight: weight of the KL term (paper 0.05).
-        loss: 'l1' (paper, query points) or 'l2' (coefficients; Parseval).
+        loss: 'l1' (paper, query points), 'l2' (map mean-squared error; for the fourier decoder from the
+            coefficients by Parseval) or 'rel_l2' (fourier: the l2 divided by each crystal's map variance).
         points_side: query points per crystal = points_side^3 (paper 10).
         shift_grid: origin-shift search grid of the coefficient loss (0 = none).
         val_every: epochs between validations; val_grid / val_max: grid and number of crystals.
@@ -155,8 +156,12 @@ class LossModule(nn.Module):
         cond, kl = net.encode(batch["xrd"], batch["comp"], True, generator)
         if net.cfg.arch == "fourier":
             dc, coef = net.decoder(cond)
-            rec = shift_invariant_l2(dc, coef, batch["dc"], batch["coef"], net.decoder.hkl.long(),
-                                     tcfg.shift_grid).mean()
+            per = shift_invariant_l2(dc, coef, batch["dc"], batch["coef"], net.decoder.hkl.long(), tcfg.shift_grid)
+            if tcfg.loss == "rel_l2":
+                # Each crystal's error relative to its own map variance: every crystal counts alike, as in
+                # the per-crystal map correlation, instead of heavy-atom cells dominating.
+                per = per / (2 * (batch["coef"].abs() ** 2).sum(-1) + 1e-6)
+            rec = per.mean()
         else:
             diff = net.density_at(cond, batch["points"]) - batch["rho"]
             rec = diff.abs().mean() if tcfg.loss == "l1" else (diff**2).mean()
@@ -244,9 +249,10 @@ def validate(model: CMEDNet, val: TrainingSet, tcfg: TrainConfig) -> float:
 
 def train(records_train: list, records_val: list, model_cfg: ModelConfig, tcfg: TrainConfig, run_dir: str | Path,
           resume: bool = False, device: str = "cpu", data_hash: str = "", progress: bool = True,
-          stop_at: int | None = None) -> dict:
+          stop_at: int | None = None, init: str | Path | None = None) -> dict:
     """Train a model; writes ``run_dir/{checkpoint/, best.safetensors, last.safetensors, log.csv}``.
 
+    ``init`` warm-starts from a weights file of the same architecture (ignored on resume).
     ``stop_at`` ends the run early after that global step (a checkpoint is written there), e.g. to
     time-box a session; ``resume`` continues it with the same schedule.
 
@@ -275,6 +281,10 @@ def train(records_train: list, records_val: list, model_cfg: ModelConfig, tcfg: 
     steps_per_epoch = max(1, len(train_set) // tcfg.batch_size)
     total = steps_per_epoch * tcfg.epochs
     state = {"step": 0, "best_val": -1.0, "wall": 0.0, "history": []}
+    if init is not None and not resume:
+        from powdersolve.weights import load_model
+
+        model.load_state_dict(load_model(init)[0].state_dict())
     if resume and (run_dir / "checkpoint" / "state.json").exists():
         state = load_checkpoint(run_dir, model, opt)
         state.pop("optimizer", None)

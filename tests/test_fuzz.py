@@ -391,3 +391,21 @@ def test_parse_wavelength_message_is_one_line(value: str) -> None:
     with pytest.raises(PowdersolveError) as info:
         parse_wavelength(value)
     assert len(str(info.value).splitlines()) == 1
+
+
+def _cif_with(cell: str) -> bytes:
+    return _NACL_CIF.replace("_cell_angle_beta 90", cell).encode()
+
+
+@pytest.mark.parametrize("name, data", [
+    ("flat.cif", _cif_with("_cell_angle_beta 0.5")),  # stalled spglib for ~15 s before the lattice check
+    ("nan.cif", _cif_with("_cell_angle_beta nan")),
+    ("huge.cif", _NACL_CIF.replace("5.64", "1e300").encode()),
+    ("nan.json", json.dumps(Structure(Lattice.cubic(4.0), ["Mg"], [[0, 0, 0]]).as_dict())
+     .replace("4.0", "NaN").encode()),
+])
+def test_read_structure_refuses_unphysical_cells(name: str, data: bytes) -> None:
+    path = _WORK / name
+    path.write_bytes(data)
+    with pytest.raises(PowdersolveError):
+        read_structure(path)

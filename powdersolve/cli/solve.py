@@ -1,9 +1,87 @@
-"""`powdersolve solve`: not registered yet."""
+"""`powdersolve solve`: ranked, refined crystal structures (CIF) from a measured powder pattern."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from powdersolve.density import MAX_GRID
+from powdersolve.diffraction.sticks import parse_wavelength
+from powdersolve.errors import OutputError
+from powdersolve.formats import READERS
+from powdersolve.predict import MIN_GRID, SYSTEMS, PredictConfig, parse_cell
+from powdersolve.solve.pipeline import DEFAULT_MAX_RWP, SolveConfig, solve, write_solve_outputs
+
+
+def _echo(msg: str) -> None:
+    click.echo(f"powdersolve: {msg}", err=True)
+
+
+@click.command("solve")
+@click.argument("pattern", type=click.Path(path_type=Path))
+@click.option("--composition", default=None,
+              help="Formula ('CaF2') or elements only ('Ca,F'); without it species are inferred from electrons.")
+@click.option("--cell", default=None, help="Unit cell 'a b c alpha beta gamma' (A, deg) or 'a' (cubic); "
+                                           "default: index the pattern.")
+@click.option("--wavelength", default=None,
+              help="Wavelength in A or a line name (CuKa, MoKa1); needed when the file does not state it.")
+@click.option("--system", type=click.Choice(SYSTEMS), default="auto", show_default=True,
+              help="Crystal system of the model; auto: from --cell or indexing.")
+@click.option("--samples", type=int, default=20, show_default=True,
+              help="Latent samples; each density map gives one candidate structure.")
+@click.option("--grid", type=int, default=50, show_default=True,
+              help=f"Grid points per cell axis ({MIN_GRID}-{MAX_GRID}).")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="Model .safetensors (default: the shipped model of the system).")
+@click.option("--max-rwp", type=float, default=DEFAULT_MAX_RWP, show_default=True,
+              help="Abstain (exit 3) when the best background-subtracted Rwp (fraction) is above this.")
+@click.option("--top", "top_k", type=int, default=5, show_default=True, help="Candidates written.")
+@click.option("--format", "fmt", type=click.Choice(sorted(READERS)), default=None,
+              help="Pattern file format (default: from the extension or content).")
+@click.option("--no-kalpha2-strip", is_flag=True, help="Do not strip K-alpha2 (use for K-alpha1-only data).")
+@click.option("--min-two-theta", type=float, default=5.0, show_default=True,
+              help="Ignore points below this 2-theta (deg).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latent samples.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+def solve_command(pattern: Path, composition: str | None, cell: str | None, wavelength: str | None, system: str,
+                  samples: int, grid: int, weights: Path | None, max_rwp: float, top_k: int, fmt: str | None,
+                  no_kalpha2_strip: bool, min_two_theta: float, seed: int, out: Path, overwrite: bool) -> None:
+    """Solve the crystal structure that diffracts PATTERN.
+
+    Predicts density maps (one per latent sample, plus their mean), reads atoms from each, refines
+    every distinct candidate against the pattern and ranks them by Rwp. Writes into --out:
+    refined.cif (the best), candidates/rank_01.cif ..., solution.json (per candidate: formula,
+    space group, Rwp, GoF, atoms; inputs, cell, timings, model checksum), fit.png and density/
+    (the predicted maps). The folder appears only when complete.
+
+    \b
+    Exit codes:
+      0  solved; outputs written
+      2  bad input (unreadable pattern, bad option, no cell, bad composition)
+      3  no solution: the best Rwp is above --max-rwp; nothing is written
+      4  the output folder cannot be written or already exists (see --overwrite)
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise OutputError(f"{out}: already exists; pass --overwrite or choose another --out")
+    config = SolveConfig(samples=samples, grid=grid, max_rwp=max_rwp, top_k=top_k)
+    pconfig = PredictConfig(
+        samples=samples, grid=grid, seed=seed, system=system, strip_kalpha2=not no_kalpha2_strip,
+        min_two_theta=min_two_theta, composition=composition, cell=parse_cell(cell) if cell is not None else None,
+        wavelength=parse_wavelength(wavelength) if wavelength is not None else None, weights=weights, format=fmt,
+    )
+    result = solve(pattern, config, pconfig, progress=_echo)
+    write_solve_outputs(result, out, overwrite=overwrite, progress=_echo)
+    best = result.best
+    if result.species_note:
+        _echo(result.species_note)
+    abc = " ".join(f"{x:.4f}" for x in best.result.structure.lattice.abc)
+    click.echo(f"{out}: {best.formula} {best.spacegroup_symbol} (#{best.spacegroup}), a b c {abc} A, "
+               f"Rwp {best.result.rwp:.3f}, GoF {best.result.gof:.2f}; {len(result.candidates)} of "
+               f"{result.n_distinct} distinct candidates written")
 
 
 def register(group: click.Group) -> None:
     """Add this module's commands to the CLI group."""
+    group.add_command(solve_command)

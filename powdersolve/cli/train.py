@@ -25,8 +25,8 @@ def register(group: click.Group) -> None:
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--kl-weight", default=0.05, show_default=True, type=click.FloatRange(min=0))
-@click.option("--loss", type=click.Choice(["l1", "l2"]), default=None,
-              help="Query-decoder loss (default: l1 for the paper config, l2 coefficients for fourier).")
+@click.option("--loss", type=click.Choice(["l1", "l2", "rel_l2"]), default=None,
+              help="Loss (default: l1 for the query decoder as the paper, l2 for the fourier decoder).")
 @click.option("--points-side", default=10, show_default=True, type=click.IntRange(1, 64),
               help="Query points per crystal = side^3 (paper: 10 -> 1000).")
 @click.option("--shift-grid", default=16, show_default=True, type=click.IntRange(0, 64),
@@ -42,10 +42,11 @@ def register(group: click.Group) -> None:
 @click.option("--threads", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--init", default=None, type=click.Path(), help="Warm-start from these weights (same architecture).")
 @click.option("--max-train", default=0, type=click.IntRange(0), help="Use at most this many training crystals.")
 def train_cmd(data_dirs, config_name, system, run_dir, epochs, batch_size, lr, kl_weight, loss, points_side,
               shift_grid, composition_kind, no_xrd, no_formula, wavelengths, augment, val_every, seed, threads,
-              resume, device, max_train) -> None:
+              resume, device, init, max_train) -> None:
     """Train a CMED model (the paper's recipe; every value configurable)."""
     from powdersolve.dataset import card_hash, load_dataset
     from powdersolve.model import with_overrides
@@ -86,7 +87,7 @@ def train_cmd(data_dirs, config_name, system, run_dir, epochs, batch_size, lr, k
                        shift_grid=shift_grid, val_every=val_every, seed=seed, threads=threads,
                        augment=augment or ("paper" if mcfg.xrd_input == "paper" else "realistic"))
     data_hash = ",".join(card_hash(d) for d in data_dirs)
-    summary = train(tr, va, mcfg, tcfg, run_dir, resume=resume, device=device, data_hash=data_hash)
+    summary = train(tr, va, mcfg, tcfg, run_dir, resume=resume, device=device, data_hash=data_hash, init=init)
     click.echo(json.dumps(summary))
 
 

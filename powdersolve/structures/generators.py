@@ -2,9 +2,9 @@
 
 Every generator is deterministic given its seed: one :class:`numpy.random.Generator` drives all
 choices, and PyXtal gets an integer seed drawn from it. The only non-deterministic element is the
-per-structure wall-clock ``timeout_s`` that guards PyXtal's heavy-tailed run time: when it fires,
-that candidate is skipped, which depends on machine load. It is a safety net (seconds, against
-typical milliseconds), so in practice it never fires for the cells allowed here (<= 60 atoms).
+per-candidate CPU-time limit ``timeout_s`` that guards PyXtal's heavy-tailed run time: when it
+fires, that candidate is skipped. CPU time (not wall time) is used so that a loaded machine does
+not change which candidates survive; caches and imports are warmed before the timed loop.
 
 All crystals come back in the conventional standard cell (spglib via :func:`standardize`), with
 their space group, and pass three filters: the requested space groups, a minimum interatomic
@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Composition, Element, Lattice, Structure
+from pymatgen.core import Element, Lattice, Structure
 
 from powdersolve.errors import InputError
 from powdersolve.structures.crystal import Crystal
@@ -59,7 +59,7 @@ class _Timeout(Exception):
 
 @contextlib.contextmanager
 def _time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`_Timeout` in the block after ``seconds`` (main thread only; elsewhere no limit)."""
+    """Raise :class:`_Timeout` in the block after ``seconds`` of CPU time (main thread only; elsewhere no limit)."""
     if seconds <= 0 or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -67,13 +67,15 @@ def _time_limit(seconds: float) -> Iterator[None]:
     def handler(signum, frame):  # noqa: ARG001
         raise _Timeout
 
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # CPU time of this process (ITIMER_PROF), not wall time: other processes on a busy machine
+    # then cannot make a candidate time out, which keeps builds reproducible under load.
+    old = signal.signal(signal.SIGPROF, handler)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, old)
 
 
 def parse_system(system: str | Sequence[int]) -> tuple[int, ...]:
@@ -387,7 +389,7 @@ def generate(kind: str, system: str | Sequence[int], count: int, seed: int | Seq
         min_distance: smallest allowed interatomic distance in Angstrom.
         covalent_factor: smallest allowed distance as a fraction of the sum of covalent radii.
         max_atoms: largest conventional cell (atoms).
-        timeout_s: wall-clock limit per candidate in seconds (main thread only; 0 disables).
+        timeout_s: CPU-time limit per candidate in seconds (main thread only; 0 disables).
 
     Raises:
         InputError: bad arguments, or fewer than ``count`` crystals after

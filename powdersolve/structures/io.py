@@ -21,6 +21,8 @@ MAX_STRUCTURE_BYTES = 20 * 1024 * 1024
 MAX_ATOMS = 2000
 #: Largest cell volume accepted (A^3): reflection and grid counts grow with it, so a hostile cell cannot exhaust memory.
 MAX_VOLUME = 1.0e6
+#: Shortest lattice translation accepted (A); no crystal repeats over a shorter distance.
+MIN_LATTICE_VECTOR = 1.0
 
 
 def _is_structure_file(p: Path) -> bool:
@@ -69,6 +71,11 @@ def read_structure(path: str | Path) -> Structure:
     if not 1.0 <= structure.volume <= MAX_VOLUME:
         raise InputError(f"{p}: cell volume {structure.volume:.3g} A^3 is outside 1-{MAX_VOLUME:.0e} A^3; "
                          "check the cell lengths")
+    # A sub-Angstrom lattice translation (e.g. a 0.5-degree cell angle) is unphysical and stalls spglib for minutes.
+    shortest = min(structure.lattice.get_lll_reduced_lattice().abc)
+    if shortest < MIN_LATTICE_VECTOR:
+        raise InputError(f"{p}: the cell has a {shortest:.3g} A lattice translation (below {MIN_LATTICE_VECTOR} A); "
+                         "check the cell lengths and angles")
     return structure
 
 

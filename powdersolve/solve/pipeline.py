@@ -1,0 +1,464 @@
+"""Structure solution end to end: pattern -> density samples -> atoms -> refined, ranked candidates.
+
+:func:`solve` runs :func:`powdersolve.predict.predict` with every latent sample kept, reads atoms from
+the posterior-mean map and from each sample map (:func:`powdersolve.solve.atoms.density_to_structure`),
+merges identical structures (pymatgen StructureMatcher) so each distinct candidate is refined once,
+refines and ranks them by Rwp against the preprocessed pattern (as :func:`powdersolve.solve.rank.rank_candidates`)
+and abstains with :class:`~powdersolve.errors.NoSolutionError` when the best Rwp is above the threshold.
+
+The observed profile is the preprocessed one (range cut, K-alpha2 stripped, background removed): the
+refinement models a single wavelength, which after stripping is K-alpha1. Rwp is therefore a
+background-subtracted Rwp with unit weights (the processed values are not counts any more), which is
+stricter than the conventional one computed with the background included.
+
+:func:`solve_from_grids` does the same from given density grids (e.g. the exact CMED: the "oracle"
+ceiling of the density -> structure stage) without a model. :func:`write_solve_outputs` writes
+candidates/rank_XX.cif, refined.cif, solution.json, fit.png and the density maps atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from powdersolve.composition import parse_composition
+from powdersolve.errors import InputError, NoSolutionError
+from powdersolve.fileio import atomic_output_dir, atomic_write_text
+from powdersolve.formats import Pattern, read_pattern
+from powdersolve.predict import PredictConfig, Prediction, predict
+from powdersolve.solve.atoms import density_to_structure
+from powdersolve.solve.rank import Candidate, RankConfig, write_solutions
+from powdersolve.solve.refine import RefineConfig, RefineResult, plot_fit, refine
+
+Progress = Callable[[str], None]
+
+#: Default abstain threshold on the background-subtracted, unit-weight Rwp (fraction). The exact
+#: structure refined against simulated measured-like Cu patterns (Caglioti widths, K-alpha2 stripped,
+#: SNIP background, Poisson noise) reaches ~0.05-0.15 with the profile refined; wrong structures in the
+#: right cell leave most peak intensity unexplained (> 0.4).
+DEFAULT_MAX_RWP = 0.35
+
+
+@dataclass(frozen=True)
+class SolveConfig:
+    """Settings of :func:`solve`.
+
+    Attributes:
+        samples: latent samples drawn (sample 0 is the posterior mean); each gives a candidate.
+        grid: density grid points per cell axis.
+        max_rwp: abstain when the best refined Rwp (fraction) is above this.
+        top_k: candidates kept and written (best first).
+        abstain: raise NoSolutionError above ``max_rwp`` (False returns the ranked list anyway).
+        include_mean: also read atoms from the mean map over samples.
+        min_distance: density maxima closer than this (Angstrom) are one atom.
+        symprec: spglib tolerance (Angstrom) when reading atoms from a map.
+        refine: refinement settings; the profile (U, V, W) is refined because real instruments differ.
+        width_from_peaks: start W at the squared median FWHM (deg^2) of the picked peaks.
+    """
+
+    samples: int = 20
+    grid: int = 50
+    max_rwp: float = DEFAULT_MAX_RWP
+    top_k: int = 5
+    abstain: bool = True
+    include_mean: bool = True
+    min_distance: float = 0.7
+    symprec: float = 0.2
+    refine: RefineConfig = field(default_factory=lambda: RefineConfig(refine_profile=True))
+    width_from_peaks: bool = True
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.max_rwp) and self.max_rwp > 0):
+            raise InputError(f"--max-rwp {self.max_rwp} must be a positive fraction (e.g. 0.35)")
+        if not 1 <= int(self.top_k) <= 1000:
+            raise InputError(f"top_k {self.top_k} is outside 1-1000")
+        if not self.min_distance > 0:
+            raise InputError(f"min_distance {self.min_distance} A must be positive")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The profile the candidates are refined against.
+
+    Attributes:
+        two_theta: (n,) degrees; counts: (n,) processed intensities (background removed).
+        wavelength: Angstrom, K-alpha1 after stripping, else the file's / argument's.
+        source: the pattern file; fwhm: median FWHM of the picked peaks (deg) or None.
+    """
+
+    two_theta: np.ndarray
+    counts: np.ndarray
+    wavelength: float
+    source: str
+    fwhm: float | None = None
+
+
+@dataclass
+class SolveResult:
+    """Ranked, refined candidates.
+
+    Attributes:
+        candidates: distinct refined candidates, best (lowest Rwp) first.
+        origins: per candidate, the maps it was read from ('mean', 'sample 3', ...).
+        observed: the profile refined against.
+        prediction: the model's prediction (None for :func:`solve_from_grids`).
+        composition: the composition text given, or None.
+        species_note: how species were chosen when the composition was partial or missing ('' otherwise).
+        notes: anything else worth telling (maps without atoms, overlaps).
+        n_maps: maps read; n_distinct: distinct structures refined.
+        timings: seconds per step.
+    """
+
+    candidates: list[Candidate]
+    origins: list[list[str]]
+    observed: Observed
+    prediction: Prediction | None
+    composition: str | None
+    species_note: str
+    notes: list[str]
+    n_maps: int
+    n_distinct: int
+    timings: dict[str, float]
+    config: SolveConfig
+
+    @property
+    def best(self) -> Candidate:
+        """The top-ranked candidate."""
+        return self.candidates[0]
+
+    def summary(self) -> dict:
+        """JSON-ready description: candidates (formula, space group, Rwp, GoF, atoms), inputs, cell, timings."""
+        cands = []
+        for k, (c, org) in enumerate(zip(self.candidates, self.origins), start=1):
+            cands.append(dict(rank=k, **c.summary(), from_maps=org, cif=f"candidates/rank_{k:02d}.cif"))
+        pred = self.prediction
+        cell = None
+        if pred is not None:
+            a, b, c, al, be, ga = pred.cell
+            cell = {"a": a, "b": b, "c": c, "alpha": al, "beta": be, "gamma": ga, "source": pred.cell_source,
+                    "indexing": pred.indexing, "system": pred.system}
+        return {
+            "candidates": cands,
+            "inputs": {"pattern": self.observed.source, "composition": self.composition,
+                       "wavelength_A": pred.wavelength if pred is not None else {"effective": self.observed.wavelength},
+                       "samples": self.config.samples, "grid": self.config.grid},
+            "cell": cell,
+            "model": None if pred is None else {key: pred.model.get(key) for key in ("weights", "sha256", "system")},
+            "abstain": {"max_rwp": self.config.max_rwp, "best_rwp": round(self.best.result.rwp, 6),
+                        "rwp_definition": "background-subtracted profile, unit weights, fraction"},
+            "maps_read": self.n_maps, "distinct_structures_refined": self.n_distinct,
+            "species_note": self.species_note, "notes": self.notes,
+            "processing": None if pred is None else pred.processing,
+            "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+# ------------------------------------------------------------------------------------------- pieces
+
+
+def observed_profile(pattern: str | os.PathLike | Pattern, config: PredictConfig | None = None) -> Observed:
+    """Read and preprocess ``pattern`` exactly as :func:`powdersolve.predict.predict` does (no model needed)."""
+    config = config or PredictConfig()
+    from powdersolve.diffraction.peaks import find_peaks
+    from powdersolve.preprocess import PreprocessConfig, doublet_for, preprocess
+
+    pat = pattern if isinstance(pattern, Pattern) else read_pattern(pattern, config.format)
+    if pat.wavelength is not None:
+        lam = float(pat.wavelength)
+    elif config.wavelength is not None:
+        lam = float(config.wavelength)
+    else:
+        raise InputError(f"{pat.source}: the file does not state its wavelength; pass --wavelength")
+    strip = config.strip_kalpha2
+    if strip:
+        try:
+            doublet_for(lam)
+        except InputError:
+            strip = False
+    pcfg = PreprocessConfig(min_two_theta=config.min_two_theta, zero_shift=config.zero_shift, strip_kalpha2=strip,
+                            background="snip" if config.background else None)
+    tt, y, _ = preprocess(pat.two_theta, pat.counts, lam, pcfg)
+    lam_eff = doublet_for(lam)[0] if strip else lam
+    peaks = find_peaks(tt, y)
+    fwhm = float(np.median(peaks.fwhm)) if len(peaks) else None
+    return Observed(tt, y, lam_eff, str(pat.source), fwhm)
+
+
+def _observed_from_prediction(pred: Prediction) -> Observed:
+    tt, y = pred.processed
+    fwhm = float(np.median(pred.peaks.fwhm)) if len(pred.peaks) else None
+    return Observed(np.asarray(tt, np.float64), np.asarray(y, np.float64), float(pred.wavelength["effective"]),
+                    pred.source, fwhm)
+
+
+def composition_for_atoms(text: str | None) -> tuple[dict[str, float] | None, bool]:
+    """(element -> amount or None, ratios_known) for :func:`density_to_structure` from the user's text."""
+    if not text:
+        return None, False
+    parsed = parse_composition(text)
+    return dict(parsed.amounts), bool(parsed.ratios_known)
+
+
+def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.ndarray,
+                          composition: dict[str, float] | None, *, ratios_known: bool = True,
+                          labels: Sequence[str] | None = None, min_distance: float = 0.7, symprec: float = 0.2,
+                          ) -> tuple[list[Structure], list[list[str]], str, list[str]]:
+    """Distinct structures read from density grids (e/A^3, fractional axes) in the cell ``lattice`` (rows, A).
+
+    Returns (structures, the labels of the maps each came from, species note, notes). Maps that give no
+    atom are skipped with a note; identical structures (StructureMatcher, same formula) are merged,
+    first occurrence kept, so the refinement runs once per distinct structure.
+    """
+    labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]
+    matcher = StructureMatcher()
+    structures: list[Structure] = []
+    origins: list[list[str]] = []
+    species_note = ""
+    notes: list[str] = []
+    failed: list[str] = []
+    for grid, label in zip(grids, labels):
+        try:
+            res = density_to_structure(grid, lattice, composition, ratios_known=ratios_known,
+                                       min_distance=min_distance, symprec=symprec)
+        except InputError as exc:
+            failed.append(f"{label} ({exc})")
+            continue
+        species_note = species_note or res.inferred_species_note
+        notes += [n for n in res.notes if n not in notes]
+        s = res.structure
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            same = next((i for i, t in enumerate(structures)
+                         if t.composition.reduced_formula == s.composition.reduced_formula and matcher.fit(t, s)), None)
+        if same is None:
+            structures.append(s)
+            origins.append([label])
+        else:
+            origins[same].append(label)
+    if failed:
+        more = "; ..." if len(failed) > 3 else ""
+        notes.append(f"{len(failed)} map(s) gave no atoms: " + "; ".join(failed[:3]) + more)
+    return structures, origins, species_note, notes
+
+
+def _refine_config(config: SolveConfig, observed: Observed) -> RefineConfig:
+    cfg = config.refine
+    if config.width_from_peaks and observed.fwhm is not None and np.isfinite(observed.fwhm) and observed.fwhm > 0:
+        # Starting from the measured width keeps the first (positions-only) stage from fitting a
+        # wrongly sized peak; U and V start at zero and refine later.
+        cfg = replace(cfg, w=float(np.clip(observed.fwhm, 0.01, 2.0)) ** 2)
+    return cfg
+
+
+def _finite(res: RefineResult) -> bool:
+    s = res.structure
+    return bool(np.isfinite(res.rwp) and np.all(np.isfinite(s.lattice.matrix)) and np.all(np.isfinite(s.frac_coords)))
+
+
+def refine_safely(structure: Structure, observed: Observed, config: RefineConfig) -> RefineResult | None:
+    """Refine, falling back to fewer free parameters when a fit diverges (NaN); None when every try fails.
+
+    A wrong starting structure can drive the Caglioti widths or the cell to a non-physical point where
+    the pattern is NaN; the fit is then retried with the profile fixed, then with only the scale, zero
+    and B free.
+    """
+    tries = (config, replace(config, refine_profile=False),
+             replace(config, refine_profile=False, refine_lattice=False, refine_coords=False))
+    for cfg in tries:
+        try:
+            res = refine(structure, observed.two_theta, observed.counts, observed.wavelength, None, cfg)
+        except InputError:
+            raise
+        except (ValueError, RuntimeError, np.linalg.LinAlgError):  # a singular or diverged fit
+            continue
+        if _finite(res):
+            return res
+    return None
+
+
+def _spacegroup(structure: Structure, symprec: float) -> tuple[int, str]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sga = SpacegroupAnalyzer(structure, symprec=symprec)
+            return int(sga.get_space_group_number()), str(sga.get_space_group_symbol())
+    except Exception:  # spglib gives up on near-degenerate cells: report P1
+        return 1, "P1"
+
+
+def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[str]], observed: Observed,
+                    config: SolveConfig) -> tuple[list[Candidate], list[list[str]], list[str]]:
+    """Refine, deduplicate and rank ``structures`` against ``observed``; abstain (NoSolutionError) per ``config``.
+
+    Same procedure as :func:`powdersolve.solve.rank.rank_candidates` (refine each, sort by Rwp, drop
+    StructureMatcher duplicates keeping the better fit) but a diverged refinement drops that candidate
+    instead of passing NaN coordinates to spglib. Returns (candidates best first, at most
+    ``config.top_k``; the map labels of each; notes).
+    """
+    if not structures:
+        raise NoSolutionError(f"no solution: no density map of {observed.source} gave atoms; "
+                              "check the composition and cell, or sample more candidates")
+    rcfg = _refine_config(config, observed)
+    refined: list[Candidate] = []
+    notes: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, s in enumerate(structures):
+            res = refine_safely(s, observed, rcfg)
+            if res is None:
+                notes.append(f"candidate from {', '.join(origins[i])} did not refine (diverged); dropped")
+                continue
+            sg, sym = _spacegroup(res.structure, RankConfig().symprec)
+            refined.append(Candidate(res, i, res.structure.composition.reduced_formula, sg, sym, len(res.structure)))
+        refined.sort(key=lambda c: c.result.rwp)
+        matcher = StructureMatcher()
+        distinct: list[Candidate] = []
+        for c in refined:
+            if not any(d.formula == c.formula and matcher.fit(d.result.structure, c.result.structure)
+                       for d in distinct):
+                distinct.append(c)
+    if not distinct:
+        raise NoSolutionError(f"no solution: none of {len(structures)} candidates for {observed.source} could be "
+                              "refined; check composition, cell and wavelength")
+    best = distinct[0].result.rwp
+    if config.abstain and not best <= config.max_rwp:
+        raise NoSolutionError(
+            f"no solution: best Rwp {best:.3f} > threshold {config.max_rwp:.3f} for {observed.source} "
+            f"({len(structures)} distinct candidates); check composition, cell and wavelength, or raise --max-rwp")
+    ranked = distinct[: config.top_k]
+    return ranked, [list(origins[c.source]) for c in ranked], notes
+
+
+# ------------------------------------------------------------------------------------------ pipelines
+
+
+def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = SolveConfig(),
+          predict_config: PredictConfig | None = None, progress: Progress | None = None) -> SolveResult:
+    """Solve the structure that diffracts ``pattern``: ranked, refined candidates.
+
+    Args:
+        pattern: a pattern file or a :class:`~powdersolve.formats.Pattern`.
+        config: solve settings; its ``samples`` and ``grid`` override those of ``predict_config``.
+        predict_config: composition, cell, wavelength, weights, preprocessing (see :class:`PredictConfig`).
+        progress: called with one-line progress messages.
+
+    Raises:
+        InputError: bad pattern or options (exit 2). NoSolutionError: abstained (exit 3).
+    """
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    pcfg = replace(predict_config or PredictConfig(), samples=config.samples, grid=config.grid, keep_samples=True)
+    pred = predict(pattern, pcfg, progress=progress)
+    timings["predict"] = time.perf_counter() - t0
+    assert pred.samples is not None  # keep_samples=True
+    grids = ([pred.mean] if config.include_mean else []) + list(pred.samples)
+    labels = (["mean"] if config.include_mean else []) + [f"sample {i}" for i in range(len(pred.samples))]
+    result = _solve_grids(grids, labels, pred.lattice, pcfg.composition, _observed_from_prediction(pred), config,
+                          say, timings)
+    result.prediction = pred
+    return result
+
+
+def solve_from_grids(pattern: str | os.PathLike | Pattern, grids: Sequence[np.ndarray] | np.ndarray,
+                     lattice: np.ndarray, composition: str | None, config: SolveConfig = SolveConfig(),
+                     predict_config: PredictConfig | None = None, progress: Progress | None = None,
+                     labels: Sequence[str] | None = None) -> SolveResult:
+    """:func:`solve` from given density grids (e.g. the exact CMED) in the cell ``lattice`` (rows, A); no model.
+
+    ``predict_config`` supplies the preprocessing and the wavelength when the file has none.
+    """
+    say = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    observed = observed_profile(pattern, predict_config)
+    timings["preprocess"] = time.perf_counter() - t0
+    labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]
+    return _solve_grids(list(grids), labels, np.asarray(lattice, np.float64), composition, observed, config, say,
+                        timings)
+
+
+def solve_from_structures(pattern: str | os.PathLike | Pattern, structures: Sequence[Structure],
+                          config: SolveConfig = SolveConfig(), predict_config: PredictConfig | None = None,
+                          ) -> SolveResult:
+    """Refine and rank given starting structures against ``pattern`` (e.g. a no-model control)."""
+    t0 = time.perf_counter()
+    observed = observed_profile(pattern, predict_config)
+    timings = {"preprocess": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    ranked, origins, notes = rank_structures(structures, [[f"input {i}"] for i in range(len(structures))], observed,
+                                             config)
+    timings["refine_rank"] = time.perf_counter() - t0
+    return SolveResult(ranked, origins, observed, None, None, "", notes, len(structures), len(structures), timings,
+                       config)
+
+
+def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray, composition: str | None,
+                 observed: Observed, config: SolveConfig, say: Progress, timings: dict[str, float]) -> SolveResult:
+    t0 = time.perf_counter()
+    comp, ratios_known = composition_for_atoms(composition)
+    say(f"reading atoms from {len(grids)} density maps")
+    structures, origins, species_note, notes = candidates_from_grids(
+        grids, lattice, comp, ratios_known=ratios_known, labels=labels, min_distance=config.min_distance,
+        symprec=config.symprec)
+    if not comp:
+        species_note = species_note or "no composition given: species inferred from electrons per density peak"
+    timings["atoms"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    say(f"refining {len(structures)} distinct candidate structures")
+    ranked, ranked_origins, rank_notes = rank_structures(structures, origins, observed, config)
+    notes += rank_notes
+    timings["refine_rank"] = time.perf_counter() - t0
+    return SolveResult(ranked, ranked_origins, observed, None, composition, species_note, notes, len(grids),
+                       len(structures), timings, config)
+
+
+# ------------------------------------------------------------------------------------------ outputs
+
+
+def write_solve_outputs(result: SolveResult, out_dir: str | os.PathLike, overwrite: bool = False,
+                        progress: Progress | None = None) -> Path:
+    """Write the solution into ``out_dir``, which appears (or is replaced) only when every file is written.
+
+    Files: candidates/rank_01.cif ..., refined.cif (= rank 1), solution.json, fit.png (observed,
+    calculated, difference, reflection ticks of rank 1) and, when a model predicted, density/ (the
+    prediction's maps, figures and summary.json).
+    """
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    with atomic_output_dir(out, overwrite=overwrite) as stage:
+        summary = result.summary()
+        paths = write_solutions(result.candidates, stage)
+        shutil.copyfile(paths[0], stage / "refined.cif")
+        best = result.best
+        obs = result.observed
+        plot_fit(obs.two_theta, obs.counts, best.result.calc, best.result.ticks, stage / "fit.png",
+                 title=f"{best.formula} {best.spacegroup_symbol}: Rwp {100 * best.result.rwp:.1f}%")
+        if result.prediction is not None:
+            result.prediction.write(stage / "density", progress=progress)
+        # write_solutions' solution.json lists the candidates only; replace it with the full summary.
+        summary["timings_s"]["write"] = round(time.perf_counter() - t0, 4)
+        summary["files"] = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
+        atomic_write_text(stage / "solution.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
+    return out
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,64 @@
+"""`evaluate`: report fields, baselines scored by the same code, CLI round trip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from powdersolve.evaluate import EvalConfig, evaluate
+from powdersolve.model import build_model, tiny_config
+from powdersolve.weights import load_model, save_model
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("w")
+    return save_model(build_model(tiny_config()), d / "tiny.safetensors", {"note": "untrained"})
+
+
+@pytest.fixture(scope="module")
+def two_cifs(real_dir: Path, tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("cifs")
+    for name in ("CaF2_225.cif", "Al_225.cif"):
+        (d / name).write_bytes((real_dir / "cubic" / name).read_bytes())
+    return d
+
+
+def test_report_fields_and_baselines(tiny_weights: Path, two_cifs: Path, tmp_path: Path) -> None:
+    rep = evaluate(tiny_weights, two_cifs, EvalConfig(grid=16, samples=2), save_grids=tmp_path, progress=False)
+    for key in ("n", "cc_mean", "cc_median", "ssim_mean", "ssim_median", "psnr_mean", "baselines",
+                "per_spacegroup", "per_crystal", "protocol"):
+        assert key in rep
+    assert rep["n"] == 2
+    assert rep["baselines"]["mean"]["cc_mean"] == pytest.approx(0.0, abs=1e-9)
+    assert 0.0 < rep["baselines"]["random_atoms"]["cc_mean"] <= 1.0
+    assert rep["protocol"]["weights_sha256"] and rep["protocol"]["rotations"] == 24
+    assert (tmp_path / "CaF2_225_gt.npy").exists() and (tmp_path / "CaF2_225_pred.npy").exists()
+    for row in rep["per_crystal"]:
+        assert -1.0 <= row["cc"] <= 1.0 and row["spacegroup"] == 225
+
+
+def test_compare_models_in_one_report(tiny_weights: Path, two_cifs: Path) -> None:
+    rep = evaluate(tiny_weights, two_cifs, EvalConfig(grid=12, samples=1, baselines=False),
+                   extra_models={"no-xrd": tiny_weights}, progress=False)
+    assert rep["baselines"]["no-xrd"]["cc_mean"] == pytest.approx(rep["cc_mean"], abs=1e-6)
+
+
+def test_cli_writes_json(tiny_weights: Path, two_cifs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    res = subprocess.run([sys.executable, "-m", "powdersolve", "evaluate", "--weights", str(tiny_weights),
+                          "--structures", str(two_cifs), "--grid", "12", "--samples", "1", "--json", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-400:]
+    assert json.loads(out.read_text())["n"] == 2
+    assert "map CC" in res.stdout
+
+
+def test_weights_round_trip(tiny_weights: Path) -> None:
+    model, side = load_model(tiny_weights)
+    assert side["metadata"]["note"] == "untrained"
+    assert model.cfg == tiny_config()

@@ -1,0 +1,142 @@
+"""`powdersolve solve`: pattern -> ranked refined structures; oracle density path and the CLI contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Structure
+
+from powdersolve.cli import main
+from powdersolve.density import DensityConfig, density_grid
+from powdersolve.diffraction.profile import ProfileConfig, profile_pattern
+from powdersolve.diffraction.sticks import WAVELENGTHS, q_from_two_theta, sticks
+from powdersolve.errors import NoSolutionError
+from powdersolve.model import build_model, tiny_config
+from powdersolve.solve.pipeline import SolveConfig, solve_from_grids, write_solve_outputs
+from powdersolve.structures import load_crystal
+from powdersolve.weights import save_model
+
+
+def write_xy(path: Path, cif: Path, lo: float = 10.0, hi: float = 80.0, step: float = 0.02, seed: int = 0) -> Path:
+    """A measured-like Cu K-alpha pattern (K-alpha2, Caglioti widths, background, Poisson noise) as .xy."""
+    crystal = load_crystal(cif)
+    lam = WAVELENGTHS["CuKa1"]
+    s = sticks(crystal, q_max=float(q_from_two_theta(min(hi + 5, 179), lam)) * 1.01, b_iso=1.0)
+    cfg = ProfileConfig(u=0.004, w=0.002, eta0=0.4, kalpha2=True, background=(300.0, -80.0, 30.0),
+                        background_inverse=500.0, scale=20000.0, noise=True)
+    tt = np.arange(lo, hi, step)
+    y = profile_pattern(s, lam, tt, cfg, np.random.default_rng(seed))
+    path.write_text(f"# wavelength = {lam}\n" + "\n".join(f"{a:.4f} {b:.1f}" for a, b in zip(tt, y)) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def caf2_xy(tmp_path_factory: pytest.TempPathFactory, cubic_cif: Path) -> Path:
+    return write_xy(tmp_path_factory.mktemp("p") / "caf2.xy", cubic_cif)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    torch.manual_seed(0)
+    return save_model(build_model(tiny_config()), tmp_path_factory.mktemp("w") / "m.safetensors")
+
+
+@pytest.fixture(scope="module")
+def oracle(caf2_xy: Path, cubic_cif: Path):
+    """Solve from the exact CMED of CaF2 (the density -> structure ceiling), plus a shifted copy as a 2nd map."""
+    crystal = load_crystal(cubic_cif)
+    grid = density_grid(crystal, DensityConfig(b_iso=8.0, grid=32))
+    shifted = np.roll(grid, (8, 8, 8), axis=(0, 1, 2))  # origin moved by (1/4, 1/4, 1/4): the same structure
+    result = solve_from_grids(caf2_xy, [grid, shifted], crystal.lattice, "CaF2", SolveConfig(top_k=3),
+                              labels=["exact", "shifted"])
+    return crystal, result
+
+
+def test_oracle_density_gives_the_true_structure(oracle) -> None:
+    crystal, result = oracle
+    best = result.best
+    assert best.formula == "CaF2" and best.spacegroup == 225
+    assert StructureMatcher().fit(best.result.structure, crystal.to_structure())
+    assert best.result.rwp < 0.2  # noise + imperfect K-alpha2 stripping; a wrong structure stays > 0.35
+    # the origin-shifted map is the same structure: merged, not refined twice
+    assert result.n_distinct == 1 and result.origins[0] == ["exact", "shifted"]
+    assert abs(best.result.structure.lattice.a - crystal.cell_parameters[0]) < 0.01
+
+
+def test_outputs_are_complete_and_consistent(oracle, tmp_path: Path) -> None:
+    crystal, result = oracle
+    out = write_solve_outputs(result, tmp_path / "sol")
+    for name in ("refined.cif", "candidates/rank_01.cif", "solution.json", "fit.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "refined.cif").read_text() == (out / "candidates/rank_01.cif").read_text()
+    doc = json.loads((out / "solution.json").read_text())
+    assert doc["candidates"][0]["formula"] == "CaF2"
+    assert doc["candidates"][0]["rwp"] == pytest.approx(result.best.result.rwp, abs=1e-6)
+    s = Structure.from_file(out / "refined.cif")
+    assert StructureMatcher().fit(s, crystal.to_structure())
+    assert [p.name for p in tmp_path.iterdir()] == ["sol"]  # no staging folder left
+
+
+def test_abstains_above_threshold(caf2_xy: Path, cubic_cif: Path) -> None:
+    crystal = load_crystal(cubic_cif)
+    grid = density_grid(crystal, DensityConfig(b_iso=8.0, grid=24))
+    with pytest.raises(NoSolutionError, match=r"^no solution: best Rwp \d\.\d+ > threshold 0\.001"):
+        solve_from_grids(caf2_xy, [grid], crystal.lattice, "CaF2", SolveConfig(max_rwp=0.001))
+
+
+def run_cli(args: list, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    code = main(["solve", *[str(a) for a in args]])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_cli_solves_or_abstains_cleanly(caf2_xy: Path, weights: Path, cubic_cif: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture) -> None:
+    a = load_crystal(cubic_cif).cell_parameters[0]
+    out = tmp_path / "run"
+    code, stdout, err = run_cli([caf2_xy, "--weights", weights, "--cell", a, "--composition", "CaF2",
+                                 "--grid", 16, "--samples", 1, "--out", out], capsys)
+    assert code in (0, 3), err
+    if code == 3:  # an untrained model usually gives a bad map: one line, nothing written
+        errors = [line for line in err.splitlines() if "error" in line]  # the other lines are progress
+        assert len(errors) == 1 and errors[0].startswith("powdersolve: error: no solution: best Rwp"), err
+        assert not out.exists()
+        assert list(tmp_path.iterdir()) == []
+    else:
+        for name in ("refined.cif", "solution.json", "fit.png", "density/density.ccp4", "density/summary.json"):
+            assert (out / name).is_file(), name
+        doc = json.loads((out / "solution.json").read_text())
+        assert len(doc["model"]["sha256"]) == 64 and doc["candidates"][0]["rwp"] <= 0.35
+
+
+@pytest.mark.parametrize("extra", [
+    ["--cell", "abc"],
+    ["--composition", "Xx2"],
+    ["--max-rwp", "-1"],
+    ["--grid", "2"],
+    ["--wavelength", "banana"],
+])
+def test_cli_bad_inputs_exit_2(caf2_xy: Path, weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                               extra: list[str]) -> None:
+    out = tmp_path / "run"
+    code, _, err = run_cli([caf2_xy, "--weights", weights, "--cell", "5.46", "--samples", 1, "--grid", 16,
+                            "--out", out, *extra], capsys)
+    assert code == 2, err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1 and not out.exists()
+
+
+def test_cli_missing_pattern_exit_2(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run_cli([tmp_path / "nope.xy", "--weights", weights, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "nope.xy" in err
+
+
+def test_cli_help_documents_exit_codes(capsys: pytest.CaptureFixture) -> None:
+    code, stdout, _ = run_cli(["--help"], capsys)
+    assert code == 0
+    assert "Exit codes" in stdout and "3  no solution" in stdout
