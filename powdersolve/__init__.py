@@ -31,7 +31,7 @@ _LAZY = {
     "EvalConfig": "powdersolve.evaluate",
     "train": "powdersolve.train",
     "TrainConfig": "powdersolve.train",
-    "solve": "powdersolve.solve.pipeline",
+    "solve": "powdersolve.solve",
     "SolveConfig": "powdersolve.solve.pipeline",
     "read_pattern": "powdersolve.formats",
     "load_model": "powdersolve.weights",
@@ -42,5 +42,7 @@ __all__ = ["InputError", "NoSolutionError", "OutputError", "PowdersolveError", "
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module = importlib.import_module(_LAZY[name])
+        # predict and solve are modules made callable (see _callable.py): return the module itself.
+        return module if module.__name__ == f"powdersolve.{name}" else getattr(module, name)
     raise AttributeError(f"module 'powdersolve' has no attribute '{name}'")

@@ -292,10 +292,21 @@ class FourierDecoder(nn.Module):
             layers += [nn.Linear(a, b), nn.LayerNorm(b), nn.GELU()]
         self.net = nn.Sequential(*layers)
         self.out = nn.Linear(sizes[-1], 2 * self.n_coef + 1)
+        # Per-output scale (e/A^3): the RMS of each coefficient over the training set, set by
+        # `set_output_scale`. The low orders of heavy-atom cells are hundreds of times larger than
+        # the high orders; scaling lets every output weight live at the same O(1/sqrt(width)) size,
+        # which Adam's fixed step length needs.
+        self.register_buffer("scale", torch.ones(2 * self.n_coef + 1))
+
+    def set_output_scale(self, dc: torch.Tensor, coef: torch.Tensor) -> None:
+        """Set the output scale from training targets dc (N,) and coef (N, M) complex."""
+        rms_dc = dc.float().pow(2).mean().sqrt()
+        rms = (coef.abs().float().pow(2).mean(0) / 2).sqrt().clamp_min(1e-6)
+        self.scale.copy_(torch.cat([rms_dc[None], rms, rms]))
 
     def forward(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (dc (B,), coefficients (B, M) complex) in e/A^3."""
-        o = self.out(self.net(c))
+        o = self.out(self.net(c)) * self.scale
         dc = o[:, 0]
         coef = torch.complex(o[:, 1 : 1 + self.n_coef], o[:, 1 + self.n_coef :])
         return dc, coef

@@ -281,6 +281,8 @@ def train(records_train: list, records_val: list, model_cfg: ModelConfig, tcfg: 
     steps_per_epoch = max(1, len(train_set) // tcfg.batch_size)
     total = steps_per_epoch * tcfg.epochs
     state = {"step": 0, "best_val": -1.0, "wall": 0.0, "history": []}
+    if model_cfg.arch == "fourier" and init is None and not resume:
+        model.decoder.set_output_scale(train_set.dc, train_set.coef)
     if init is not None and not resume:
         from powdersolve.weights import load_model
 

@@ -15,26 +15,62 @@ def register(group: click.Group) -> None:
 
 
 @click.command("train")
-@click.option("--data", "data_dirs", required=True, multiple=True, type=click.Path(),
-              help="Dataset folder from `powdersolve data build` (repeat to combine).")
-@click.option("--config", "config_name", default="cpu", show_default=True,
-              help="Model config: paper (the paper's 14.8 M network), cpu (shipped default), tiny (tests).")
+@click.option(
+    "--data",
+    "data_dirs",
+    required=True,
+    multiple=True,
+    type=click.Path(),
+    help="Dataset folder from `powdersolve data build` (repeat to combine).",
+)
+@click.option(
+    "--config",
+    "config_name",
+    default="cpu",
+    show_default=True,
+    help="Model config: paper (the paper's 14.8 M network), cpu (shipped default), tiny (tests).",
+)
 @click.option("--system", default="cubic", show_default=True, help="Crystal system the model is for.")
 @click.option("--out", "run_dir", required=True, type=click.Path(), help="Run folder (checkpoints, log, weights).")
 @click.option("--epochs", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--kl-weight", default=0.05, show_default=True, type=click.FloatRange(min=0))
-@click.option("--loss", type=click.Choice(["l1", "l2", "rel_l2"]), default=None,
-              help="Loss (default: l1 for the query decoder as the paper, l2 for the fourier decoder).")
-@click.option("--points-side", default=10, show_default=True, type=click.IntRange(1, 64),
-              help="Query points per crystal = side^3 (paper: 10 -> 1000).")
-@click.option("--shift-grid", default=16, show_default=True, type=click.IntRange(0, 64),
-              help="Origin-shift search grid of the coefficient loss (0 = none).")
-@click.option("--composition", "composition_kind", type=click.Choice(["fractions", "presence", "drop", "none"]),
-              default=None, help="Composition encoding (ablation).")
+@click.option(
+    "--loss",
+    type=click.Choice(["l1", "l2", "rel_l2"]),
+    default=None,
+    help="Loss (default: l1 for the query decoder as the paper, l2 for the fourier decoder).",
+)
+@click.option(
+    "--points-side",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Query points per crystal = side^3 (paper: 10 -> 1000).",
+)
+@click.option(
+    "--shift-grid",
+    default=16,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="Origin-shift search grid of the coefficient loss (0 = none).",
+)
+@click.option(
+    "--composition",
+    "composition_kind",
+    type=click.Choice(["fractions", "presence", "drop", "none"]),
+    default=None,
+    help="Composition encoding (ablation).",
+)
 @click.option("--no-xrd", is_flag=True, help="Ablation: composition-only model.")
 @click.option("--no-formula", is_flag=True, help="Ablation: pattern-only model.")
+@click.option(
+    "--xrd-input",
+    type=click.Choice(["q", "paper"]),
+    default=None,
+    help="Pattern axis: q (wavelength-free) or paper (2-theta 0-180 deg channels).",
+)
 @click.option("--wavelengths", default=None, help="Paper input channels, comma-separated (e.g. 0.71073,1.54184).")
 @click.option("--augment", type=click.Choice(["realistic", "paper"]), default=None)
 @click.option("--val-every", default=5, show_default=True, type=click.IntRange(1))
@@ -44,9 +80,32 @@ def register(group: click.Group) -> None:
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--init", default=None, type=click.Path(), help="Warm-start from these weights (same architecture).")
 @click.option("--max-train", default=0, type=click.IntRange(0), help="Use at most this many training crystals.")
-def train_cmd(data_dirs, config_name, system, run_dir, epochs, batch_size, lr, kl_weight, loss, points_side,
-              shift_grid, composition_kind, no_xrd, no_formula, wavelengths, augment, val_every, seed, threads,
-              resume, device, init, max_train) -> None:
+def train_cmd(
+    data_dirs,
+    config_name,
+    system,
+    run_dir,
+    epochs,
+    batch_size,
+    lr,
+    kl_weight,
+    loss,
+    points_side,
+    shift_grid,
+    composition_kind,
+    no_xrd,
+    no_formula,
+    xrd_input,
+    wavelengths,
+    augment,
+    val_every,
+    seed,
+    threads,
+    resume,
+    device,
+    init,
+    max_train,
+) -> None:
     """Train a CMED model (the paper's recipe; every value configurable)."""
     from powdersolve.dataset import card_hash, load_dataset
     from powdersolve.model import with_overrides
@@ -65,6 +124,10 @@ def train_cmd(data_dirs, config_name, system, run_dir, epochs, batch_size, lr, k
         over["use_xrd"] = False
     if no_formula:
         over["use_formula"] = False
+    if xrd_input == "paper" and mcfg.xrd_input != "paper":
+        over.update(xrd_input="paper", xrd_channels=1, xrd_bins=1024)
+    elif xrd_input == "q" and mcfg.xrd_input != "q":
+        over.update(xrd_input="q", xrd_channels=2, xrd_bins=1024)
     if wavelengths:
         try:
             lams = tuple(float(x) for x in wavelengths.split(","))
@@ -82,10 +145,19 @@ def train_cmd(data_dirs, config_name, system, run_dir, epochs, batch_size, lr, k
         tr = tr[:max_train]
     if mcfg.xrd_input == "paper" and mcfg.wavelengths != (0.71073,):
         tr, va = _with_paper_channels(tr, mcfg), _with_paper_channels(va, mcfg)
-    tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, kl_weight=kl_weight,
-                       loss=loss or ("l1" if mcfg.arch == "query" else "l2"), points_side=points_side,
-                       shift_grid=shift_grid, val_every=val_every, seed=seed, threads=threads,
-                       augment=augment or ("paper" if mcfg.xrd_input == "paper" else "realistic"))
+    tcfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        kl_weight=kl_weight,
+        loss=loss or ("l1" if mcfg.arch == "query" else "l2"),
+        points_side=points_side,
+        shift_grid=shift_grid,
+        val_every=val_every,
+        seed=seed,
+        threads=threads,
+        augment=augment or ("paper" if mcfg.xrd_input == "paper" else "realistic"),
+    )
     data_hash = ",".join(card_hash(d) for d in data_dirs)
     summary = train(tr, va, mcfg, tcfg, run_dir, resume=resume, device=device, data_hash=data_hash, init=init)
     click.echo(json.dumps(summary))
