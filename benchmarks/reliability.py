@@ -48,7 +48,8 @@ def run_fuzz(examples: int) -> dict:
             fuzz.fuzz_test(fuzz.Target(target.strategy, counted), examples)()
             failure = ""
         except Exception as exc:  # a found counter-example: record it, go on with the other targets
-            failure = "".join(traceback.format_exception_only(exc))[-2000:]
+            text = "".join(traceback.format_exception_only(exc))
+            failure = text if len(text) < 3000 else text[:1500] + " ... " + text[-1500:]
         out[name] = {"examples_run": count["n"], "failures": int(bool(failure)), "failure": failure,
                      "seconds": round(time.perf_counter() - t0, 1)}
         print(f"fuzz {name}: {count['n']} examples, {'FAIL' if failure else 'ok'}", flush=True)

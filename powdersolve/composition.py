@@ -70,6 +70,8 @@ def parse_composition(text: str) -> ParsedComposition:
         )
     if "," in raw or ";" in raw:
         parts = [p.strip() for p in re.split(r"[,;]", raw) if p.strip()]
+        if not parts:
+            raise InputError(f"composition '{text}' names no element; give a formula like 'NaCl' or 'Na,Cl'")
         for p in parts:
             if p not in _SYMBOLS:
                 raise InputError(f"composition '{text}': '{_one_line(p)}' is not an element symbol")

@@ -225,6 +225,11 @@ def build_dataset(cfg: BuildConfig, out_dir: str | Path, shard: tuple[int, int] 
     ``shard=(i, n)`` builds only shards whose index % n == i, for splitting a build over machines.
     """
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder; choose another --out")
+    for g in cfg.generators:  # read file inputs before anything is written, so bad input leaves no output
+        if g.startswith("files:"):
+            iter_files(g[len("files:"):], parse_system(cfg.system), cfg.max_atoms)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -10,13 +10,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from powdersolve.baselines import baseline_grids
 from powdersolve.density import DensityConfig, density_grid
 from powdersolve.diffraction.sticks import sticks
 from powdersolve.errors import InputError
-from powdersolve.inputs import composition_amounts, composition_input, paper_channels, xrd_input_from_sticks
+from powdersolve.inputs import (
+    ModelInput,
+    amplitude_aux,
+    composition_amounts,
+    composition_input,
+    paper_channels,
+    reflection_table,
+    sample_grids,
+    xrd_input_from_sticks,
+)
 from powdersolve.metrics import score_predictions
 from powdersolve.model import CMEDNet
 from powdersolve.structures import Crystal, crystal_system, iter_structure_files, load_crystal
@@ -47,32 +55,20 @@ class EvalConfig:
 
 
 def model_inputs(model: CMEDNet, crystal: Crystal, q_limit: float | None = None,
-                 composition: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's (1, C, L) pattern and (1, 119) composition inputs simulated from a crystal."""
+                 composition: str | None = None) -> ModelInput:
+    """The model's inputs simulated from a crystal's stick pattern (cell known, as for indexed data)."""
     cfg = model.cfg
+    s = sticks(crystal, q_max=cfg.q_max)
     if cfg.xrd_input == "paper":
         x = paper_channels(crystal, cfg)
     else:
-        s = sticks(crystal, q_max=cfg.q_max)
         x = xrd_input_from_sticks(cfg, s.q, s.intensity, q_limit)
     c = composition_input(cfg, composition_amounts(crystal), composition, rng=np.random.default_rng(0))
-    return torch.from_numpy(x[None]), torch.from_numpy(c[None])
-
-
-@torch.no_grad()
-def sample_grids(model: CMEDNet, xrd: torch.Tensor, comp: torch.Tensor, samples: int, grid: int,
-                 seed: int = 0, batch: int = 8) -> np.ndarray:
-    """(S, N, N, N) density samples for one input; sample 0 is the posterior mean, the rest are drawn."""
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for start in range(0, samples, batch):
-        n = min(batch, samples - start)
-        x, c = xrd.expand(n, -1, -1), comp.expand(n, -1)
-        cond, _ = model.encode(x, c, sample=True, generator=gen)
-        if start == 0:
-            cond[0] = model.encode(xrd, comp, sample=False)[0][0]
-        out.append(model.grid(cond, grid).numpy())
-    return np.concatenate(out)[:samples]
+    aux = None
+    if cfg.amplitudes:
+        table = reflection_table(crystal.lattice, cfg.hkl_box, cfg.q_max)
+        aux = amplitude_aux(table, s.q, s.intensity, q_limit or cfg.q_max, cfg.b_iso, crystal.volume)
+    return ModelInput(x, c, aux)
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -112,8 +108,8 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
     for f, c in iterator:
         truth = density_grid(c, dcfg)
         t0 = time.perf_counter()
-        x, comp = model_inputs(model, c, cfg.q_limit, cfg.composition)
-        preds = sample_grids(model, x, comp, cfg.samples, cfg.grid, cfg.seed)
+        preds = sample_grids(model, model_inputs(model, c, cfg.q_limit, cfg.composition), cfg.samples, cfg.grid,
+                             cfg.seed)
         t1 = time.perf_counter()
         score = score_predictions(preds, truth)
         t_score += time.perf_counter() - t1
@@ -126,8 +122,8 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
                 base_rows[name].append(s)
                 row[f"{name}_cc"], row[f"{name}_ssim"] = s.cc, s.ssim
         for name, m in others.items():
-            xo, co = model_inputs(m, c, cfg.q_limit)
-            s = score_predictions(sample_grids(m, xo, co, cfg.samples, cfg.grid, cfg.seed), truth)
+            s = score_predictions(sample_grids(m, model_inputs(m, c, cfg.q_limit), cfg.samples, cfg.grid, cfg.seed),
+                                  truth)
             base_rows[name].append(s)
             row[f"{name}_cc"], row[f"{name}_ssim"] = s.cc, s.ssim
         rows.append(row)

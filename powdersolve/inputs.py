@@ -102,12 +102,9 @@ def paper_channels(crystal: Crystal, cfg: ModelConfig) -> np.ndarray:
     return np.stack([encode_two_theta(s, lam, cfg.xrd_bins) for lam in cfg.wavelengths])
 
 
-def augmented_xrd(cfg: ModelConfig, q: np.ndarray, intensity: np.ndarray, aug: Augment,
-                  rng: np.random.Generator, xrd_paper: np.ndarray | None = None) -> np.ndarray:
-    """One augmented training input from a stick pattern."""
-    if cfg.xrd_input == "paper":
-        x = xrd_input_from_sticks(cfg, q, intensity, xrd_paper=xrd_paper)
-        return shift_and_noise(x, aug.bin_shift, aug.noise, rng)
+def augment_sticks(cfg: ModelConfig, q: np.ndarray, intensity: np.ndarray, aug: Augment,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    """One random measured-like version of a stick pattern: (Q, intensity, measured Q limit)."""
     inten = np.asarray(intensity, dtype=np.float64)
     if aug.b_range[1] > 0:
         b = rng.uniform(*aug.b_range)
@@ -119,6 +116,16 @@ def augmented_xrd(cfg: ModelConfig, q: np.ndarray, intensity: np.ndarray, aug: A
         q_limit = float(rng.uniform(*aug.q_limit_range))
     if aug.detect > 0 and inten.size:
         inten = np.where(inten >= aug.detect * inten[q <= q_limit].max(initial=0.0), inten, 0.0)
+    return q, inten, q_limit
+
+
+def augmented_xrd(cfg: ModelConfig, q: np.ndarray, intensity: np.ndarray, aug: Augment,
+                  rng: np.random.Generator, xrd_paper: np.ndarray | None = None) -> np.ndarray:
+    """One augmented training input from a stick pattern."""
+    if cfg.xrd_input == "paper":
+        x = xrd_input_from_sticks(cfg, q, intensity, xrd_paper=xrd_paper)
+        return shift_and_noise(x, aug.bin_shift, aug.noise, rng)
+    q, inten, q_limit = augment_sticks(cfg, q, intensity, aug, rng)
     x = encode_q(q, inten, QAxis(cfg.q_max, cfg.xrd_bins), q_limit)
     return shift_and_noise(x, aug.bin_shift, aug.noise, rng)
 
@@ -128,3 +135,111 @@ def fourier_targets(crystal: Crystal, cfg: ModelConfig) -> tuple[float, np.ndarr
     hkl = half_space_hkl(cfg.hkl_box)
     f = structure_factors(crystal, np.vstack([np.zeros((1, 3), int), hkl]), cfg.b_iso) / crystal.volume
     return float(f[0].real), f[1:].astype(np.complex64)
+
+
+# ----------------------------------------------------------------------------- indexed amplitudes
+
+
+@dataclass(frozen=True)
+class ReflectionTable:
+    """Where the decoder's Miller indices fall on the Q axis for one cell.
+
+    Attributes:
+        q_box: (M,) Q = 2 pi / d (1/A) of each half-space box index of the decoder.
+        q_all: sorted Q (1/A) of every lattice reflection (full sphere, no (0,0,0)) up to ``q_max``;
+            counts how many reflections share a powder peak.
+    """
+
+    q_box: np.ndarray
+    q_all: np.ndarray
+
+
+def reflection_table(lattice: np.ndarray, box: tuple[int, int, int], q_max: float) -> ReflectionTable:
+    """Reflection positions of the decoder box and of all reflections to ``q_max`` (1/A) for a cell."""
+    from powdersolve.scattering import hkl_sphere
+
+    recip = np.linalg.inv(np.asarray(lattice, dtype=np.float64)).T
+    q_box = 2 * np.pi * np.linalg.norm(half_space_hkl(box) @ recip, axis=1)
+    hkl = hkl_sphere(recip, q_max / (2 * np.pi))
+    q_all = 2 * np.pi * np.linalg.norm(hkl[np.any(hkl != 0, axis=1)] @ recip, axis=1)
+    return ReflectionTable(q_box, np.sort(q_all))
+
+
+def box_amplitudes(table: ReflectionTable, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,
+                   b_iso: float, tol: float = 2e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Observed structure-factor amplitudes on the decoder's box, from a powder peak list.
+
+    Each peak's intensity (|F|^2-like, no Lorentz factor) is shared equally by the lattice
+    reflections within ``tol`` (1/A) of it (exact for symmetry-equivalent reflections, the usual
+    equipartition guess for accidental overlaps); a box index gets sqrt(intensity / count) of its
+    peak, 0 when no peak is there (absent or too weak). Amplitudes are multiplied by the target's
+    blur exp(-B (Q / 4 pi)^2) so that they track the target coefficients, then scaled to max 1.
+
+    Returns (amplitudes (M,), mask (M,)), float32; mask is 1 where Q <= ``q_limit`` (measured).
+    """
+    q_box = table.q_box
+    amp = np.zeros(len(q_box))
+    peak_q = np.asarray(peak_q, dtype=np.float64)
+    peak_i = np.asarray(peak_i, dtype=np.float64)
+    ok = (peak_q <= q_limit + tol) & (peak_i > 0)
+    peak_q, peak_i = peak_q[ok], peak_i[ok]
+    if peak_q.size:
+        order = np.argsort(peak_q)
+        peak_q, peak_i = peak_q[order], peak_i[order]
+        count = np.searchsorted(table.q_all, peak_q + tol, "right") - np.searchsorted(table.q_all, peak_q - tol, "left")
+        pos = np.clip(np.searchsorted(peak_q, q_box), 1, len(peak_q)) - 1
+        nxt = np.clip(pos + 1, 0, len(peak_q) - 1)
+        nearest = np.where(np.abs(peak_q[nxt] - q_box) < np.abs(peak_q[pos] - q_box), nxt, pos)
+        hit = np.abs(peak_q[nearest] - q_box) <= tol
+        amp[hit] = np.sqrt(peak_i[nearest[hit]] / np.maximum(count[nearest[hit]], 1))
+    amp *= np.exp(-b_iso * (q_box / (4 * np.pi)) ** 2)
+    mask = (q_box <= q_limit).astype(np.float32)
+    amp *= mask
+    top = amp.max(initial=0.0)
+    return (amp / top if top > 0 else amp).astype(np.float32), mask
+
+
+def amplitude_aux(table: ReflectionTable, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float, b_iso: float,
+                  volume: float, tol: float = 2e-3) -> dict[str, np.ndarray]:
+    """The decoder's extra inputs for amplitude models: amplitudes, measured mask, log cell volume (A^3)."""
+    amp, mask = box_amplitudes(table, peak_q, peak_i, q_limit, b_iso, tol)
+    return {"amp": amp, "mask": mask, "logv": np.float32(np.log(volume))}
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """Everything one prediction feeds the network: pattern (C, L), composition (119,), decoder extras."""
+
+    xrd: np.ndarray
+    comp: np.ndarray
+    aux: dict[str, np.ndarray] | None = None
+
+
+def sample_grids(model, inputs: ModelInput, samples: int, grid: int, seed: int = 0,
+                 max_voxels: int = 4_000_000) -> np.ndarray:
+    """(S, N, N, N) float32 density samples (e/A^3) for one input; sample 0 is the posterior mean."""
+    return np.concatenate(list(iter_sample_grids(model, inputs, samples, grid, seed, max_voxels)))
+
+
+def iter_sample_grids(model, inputs: ModelInput, samples: int, grid: int, seed: int = 0,
+                      max_voxels: int = 4_000_000):
+    """Yield chunks (s, N, N, N) of the density samples of :func:`sample_grids`, each at most
+    ``max_voxels`` grid points, so a caller that reduces them keeps memory bounded."""
+    import torch
+
+    gen = torch.Generator().manual_seed(int(seed))
+    chunk = max(1, max_voxels // grid**3)
+    x = torch.as_tensor(inputs.xrd, dtype=torch.float32)[None]
+    c = torch.as_tensor(inputs.comp, dtype=torch.float32)[None]
+    aux1 = None
+    if inputs.aux is not None:  # scalars become (1,), vectors (1, M)
+        aux1 = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32).reshape(1, -1).squeeze(-1)
+                if np.ndim(v) == 0 else torch.as_tensor(v, dtype=torch.float32)[None] for k, v in inputs.aux.items()}
+    with torch.no_grad():
+        for start in range(0, samples, chunk):
+            n = min(chunk, samples - start)
+            cond, _ = model.encode(x.expand(n, -1, -1), c.expand(n, -1), sample=True, generator=gen)
+            if start == 0:
+                cond[0] = model.encode(x, c, sample=False)[0][0]
+            aux = None if aux1 is None else {k: v.expand(n, *v.shape[1:]) for k, v in aux1.items()}
+            yield model.grid(cond, grid, aux=aux).float().numpy()

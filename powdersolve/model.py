@@ -53,6 +53,9 @@ class ModelConfig:
         regressor_blocks: skip blocks of the query regressor (paper: 3).
         decoder_layers: hidden layers of the coefficient decoder.
         hkl_box: largest |h|, |k|, |l| of predicted coefficients (fourier decoder).
+        amplitudes: (fourier decoder) also read the observed amplitude of every box index, from the
+            pattern's peaks indexed with the cell, and predict phases and a scale: the coefficient is
+            scale * amplitude * u_h. Needs the cell at prediction time (given or indexed).
         b_iso: B (A^2) of the target density; recorded so predictions match their training target.
         q_max: upper edge of the Q axis (1/A) for xrd_input='q'.
         wavelengths: wavelengths (A) of the 2-theta channels for xrd_input='paper'.
@@ -76,6 +79,7 @@ class ModelConfig:
     regressor_blocks: int = 3
     decoder_layers: int = 3
     hkl_box: tuple[int, int, int] = (8, 8, 8)
+    amplitudes: bool = False
     b_iso: float = 8.0
     q_max: float = 8.0
     wavelengths: tuple[float, ...] = (0.71073,)
@@ -118,20 +122,31 @@ def paper_config(system: str = "cubic", wavelengths: tuple[float, ...] = (0.7107
 
 
 def cpu_config(system: str = "cubic") -> ModelConfig:
-    """The shipped default: Q-axis input, strided CNN, Fourier-coefficient decoder."""
+    """The shipped default: Q-axis input, strided CNN, Fourier decoder reading indexed amplitudes."""
     box = (8, 8, 8) if system == "cubic" else (6, 6, 16)
     return ModelConfig(arch="fourier", xrd_input="q", xrd_channels=2, xrd_encoder="strided", latent=256,
-                       hidden=512, decoder_layers=3, hkl_box=box, system=system)
+                       hidden=512, decoder_layers=3, hkl_box=box, amplitudes=True, system=system)
 
 
-def tiny_config(arch: str = "fourier") -> ModelConfig:
+def cpu_free_config(system: str = "cubic") -> ModelConfig:
+    """The Fourier decoder without amplitude input (the paper's information: no cell given)."""
+    return replace(cpu_config(system), amplitudes=False)
+
+
+def tiny_config(arch: str = "fourier", amplitudes: bool = False) -> ModelConfig:
     """A few-thousand-parameter model for tests."""
-    return ModelConfig(arch=arch, xrd_input="q", xrd_channels=2, xrd_bins=256, xrd_encoder="strided", latent=16,
-                       hidden=32, film_width=32, n_fourier=16, regressor_blocks=1, decoder_layers=1,
-                       hkl_box=(3, 3, 3), q_max=8.0)
+    return ModelConfig(arch=arch, amplitudes=amplitudes, xrd_input="q", xrd_channels=2, xrd_bins=256,
+                       xrd_encoder="strided", latent=16, hidden=32, film_width=32, n_fourier=16,
+                       regressor_blocks=1, decoder_layers=1, hkl_box=(3, 3, 3), q_max=8.0)
 
 
-CONFIGS = {"paper": paper_config, "cpu": cpu_config, "tiny": lambda system="cubic": tiny_config()}
+CONFIGS = {
+    "paper": paper_config,
+    "cpu": cpu_config,
+    "cpu-free": cpu_free_config,
+    "tiny": lambda system="cubic": tiny_config(),
+    "tiny-amp": lambda system="cubic": tiny_config(amplitudes=True),
+}
 
 
 def half_space_hkl(box: tuple[int, int, int]) -> np.ndarray:
@@ -279,37 +294,68 @@ class QueryDecoder(nn.Module):
 
 
 class FourierDecoder(nn.Module):
-    """Latent condition -> density Fourier coefficients on a half-space box of Miller indices."""
+    """Latent condition -> density Fourier coefficients on a half-space box of Miller indices.
+
+    With ``cfg.amplitudes`` the decoder also reads ``aux`` = {amp (B, M), mask (B, M), logv (B,)}: the
+    observed amplitudes of its box indices (see :func:`powdersolve.inputs.box_amplitudes`), where
+    they were measured, and the log cell volume; it then predicts a complex factor u_h per index and
+    an overall scale s, and C_h = s * base_h * u_h with base_h the observed amplitude where measured
+    and the training RMS amplitude elsewhere. Otherwise it predicts C_h directly.
+    """
 
     def __init__(self, cfg: ModelConfig, cond: int):
         super().__init__()
         hkl = half_space_hkl(cfg.hkl_box)
         self.register_buffer("hkl", torch.as_tensor(hkl, dtype=torch.float32))
         self.n_coef = len(hkl)
-        sizes = [cond] + [cfg.hidden] * cfg.decoder_layers
+        self.amplitudes = cfg.amplitudes
+        width = cond
+        if self.amplitudes:
+            self.amp_in = nn.Sequential(nn.Linear(2 * self.n_coef + 1, cfg.hidden), nn.LayerNorm(cfg.hidden),
+                                        nn.GELU())
+            width = cond + cfg.hidden
+        sizes = [width] + [cfg.hidden] * cfg.decoder_layers
         layers: list[nn.Module] = []
         for a, b in zip(sizes[:-1], sizes[1:]):
             layers += [nn.Linear(a, b), nn.LayerNorm(b), nn.GELU()]
         self.net = nn.Sequential(*layers)
-        self.out = nn.Linear(sizes[-1], 2 * self.n_coef + 1)
-        # Per-output scale (e/A^3): the RMS of each coefficient over the training set, set by
-        # `set_output_scale`. The low orders of heavy-atom cells are hundreds of times larger than
-        # the high orders; scaling lets every output weight live at the same O(1/sqrt(width)) size,
-        # which Adam's fixed step length needs.
+        self.out = nn.Linear(sizes[-1], 2 * self.n_coef + 1 + int(self.amplitudes))
+        # Per-output scale (e/A^3), set from the training targets by `set_output_scale`: the low orders
+        # of heavy-atom cells are hundreds of times larger than the high orders, and scaling lets every
+        # output weight live at the same O(1/sqrt(width)) size, which Adam's fixed step length needs.
         self.register_buffer("scale", torch.ones(2 * self.n_coef + 1))
+        # Amplitude mode: RMS normalised amplitude per index (used where unmeasured) and mean log scale.
+        self.register_buffer("tau", torch.ones(self.n_coef))
+        self.register_buffer("log_s0", torch.zeros(()))
 
-    def set_output_scale(self, dc: torch.Tensor, coef: torch.Tensor) -> None:
-        """Set the output scale from training targets dc (N,) and coef (N, M) complex."""
+    def set_output_scale(self, dc: torch.Tensor, coef: torch.Tensor, amp: torch.Tensor | None = None) -> None:
+        """Set output scales from training targets dc (N,), coef (N, M) complex and full-range amp (N, M)."""
         rms_dc = dc.float().pow(2).mean().sqrt()
         rms = (coef.abs().float().pow(2).mean(0) / 2).sqrt().clamp_min(1e-6)
         self.scale.copy_(torch.cat([rms_dc[None], rms, rms]))
+        if amp is not None:
+            a = amp.float()
+            s_true = (coef.abs().float() * a).sum(-1) / a.pow(2).sum(-1).clamp_min(1e-12)
+            self.log_s0.copy_(torch.log(s_true.clamp_min(1e-8)).mean())
+            self.tau.copy_(a.pow(2).mean(0).sqrt().clamp_min(1e-4))
 
-    def forward(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, c: torch.Tensor, aux: dict[str, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (dc (B,), coefficients (B, M) complex) in e/A^3."""
-        o = self.out(self.net(c)) * self.scale
-        dc = o[:, 0]
-        coef = torch.complex(o[:, 1 : 1 + self.n_coef], o[:, 1 + self.n_coef :])
-        return dc, coef
+        if not self.amplitudes:
+            o = self.out(self.net(c)) * self.scale
+            return o[:, 0], torch.complex(o[:, 1 : 1 + self.n_coef], o[:, 1 + self.n_coef :])
+        if aux is None:
+            raise InputError("this model reads indexed amplitudes: give the cell (or let the pattern be indexed)")
+        amp, mask, logv = aux["amp"], aux["mask"], aux["logv"]
+        feats = self.amp_in(torch.cat([amp, mask, (logv[:, None] - 6.0)], -1))
+        o = self.out(self.net(torch.cat([c, feats], -1)))
+        m = self.n_coef
+        dc = o[:, 0] * self.scale[0]
+        s = torch.exp((o[:, 1] + self.log_s0).clamp(max=30.0))
+        base = mask * amp + (1 - mask) * self.tau
+        u = torch.complex(o[:, 2 : 2 + m], o[:, 2 + m :])
+        return dc, (s[:, None] * base).to(u.dtype) * u
 
     def evaluate(self, dc: torch.Tensor, coef: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Fourier series rho(x) = C0 + 2 Re sum_h C_h exp(-2 pi i h.x) at points x (B, P, 3) -> (B, P)."""
@@ -359,19 +405,24 @@ class CMEDNet(nn.Module):
             kl = kl - torch.mean(1 + torch.log(sigma**2 + 1e-4) - mu**2 - sigma**2)
         return torch.cat(parts, -1), kl
 
-    def density_at(self, cond: torch.Tensor, x: torch.Tensor, chunk: int = 32768) -> torch.Tensor:
+    def density_at(self, cond: torch.Tensor, x: torch.Tensor, chunk: int = 32768,
+                   aux: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Density (e/A^3) at fractional points x (B, P, 3), evaluated in chunks of points."""
         if self.cfg.arch == "query":
             film = self.decoder.film(cond)
             return torch.cat([self.decoder(film, x[:, i : i + chunk]) for i in range(0, x.shape[1], chunk)], 1)
-        dc, coef = self.decoder(cond)
+        dc, coef = self.decoder(cond, aux)
         return torch.cat([self.decoder.evaluate(dc, coef, x[:, i : i + chunk])
                           for i in range(0, x.shape[1], chunk)], 1)
 
-    def grid(self, cond: torch.Tensor, n: int, chunk: int = 32768) -> torch.Tensor:
-        """Density on the n^3 fractional grid (voxel i at i/n), (B, n, n, n)."""
+    def grid(self, cond: torch.Tensor, n: int, chunk: int = 32768,
+             aux: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Density on the n^3 fractional grid (voxel i at i/n), (B, n, n, n).
+
+        ``aux`` carries the indexed amplitudes for models with ``cfg.amplitudes``.
+        """
         if self.cfg.arch == "fourier":
-            dc, coef = self.decoder(cond)
+            dc, coef = self.decoder(cond, aux)
             return coefficients_to_grid(dc, coef, self.decoder.hkl.long(), n)
         ax = torch.arange(n, dtype=cond.dtype, device=cond.device) / n
         pts = torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(1, -1, 3)

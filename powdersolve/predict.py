@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from pymatgen.core import Lattice
 
 from powdersolve._callable import make_module_callable
@@ -38,8 +37,15 @@ from powdersolve.diffraction.sticks import q_from_two_theta
 from powdersolve.errors import InputError
 from powdersolve.fileio import atomic_output_dir, atomic_path, atomic_write_text
 from powdersolve.formats import Pattern, read_pattern, write_ccp4, write_chgcar, write_cube
-from powdersolve.inputs import composition_input, xrd_input_from_sticks
-from powdersolve.model import CMEDNet, ModelConfig
+from powdersolve.inputs import (
+    ModelInput,
+    amplitude_aux,
+    composition_input,
+    iter_sample_grids,
+    reflection_table,
+    xrd_input_from_sticks,
+)
+from powdersolve.model import ModelConfig
 from powdersolve.preprocess import PreprocessConfig, doublet_for, preprocess
 from powdersolve.structures.crystal import Crystal
 from powdersolve.weights import available_systems, load_model, shipped_weights, weights_checksum
@@ -49,6 +55,8 @@ MIN_GRID = 8
 MAX_SAMPLES = 1000
 #: Voxels decoded at once (samples x grid^3); bounds the decoder's temporaries to ~100 MB.
 CHUNK_VOXELS = 4_000_000
+#: Largest distance (1/A) between a picked peak and a reflection of the cell for them to be matched.
+PEAK_TOL_Q = 0.01
 #: Relative / absolute (deg) tolerance for a cell to count as metrically cubic or hexagonal.
 _CELL_TOL = 1e-3
 
@@ -389,35 +397,23 @@ def _resolve_model(config: PredictConfig, peaks: PeakList, wavelength: float, so
     return system, shipped_weights(system), sol
 
 
-def _draw(model: CMEDNet, xrd: np.ndarray, comp: np.ndarray, samples: int, grid: int, seed: int,
-          keep: bool, say: Progress) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Mean, std and (optionally) all sample grids, decoded in chunks; Chan's pairwise variance update."""
-    gen = torch.Generator().manual_seed(int(seed))
-    chunk = max(1, CHUNK_VOXELS // grid**3)
-    x = torch.as_tensor(xrd, dtype=torch.float32)[None]
-    c = torch.as_tensor(comp, dtype=torch.float32)[None]
-    mean = np.zeros((grid,) * 3)
-    m2 = np.zeros((grid,) * 3)
+def _mean_std(chunks, keep: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Mean and std over sample grids streamed in chunks (Chan's pairwise update), keeping them if asked."""
+    mean = m2 = None
     n = 0
     kept = [] if keep else None
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        for start in range(0, samples, chunk):
-            b = min(chunk, samples - start)
-            cond, _ = model.encode(x.expand(b, -1, -1), c.expand(b, -1), sample=True, generator=gen)
-            if start == 0:  # sample 0: the posterior mean
-                cond[0] = model.encode(x, c, sample=False)[0][0]
-            g = model.grid(cond, grid).double().numpy()
-            bm, bm2 = g.mean(0), ((g - g.mean(0)) ** 2).sum(0)
-            delta = bm - mean
-            tot = n + b
-            mean += delta * (b / tot)
-            m2 += bm2 + delta**2 * (n * b / tot)
-            n = tot
-            if kept is not None:
-                kept.append(g.astype(np.float32))
-            if time.perf_counter() - t0 > 1.0:
-                say(f"sampled {n}/{samples} density grids ({grid}^3)")
+    for g in chunks:
+        g = g.astype(np.float64)
+        b = g.shape[0]
+        bm, bm2 = g.mean(0), ((g - g.mean(0)) ** 2).sum(0)
+        if mean is None:
+            mean, m2 = np.zeros_like(bm), np.zeros_like(bm)
+        delta = bm - mean
+        mean += delta * (b / (n + b))
+        m2 += bm2 + delta**2 * (n * b / (n + b))
+        n += b
+        if kept is not None:
+            kept.append(g.astype(np.float32))
     std = np.sqrt(np.maximum(m2 / n, 0.0))
     return mean.astype(np.float32), std.astype(np.float32), (np.concatenate(kept) if kept is not None else None)
 
@@ -518,9 +514,18 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
                f"({100 * coverage['fraction_of_model_axis']:.0f}%), rest masked")
     lap("encode")
 
+    aux = None
+    if mcfg.amplitudes:
+        table = reflection_table(lattice, mcfg.hkl_box, mcfg.q_max)
+        aux = amplitude_aux(table, q_peaks[keep], i_peaks[keep], q_hi, mcfg.b_iso, abs(np.linalg.det(lattice)),
+                            tol=PEAK_TOL_Q)
+        log.append(f"indexed amplitudes: {int((aux['amp'] > 0).sum())} of {aux['amp'].size} decoder reflections "
+                   f"observed (peaks matched within {PEAK_TOL_Q} 1/A, intensity shared among overlaps)")
+
     # ---- sampling
     say(f"drawing {config.samples} samples on a {config.grid}^3 grid")
-    mean, std, samples = _draw(model, xrd, comp, config.samples, config.grid, config.seed, config.keep_samples, say)
+    mean, std, samples = _mean_std(iter_sample_grids(model, ModelInput(xrd, comp, aux), config.samples, config.grid,
+                                                     config.seed, CHUNK_VOXELS), config.keep_samples)
     lap("sample")
     model_info = {"weights": str(wpath), "sha256": side.get("sha256") or weights_checksum(wpath),
                   "arch": mcfg.arch, "xrd_input": mcfg.xrd_input, "q_max": mcfg.q_max, "xrd_bins": mcfg.xrd_bins,

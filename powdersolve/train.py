@@ -30,14 +30,19 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from powdersolve.density import DensityConfig, density_at, density_grid, stratified_points
+from powdersolve.diffraction.encoding import QAxis, encode_q
 from powdersolve.errors import InputError
 from powdersolve.fileio import atomic_path, atomic_write_text, sha256_file
 from powdersolve.inputs import (
     Augment,
+    augment_sticks,
     augmented_xrd,
+    box_amplitudes,
     composition_amounts,
     composition_input,
     fourier_targets,
+    reflection_table,
+    shift_and_noise,
     xrd_input_from_sticks,
 )
 from powdersolve.model import CONFIGS, CMEDNet, ModelConfig, build_model, shift_invariant_l2
@@ -113,22 +118,41 @@ class TrainingSet:
             tg = [fourier_targets(r.crystal, model_cfg) for r in records]
             self.dc = torch.tensor([t[0] for t in tg], dtype=torch.float32)
             self.coef = torch.from_numpy(np.stack([t[1] for t in tg]))
+        if model_cfg.amplitudes:
+            self.tables = [reflection_table(r.crystal.lattice, model_cfg.hkl_box, model_cfg.q_max) for r in records]
+            self.logv = torch.tensor([np.log(r.crystal.volume) for r in records], dtype=torch.float32)
+            self.full_amp = torch.from_numpy(np.stack([
+                box_amplitudes(t, r.q, r.intensity, model_cfg.q_max, model_cfg.b_iso)[0]
+                for t, r in zip(self.tables, records)]))
 
     def __len__(self) -> int:
         return len(self.records)
 
     def batch(self, idx: np.ndarray, rng: np.random.Generator, augment: bool = True) -> dict[str, torch.Tensor]:
         """Inputs and targets of the crystals ``idx``."""
-        xs, cs = [], []
+        xs, cs, amps, masks = [], [], [], []
+        mcfg = self.mcfg
         for i in idx:
             r = self.records[i]
             paper = getattr(r, "xrd_paper", None)
-            if augment:
-                xs.append(augmented_xrd(self.mcfg, r.q, r.intensity, self.aug, rng, paper))
+            q, inten, q_limit = r.q, r.intensity, mcfg.q_max
+            if augment and mcfg.xrd_input == "q":
+                q, inten, q_limit = augment_sticks(mcfg, q, inten, self.aug, rng)
+                x = encode_q(q, inten, QAxis(mcfg.q_max, mcfg.xrd_bins), q_limit)
+                xs.append(shift_and_noise(x, self.aug.bin_shift, self.aug.noise, rng))
+            elif augment:
+                xs.append(augmented_xrd(mcfg, q, inten, self.aug, rng, paper))
             else:
-                xs.append(xrd_input_from_sticks(self.mcfg, r.q, r.intensity, xrd_paper=paper))
-            cs.append(composition_input(self.mcfg, self.amounts[i], rng=rng))
+                xs.append(xrd_input_from_sticks(mcfg, q, inten, xrd_paper=paper))
+            if mcfg.amplitudes:
+                a, m = box_amplitudes(self.tables[i], q, inten, q_limit, mcfg.b_iso)
+                amps.append(a)
+                masks.append(m)
+            cs.append(composition_input(mcfg, self.amounts[i], rng=rng))
         out = {"xrd": torch.from_numpy(np.stack(xs)), "comp": torch.from_numpy(np.stack(cs))}
+        if mcfg.amplitudes:
+            out["amp"], out["mask"] = torch.from_numpy(np.stack(amps)), torch.from_numpy(np.stack(masks))
+            out["logv"] = self.logv[torch.as_tensor(idx, dtype=torch.long)]
         if self.mcfg.arch == "fourier":
             t = torch.as_tensor(idx, dtype=torch.long)
             out["dc"], out["coef"] = self.dc[t], self.coef[t]
@@ -139,6 +163,11 @@ class TrainingSet:
             out["points"] = torch.from_numpy(pts.astype(np.float32))
             out["rho"] = torch.from_numpy(rho.astype(np.float32))
         return out
+
+
+def aux_of(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """The decoder's extra inputs (indexed amplitudes) of a batch, if it has them."""
+    return {k: batch[k] for k in ("amp", "mask", "logv")} if "amp" in batch else None
 
 
 class LossModule(nn.Module):
@@ -155,7 +184,7 @@ class LossModule(nn.Module):
         net, tcfg = self.net, self.tcfg
         cond, kl = net.encode(batch["xrd"], batch["comp"], True, generator)
         if net.cfg.arch == "fourier":
-            dc, coef = net.decoder(cond)
+            dc, coef = net.decoder(cond, aux_of(batch))
             per = shift_invariant_l2(dc, coef, batch["dc"], batch["coef"], net.decoder.hkl.long(), tcfg.shift_grid)
             if tcfg.loss == "rel_l2":
                 # Each crystal's error relative to its own map variance: every crystal counts alike, as in
@@ -235,7 +264,7 @@ def validate(model: CMEDNet, val: TrainingSet, tcfg: TrainConfig) -> float:
     rng = np.random.default_rng(0)
     b = val.batch(idx, rng, augment=False)
     cond, _ = model.encode(b["xrd"], b["comp"], sample=False)
-    grids = model.grid(cond, tcfg.val_grid).numpy()
+    grids = model.grid(cond, tcfg.val_grid, aux=aux_of(b)).numpy()
     ccs = []
     for i in idx:
         truth = density_grid(val.records[i].crystal, DensityConfig(model.cfg.b_iso, tcfg.val_grid))
@@ -282,7 +311,8 @@ def train(records_train: list, records_val: list, model_cfg: ModelConfig, tcfg: 
     total = steps_per_epoch * tcfg.epochs
     state = {"step": 0, "best_val": -1.0, "wall": 0.0, "history": []}
     if model_cfg.arch == "fourier" and init is None and not resume:
-        model.decoder.set_output_scale(train_set.dc, train_set.coef)
+        model.decoder.set_output_scale(train_set.dc, train_set.coef,
+                                       train_set.full_amp if model_cfg.amplitudes else None)
     if init is not None and not resume:
         from powdersolve.weights import load_model
 

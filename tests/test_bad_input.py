@@ -132,12 +132,7 @@ def _check_xy(out: Path) -> None:
 
 #: Cases that fail today because of bugs in files this test's author does not own (reported to the lead);
 #: they run as strict xfails so that the fix is noticed.
-KNOWN_BUGS = {
-    "simulate-wavelength--1": "parse_wavelength strips '-' from its input, so '-1' reads as 1 A",
-    "data-build-files-garbage": "data build writes build.json into --out before reading files:DIR",
-    "data-build-files-missing": "data build writes build.json into --out before reading files:DIR",
-    "data-build-out-is-file": "cli/data.py --out uses click.Path(file_okay=False): exit 2, not the output code 4",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def make_cases(root: Path) -> list[Case]:

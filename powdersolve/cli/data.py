@@ -25,7 +25,7 @@ def data() -> None:
 @click.option("--system", default="cubic", show_default=True,
               help="Crystal system (cubic, trigonal, ..., all) or comma-separated space groups.")
 @click.option("--count", type=int, required=True, help="Crystals to generate (before deduplication).")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", "out", required=True, type=click.Path(), help="Output folder.")
 @click.option("--workers", type=int, default=2, show_default=True, help="Worker processes.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Build seed; shard s uses [seed, s].")
 @click.option("--shard", "shard", default=None, help="Build only shards with index %% n == i, given as i/n.")

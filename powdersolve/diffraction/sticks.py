@@ -7,6 +7,7 @@ reflection at that d (multiplicity times |F|^2 for symmetry-equivalent ones), in
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,9 +32,11 @@ DOUBLETS: dict[str, tuple[float, float, float]] = {
 
 
 def parse_wavelength(value: str | float) -> float:
-    """Wavelength in Angstrom from a float or a named line ('CuKa', 'MoKa1', 'Cu', ...)."""
+    """Wavelength in Angstrom from a float or a named line ('CuKa', 'Cu K-alpha1', 'MoKa1', 'Cu', ...)."""
     if isinstance(value, str):
-        key = value.strip().replace("-", "").replace("_", "").replace(" ", "")
+        shown = " ".join(value.split())[:40]
+        key = re.sub(r"[\s_]+", "", value)
+        key = re.sub(r"(?<=[A-Za-z])-(?=[A-Za-z0-9])", "", key)  # 'K-alpha' but not '-1'
         key = key.replace("alpha", "a").replace("Alpha", "a").replace("KA", "Ka")
         if key in ("Cu", "Mo", "Co", "Cr", "Fe", "Ag"):
             key += "Ka"
@@ -43,10 +46,10 @@ def parse_wavelength(value: str | float) -> float:
             value = float(key)
         except ValueError:
             names = ", ".join(sorted(WAVELENGTHS))
-            raise InputError(f"unknown wavelength '{value}'; give Angstrom or one of {names}") from None
+            raise InputError(f"unknown wavelength '{shown}'; give Angstrom or one of {names}") from None
     lam = float(value)
     if not np.isfinite(lam) or not (0.1 <= lam <= 5.0):
-        raise InputError(f"wavelength {value} A is outside 0.1-5 A; give it in Angstrom")
+        raise InputError(f"wavelength {lam:g} A is outside 0.1-5 A; give it in Angstrom")
     return lam
 
 

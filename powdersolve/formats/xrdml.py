@@ -86,7 +86,7 @@ def read_xrdml(path: str | Path) -> Pattern:
         raise InputError(f"{p}: is not XML, so not an XRDML file; check the file or pass --format")
     try:
         root = ET.fromstring(raw)
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError, ValueError) as exc:  # LookupError: unknown encoding="..." declaration
         raise InputError(f"{p}: invalid XRDML/XML ({exc}); the file is truncated or corrupt") from None
     if _local(root.tag) != "xrdMeasurements":
         raise InputError(f"{p}: XML root is <{_local(root.tag)}>, not <xrdMeasurements>; not an XRDML file")

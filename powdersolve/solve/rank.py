@@ -101,8 +101,13 @@ def rank_candidates(structures: Sequence[Structure], two_theta: np.ndarray, obse
     refined: list[Candidate] = []
     for i, s in enumerate(structures):
         res = refine(s, two_theta, observed, wavelength, sigma, cfg.refine)
+        if not (np.isfinite(res.rwp) and np.all(np.isfinite(res.structure.lattice.matrix))
+                and np.all(np.isfinite(res.structure.frac_coords))):
+            continue  # a diverged fit: spglib crashes on NaN cells, and it is no candidate anyway
         sg, sym = _spacegroup(res.structure, cfg.symprec)
         refined.append(Candidate(res, i, res.structure.composition.reduced_formula, sg, sym, len(res.structure)))
+    if not refined:
+        raise NoSolutionError(f"{source}: every candidate's refinement diverged; no structure written")
     refined.sort(key=lambda c: c.result.rwp)
     matcher = StructureMatcher()
     distinct: list[Candidate] = []
