@@ -1,8 +1,9 @@
 """The paper's ablation table at our scale: train each variant with the same budget, evaluate on real cubic.
 
-Variants (all the `cpu` config unless noted, same data, epochs, seed):
-full formula, elements without ratios (presence), one element dropped (drop), no formula (none),
-no XRD (composition only), and the paper's 2-theta input with one (Mo) vs two (Mo + Cu) channels.
+Variants (same data, epochs, seed): the `cpu` config (indexed amplitudes) with full formula, elements
+without ratios, one element dropped, no formula; no XRD at all (composition only); the `cpu-free`
+config (no cell, the paper's information) with the Q input and with the paper's 2-theta input with one
+(Mo) vs two (Mo + Cu) channels.
 
 Usage:
     python benchmarks/ablations.py --data data/build/cubic --epochs 60 --out runs/ablations \
@@ -20,13 +21,15 @@ import time
 from pathlib import Path
 
 VARIANTS: dict[str, list[str]] = {
-    "full formula": [],
-    "elements, no ratios": ["--composition", "presence"],
-    "one element dropped": ["--composition", "drop"],
-    "no formula": ["--composition", "none"],
-    "no XRD": ["--no-xrd"],
-    "2-theta Mo, 1 channel": ["--xrd-input", "paper", "--augment", "paper"],
-    "2-theta Mo + Cu, 2 channels": ["--xrd-input", "paper", "--wavelengths", "0.71073,1.54184", "--augment", "paper"],
+    "cpu, full formula": ["--config", "cpu"],
+    "cpu, elements without ratios": ["--config", "cpu", "--composition", "presence"],
+    "cpu, one element dropped": ["--config", "cpu", "--composition", "drop"],
+    "cpu, no formula": ["--config", "cpu", "--composition", "none"],
+    "no XRD (composition only)": ["--config", "cpu-free", "--no-xrd"],
+    "cpu-free (no cell), Q input": ["--config", "cpu-free"],
+    "cpu-free, 2-theta Mo, 1 channel": ["--config", "cpu-free", "--xrd-input", "paper", "--augment", "paper"],
+    "cpu-free, 2-theta Mo + Cu, 2 channels": ["--config", "cpu-free", "--xrd-input", "paper", "--wavelengths",
+                                              "0.71073,1.54184", "--augment", "paper"],
 }
 
 
@@ -47,9 +50,9 @@ def main() -> None:
     names = args.only.split(",") if args.only else list(VARIANTS)
     exe = [sys.executable, "-m", "powdersolve"]
     for name in names:
-        run = out / name.replace(" ", "_").replace(",", "").replace("+", "plus")
+        run = out / "".join(ch if ch.isalnum() else "_" for ch in name)
         weights = run / "best.safetensors"
-        train_cmd = [*exe, "train", "--data", args.data, "--config", "cpu", "--system", "cubic", "--out", str(run),
+        train_cmd = [*exe, "train", "--data", args.data, "--system", "cubic", "--out", str(run),
                      "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--threads", "1",
                      "--val-every", "5", *VARIANTS[name]]
         if not (run / "last.safetensors").exists():

@@ -106,3 +106,33 @@ def test_shift_invariant_loss() -> None:
 
 def test_model_is_a_module() -> None:
     assert isinstance(build_model(tiny_config()), CMEDNet)
+
+
+def test_indexed_amplitudes_track_the_target() -> None:
+    """Powder intensities shared among equivalent reflections give the target's |F| on the decoder box."""
+    from powdersolve.diffraction import sticks
+    from powdersolve.inputs import box_amplitudes, reflection_table
+
+    c = _perovskite()
+    cfg = cpu_config("cubic")
+    table = reflection_table(c.lattice, cfg.hkl_box, cfg.q_max)
+    s = sticks(c, q_max=cfg.q_max)
+    amp, mask = box_amplitudes(table, s.q, s.intensity, cfg.q_max, cfg.b_iso)
+    _, coef = fourier_targets(c, cfg)
+    seen = mask > 0
+    assert np.corrcoef(amp[seen], np.abs(coef[seen]))[0, 1] > 0.999
+    # A truncated measurement masks what it did not reach and leaves those amplitudes at 0.
+    amp_t, mask_t = box_amplitudes(table, s.q, s.intensity, 4.0, cfg.b_iso)
+    assert np.all(amp_t[table.q_box > 4.0] == 0) and mask_t.sum() < mask.sum()
+
+
+def test_amplitude_decoder_needs_and_uses_aux() -> None:
+    m = build_model(tiny_config(amplitudes=True)).eval()
+    n = m.decoder.n_coef
+    x, c = torch.rand(2, 2, 256), torch.rand(2, 119)
+    cond, _ = m.encode(x, c, sample=False)
+    aux = {"amp": torch.rand(2, n), "mask": torch.ones(2, n), "logv": torch.full((2,), 5.0)}
+    g = m.grid(cond, 8, aux=aux)
+    assert g.shape == (2, 8, 8, 8) and torch.isfinite(g).all()
+    with pytest.raises(Exception, match="cell"):
+        m.grid(cond, 8)

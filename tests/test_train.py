@@ -52,13 +52,15 @@ def _tcfg(**kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-@pytest.mark.parametrize("arch", ["fourier", "query"])
+@pytest.mark.parametrize("arch", ["fourier", "fourier-amp", "query"])
 def test_a_step_lowers_the_loss(tiny_data: Path, arch: str) -> None:
     torch.manual_seed(0)
-    mcfg = tiny_config(arch)
+    mcfg = tiny_config("fourier", amplitudes=True) if arch == "fourier-amp" else tiny_config(arch)
     tcfg = _tcfg(loss="l1" if arch == "query" else "l2", kl_weight=0.0)
     ts = TrainingSet(load_dataset(tiny_data, "train"), mcfg, tcfg)
     model = build_model(mcfg)
+    if mcfg.amplitudes:
+        model.decoder.set_output_scale(ts.dc, ts.coef, ts.full_amp)
     loss_fn = LossModule(model, tcfg)
     batch = ts.batch(np.arange(6), np.random.default_rng(0), augment=False)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
