@@ -35,10 +35,16 @@ def available_systems() -> list[str]:
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
 
 
-def save_model(model: CMEDNet, path: str | Path, metadata: dict | None = None) -> Path:
-    """Write ``path`` (.safetensors) and its JSON sidecar atomically; returns the safetensors path."""
+def save_model(model: CMEDNet, path: str | Path, metadata: dict | None = None, half: bool = False) -> Path:
+    """Write ``path`` (.safetensors) and its JSON sidecar atomically; returns the safetensors path.
+
+    ``half`` stores floating-point tensors as float16 (shipped weights: half the size; loading
+    casts back to float32).
+    """
     path = Path(path).with_suffix(".safetensors")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
     sidecar = {"config": model.cfg.to_dict(), "sha256": sha256_file(path), "metadata": metadata or {}}
@@ -76,7 +82,7 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[CMEDNet, dict]:
     model = build_model(cfg)
     try:
         state = load_file(str(path), device=device)
-        model.load_state_dict(state)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except Exception as exc:
         raise InputError(f"{path}: weights do not fit their config ({str(exc).splitlines()[0][:100]})") from None
     model.to(device).eval()

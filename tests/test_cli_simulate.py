@@ -34,7 +34,7 @@ def test_simulate_subprocess_profile_and_model_input(tmp_path: Path, cubic_cif: 
     np.testing.assert_allclose(xy[:, 0], 10 + 0.05 * np.arange(1401), atol=1e-6)
     assert np.all(xy[:, 1] == np.round(xy[:, 1]))  # Poisson counts
     header = [ln for ln in (tmp_path / "p.xy").read_text().splitlines() if ln.startswith("#")]
-    assert any("wavelength_A: 1.540560" in ln for ln in header)
+    assert any("wavelength = 1.540560 A" in ln for ln in header)
     x = np.load(tmp_path / "p.npy")
     lam = WAVELENGTHS["CuKa1"]
     q_limit = float(q_from_two_theta(80.0, lam))

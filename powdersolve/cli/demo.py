@@ -36,7 +36,7 @@ def demo_cmd(out_dir: str, samples: int) -> None:
                                           keep_samples=True), progress=lambda m: click.echo(f"  {m}", err=True))
     a = pred.cell[0]
     click.echo(f"cell: a = {a:.4f} A ({pred.cell_source}; true 5.4631 A)")
-    truth = density_grid(load_crystal(cif), DensityConfig(b_iso=pred.model["config"]["b_iso"], grid=50))
+    truth = density_grid(load_crystal(cif), DensityConfig(b_iso=pred.model["b_iso_A2"], grid=50))
     score = score_predictions(pred.samples, truth)
     base = {k: score_predictions(np.stack(v), truth)
             for k, v in baseline_grids(load_crystal(cif), truth, DensityConfig(grid=50), 0, samples).items()}

@@ -153,7 +153,7 @@ def simulate(structure: Path, wavelength: str, two_theta: tuple[float, float], s
         "powdersolve simulate",
         f"structure: {structure}",
         f"formula: {crystal.formula}  spacegroup: {crystal.spacegroup}",
-        f"wavelength_A: {lam:.6f}",
+        f"wavelength = {lam:.6f} A",
         f"settings: {json.dumps(settings)}",
         "columns: two_theta_deg intensity_counts",
     ])
