@@ -85,6 +85,7 @@ class BuildConfig:
     max_atoms: int = DEFAULT_MAX_ATOMS
     timeout_s: float = 5.0
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    paper_encoding: bool = True
 
     def __post_init__(self) -> None:
         if self.count <= 0:
@@ -104,6 +105,8 @@ class BuildConfig:
         """Settings that determine the shard contents (workers excluded)."""
         d = dataclasses.asdict(self)
         d.pop("workers")
+        if self.paper_encoding:  # the default; left out so folders built before the option still resume
+            d.pop("paper_encoding")
         d["generators"] = list(self.generators)
         d["fractions"] = list(self.fractions)
         return d
@@ -153,8 +156,10 @@ def parse_shard(spec: str) -> tuple[int, int]:
     return i, n
 
 
-def _record_arrays(crystal: Crystal) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _record_arrays(crystal: Crystal, paper_encoding: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     st = sticks(crystal, q_max=STORED_Q_MAX, b_iso=0.0)
+    if not paper_encoding:  # the Mo 0-180 deg sticks cost most of the time for large cells
+        return st.q, st.intensity, np.zeros(1024, dtype=np.float32)
     paper = encode_two_theta(sticks(crystal, q_max=PAPER_Q_MAX, b_iso=0.0), PAPER_WAVELENGTH)
     return st.q, st.intensity, paper
 
@@ -169,9 +174,10 @@ def _shard_crystals(cfg: BuildConfig, task: ShardTask) -> list[Crystal]:
 
 
 def shard_arrays(crystals: Sequence[Crystal], generator: str,
-                 fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, np.ndarray]:
-    """The arrays stored in one shard file for ``crystals``."""
-    pats = [_record_arrays(c) for c in crystals]
+                 fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                 paper_encoding: bool = True) -> dict[str, np.ndarray]:
+    """The arrays stored in one shard file for ``crystals`` (paper encoding zero when not wanted)."""
+    pats = [_record_arrays(c, paper_encoding) for c in crystals]
     n_atoms = [len(c.numbers) for c in crystals]
     n_q = [len(p[0]) for p in pats]
     return {
@@ -194,7 +200,7 @@ def shard_arrays(crystals: Sequence[Crystal], generator: str,
 def build_shard(cfg: BuildConfig, task: ShardTask, out_dir: str | Path) -> int:
     """Generate and write one shard atomically; returns its number of crystals."""
     crystals = _shard_crystals(cfg, task)
-    arrays = shard_arrays(crystals, task.generator, cfg.fractions)
+    arrays = shard_arrays(crystals, task.generator, cfg.fractions, cfg.paper_encoding)
     with atomic_path(Path(out_dir) / SHARD_PATTERN.format(task.index)) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)

@@ -255,4 +255,4 @@ def test_acceptance_independent_simulator(tmp_path: Path, cubic_cif: Path, capsy
     cc = map_correlation(pred, truth)
     rng = np.random.default_rng(0)
     base = max(map_correlation(random_atoms_baseline(crystal, 32, b_iso, rng), truth) for _ in range(5))
-    assert cc > base + 0.05, (cc, base)
+    assert cc > max(base + 0.2, 0.8), (cc, base)
