@@ -63,8 +63,8 @@ def main() -> None:
         else:
             train_s = results.get(name, {}).get("train_s")
         report = run / "eval.json"
-        eval_cmd = [*exe, "evaluate", "--weights", str(weights), "--structures", args.structures, "--samples",
-                    str(args.samples), "--json", str(report)]
+        eval_cmd = [*exe, "evaluate", "--weights", str(weights), "--structures", args.structures, "--no-baselines",
+                    "--samples", str(args.samples), "--json", str(report)]
         if not report.exists():
             subprocess.run(eval_cmd, check=True)
         rep = json.loads(report.read_text())
