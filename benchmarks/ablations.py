@@ -54,7 +54,7 @@ def main() -> None:
         weights = run / "best.safetensors"
         train_cmd = [*exe, "train", "--data", args.data, "--system", "cubic", "--out", str(run),
                      "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--threads", "1",
-                     "--val-every", "5", *VARIANTS[name]]
+                     "--val-every", "5", "--shift-grid", "16", *VARIANTS[name]]
         if not (run / "last.safetensors").exists():
             t0 = time.time()
             resume = ["--resume"] if (run / "checkpoint" / "state.json").exists() else []

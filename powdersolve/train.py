@@ -80,7 +80,7 @@ class TrainConfig:
     kl_weight: float = 0.05
     loss: str = "l2"
     points_side: int = 10
-    shift_grid: int = 16
+    shift_grid: int = 0
     val_every: int = 5
     val_grid: int = 24
     val_max: int = 64

@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from powdersolve.composition import parse_composition
 from powdersolve.errors import InputError, NoSolutionError
@@ -38,7 +37,7 @@ from powdersolve.fileio import atomic_output_dir, atomic_write_text
 from powdersolve.formats import Pattern, read_pattern
 from powdersolve.predict import PredictConfig, Prediction, predict
 from powdersolve.solve.atoms import density_to_structure
-from powdersolve.solve.rank import Candidate, RankConfig, write_solutions
+from powdersolve.solve.rank import Candidate, RankConfig, _spacegroup, write_solutions
 from powdersolve.solve.refine import RefineConfig, RefineResult, plot_fit, refine
 
 Progress = Callable[[str], None]
@@ -285,16 +284,6 @@ def refine_safely(structure: Structure, observed: Observed, config: RefineConfig
         if _finite(res):
             return res
     return None
-
-
-def _spacegroup(structure: Structure, symprec: float) -> tuple[int, str]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sga = SpacegroupAnalyzer(structure, symprec=symprec)
-            return int(sga.get_space_group_number()), str(sga.get_space_group_symbol())
-    except Exception:  # spglib gives up on near-degenerate cells: report P1
-        return 1, "P1"
 
 
 def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[str]], observed: Observed,
