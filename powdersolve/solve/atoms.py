@@ -7,8 +7,9 @@ Steps, each one physical quantity:
 2. maxima closer than ``min_distance`` (Cartesian, minimum image) are merged into one peak;
 3. electrons per peak by integrating the density over its watershed basin on -rho (the on-grid Bader
    partition), made periodic by padding the grid with its own wrap-around images;
-4. the number of formula units Z from the integrated density (the grid integral is F(000), the
-   electrons in the cell) divided by the electrons per formula unit;
+4. the number of formula units Z, and an electron scale, chosen so that the strongest peaks best
+   hold Z formula units (scale-free: a predicted map's overall density may be off by tens of
+   percent, and weak spurious maxima must not count as atoms);
 5. species by an assignment problem: peaks x element slots (each element repeated Z * n_el times),
    cost |electrons - Z_element|; unmatched (weak) peaks are dropped;
 6. space group from spglib (pymatgen SpacegroupAnalyzer) and the symmetrised conventional cell, which
@@ -179,18 +180,32 @@ def integrate_basins(grid: np.ndarray, idx: np.ndarray, label: np.ndarray, voxel
     return np.bincount(core.ravel() - 1, weights=grid.ravel(), minlength=label.max() + 1) * voxel_volume
 
 
-def formula_units(total_electrons: float, composition: Composition, n_peaks: int) -> int:
-    """Formula units Z in the cell: integrated electrons / electrons per formula unit.
+def formula_units_from_peaks(electrons: np.ndarray, composition: Composition, max_z: int = 48) -> tuple[int, float]:
+    """Formula units Z and electron scale that best explain the peaks' electron counts.
 
-    Among the two integers around the ratio, the one closer wins unless it needs more atoms than
-    there are peaks (a map cannot show more atoms than maxima, barring overlaps).
+    Scale-free, so a predicted map whose overall density is off by tens of percent still gives the
+    right Z: for each Z the strongest Z * (atoms per formula unit) peaks are rescaled to hold the
+    formula's electrons and assigned to the element slots; the cost is the assignment error plus the
+    electrons left in unassigned peaks, relative to the formula's electrons. Returns (Z, scale).
     """
-    per_fu = sum(Element(el.symbol).Z * amt for el, amt in composition.items())
-    ratio = total_electrons / per_fu
+    order = np.argsort(electrons)[::-1]
     atoms_fu = composition.num_atoms
-    cands = sorted({max(1, int(np.floor(ratio))), max(1, int(np.ceil(ratio)))}, key=lambda z: abs(z - ratio))
-    fitting = [z for z in cands if z * atoms_fu <= n_peaks + 1e-9]
-    return fitting[0] if fitting else cands[0]
+    best = (np.inf, 1, 1.0)
+    for z in range(1, max_z + 1):
+        counts = [int(round(z * amt)) for amt in composition.values()]
+        if abs(sum(counts) - z * atoms_fu) > 1e-6 or sum(counts) > len(electrons):
+            continue
+        slots = np.concatenate([np.full(n, Element(el.symbol).Z) for el, n in zip(composition, counts)])
+        top = electrons[order[: len(slots)]]
+        scale = slots.sum() / max(top.sum(), 1e-9)
+        scaled = electrons * scale
+        pick = assign_species(scaled, slots.astype(np.float64))
+        used = pick >= 0
+        err = np.abs(scaled[used] - slots[pick[used]]).sum() + scaled[~used].sum()
+        cost = err / slots.sum()
+        if cost < best[0] - 1e-9:
+            best = (cost, z, scale)
+    return best[1], best[2]
 
 
 def assign_species(electrons: np.ndarray, slots_z: np.ndarray) -> np.ndarray:
@@ -250,11 +265,11 @@ def density_to_structure(
             raise InputError(f"composition {composition}: {exc}") from None
     if comp is not None and ratios_known:
         reduced, _ = comp.get_reduced_composition_and_factor()
-        z_fu = formula_units(total, reduced, n_kept)
+        z_fu, scale = formula_units_from_peaks(electrons, reduced)
         counts = {el.symbol: int(round(z_fu * amt)) for el, amt in reduced.items()}
         slots = np.concatenate([np.full(n, Element(el).Z) for el, n in counts.items()])
         slot_sym = np.concatenate([np.full(n, el, dtype=object) for el, n in counts.items()])
-        pick = assign_species(electrons, slots)
+        pick = assign_species(electrons * scale, slots)
         species = np.where(pick >= 0, slot_sym[np.maximum(pick, 0)], "").astype(object)
         if len(slots) > n_kept:
             missing = len(slots) - n_kept
