@@ -266,7 +266,7 @@ class Prediction:
             write_ccp4(stage / "density.ccp4", self.mean, self.cell)
             write_ccp4(stage / "density_std.ccp4", self.std, self.cell)
             write_cube(stage / "density.cube", self.mean, crystal, comment="(predicted mean)")
-            write_chgcar_cell(stage / "CHGCAR", self.mean, crystal)
+            write_chgcar(stage / "CHGCAR", self.mean, crystal)
             save_npy(stage / "density.npy", self.mean)
             save_npy(stage / "density_std.npy", self.std)
             if save_samples and self.samples is not None:
@@ -295,29 +295,6 @@ def save_npy(path: Path, grid: np.ndarray) -> None:
     """Write a float32 .npy atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, np.ascontiguousarray(grid, dtype=np.float32))
-
-
-def write_chgcar_cell(path: Path, grid: np.ndarray, crystal: Crystal) -> None:
-    """CHGCAR of ``grid``; a cell without atoms (a prediction) gets an empty atom list.
-
-    :func:`powdersolve.formats.write_chgcar` goes through pymatgen, which needs at least one
-    site; for an atom-less cell the same layout (VASP 5: values rho * V, a fastest, 5 per line)
-    is written here with no species and zero atoms, which VESTA reads as a bare volume.
-    """
-    if len(crystal.numbers):
-        write_chgcar(path, grid, crystal)
-        return
-    g = np.asarray(grid, dtype=np.float64) * crystal.volume
-    n0, n1, n2 = g.shape
-    lines = [f"powdersolve CMED {crystal.formula} (no atoms)".strip(), "   1.00000000000000"]
-    lines += ["  " + " ".join(f"{v:12.6f}" for v in row) for row in np.asarray(crystal.lattice)]
-    lines += ["", "   0", "Direct", "", f"{n0:5d}{n1:5d}{n2:5d}"]
-    flat = g.ravel(order="F").tolist()  # a fastest, as VASP stores it
-    full = len(flat) // 5 * 5
-    # One %-format over all values is ~20x faster than formatting them one by one.
-    body = ("%18.11E %18.11E %18.11E %18.11E %18.11E\n" * (full // 5)) % tuple(flat[:full])
-    tail = " ".join(f"{v:18.11E}" for v in flat[full:])
-    atomic_write_text(path, "\n".join(lines) + "\n" + body + (tail + "\n" if tail else ""))
 
 
 # --------------------------------------------------------------------------------------- the pipeline

@@ -382,8 +382,7 @@ def train(records_train: list, records_val: list, model_cfg: ModelConfig, tcfg: 
             save_model(model, run_dir / "best.safetensors", _card(meta, state))
     if world > 1:
         torch.distributed.barrier()
-    return {"steps": state["step"], "wall_s": state["wall"], "best_val_cc": state["best_val"],
-            "points_per_s": None}
+    return {"steps": state["step"], "wall_s": state["wall"], "best_val_cc": state["best_val"]}
 
 
 def _card(meta: dict, state: dict) -> dict:

@@ -113,3 +113,16 @@ def test_bad_grid_and_unwritable_path(tmp_path: Path, crystal: Crystal, grid) ->
     with pytest.raises(OutputError):
         write_cube(tmp_path / "file" / "x.cube", grid, crystal)
     assert not (tmp_path / "x.cube").exists() and not (tmp_path / "x.ccp4").exists()
+
+
+def test_chgcar_of_an_atomless_cell(tmp_path) -> None:
+    """A predicted map has a cell but no atoms: values rho * V, a fastest, after a zero atom count."""
+    lattice = np.diag([3.0, 4.0, 5.0])
+    crystal = Crystal(lattice, np.zeros((0, 3)), np.zeros(0, dtype=np.int64), np.zeros(0), "X", 1)
+    grid = np.random.default_rng(0).random((3, 4, 5))
+    f = tmp_path / "CHGCAR"
+    write_chgcar(f, grid, crystal)
+    lines = f.read_text().splitlines()
+    assert lines[6].split() == ["0"] and lines[9].split() == ["3", "4", "5"]
+    values = np.array(" ".join(lines[10:]).split(), dtype=float)
+    np.testing.assert_allclose(values, (grid * 60.0).ravel(order="F"), rtol=1e-9)

@@ -36,10 +36,12 @@ def demo_cmd(out_dir: str, samples: int) -> None:
                                           keep_samples=True), progress=lambda m: click.echo(f"  {m}", err=True))
     a = pred.cell[0]
     click.echo(f"cell: a = {a:.4f} A ({pred.cell_source}; true 5.4631 A)")
-    truth = density_grid(load_crystal(cif), DensityConfig(b_iso=pred.model["b_iso_A2"], grid=50))
+    crystal = load_crystal(cif)
+    dcfg = DensityConfig(b_iso=pred.model["b_iso_A2"], grid=50)
+    truth = density_grid(crystal, dcfg)
     score = score_predictions(pred.samples, truth)
     base = {k: score_predictions(np.stack(v), truth)
-            for k, v in baseline_grids(load_crystal(cif), truth, DensityConfig(grid=50), 0, samples).items()}
+            for k, v in baseline_grids(crystal, truth, dcfg, 0, samples).items()}
     out = pred.write(out_dir, overwrite=True)
     plot_slices(truth, out / "truth_slices.png", "CaF2 true CMED (B = 8 A^2)")
     np.save(out / "truth.npy", truth.astype(np.float32))
