@@ -5,8 +5,8 @@ Steps, each one physical quantity:
 1. periodic local maxima of the density (wrap-around maximum filter) with sub-voxel positions from a
    quadratic fit of log(rho) over the 3x3x3 neighbourhood (a Gaussian atom is exactly quadratic in log);
 2. maxima closer than ``min_distance`` (Cartesian, minimum image) are merged into one peak;
-3. electrons per peak by integrating the density over its watershed basin on -rho (the on-grid Bader
-   partition), made periodic by padding the grid with its own wrap-around images;
+3. electrons per peak by integrating the density over its basin of steepest ascent (the on-grid
+   Bader partition, periodic);
 4. the number of formula units Z, and an electron scale, chosen so that the strongest peaks best
    hold Z formula units (scale-free: a predicted map's overall density may be off by tens of
    percent, and weak spurious maxima must not count as atoms);
@@ -27,7 +27,6 @@ from pymatgen.core.periodic_table import Element
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from scipy.ndimage import maximum_filter
 from scipy.optimize import linear_sum_assignment
-from skimage.segmentation import watershed
 
 from powdersolve.errors import InputError
 
@@ -159,25 +158,58 @@ def merge_peaks(frac: np.ndarray, height: np.ndarray, lattice: np.ndarray, min_d
     return label
 
 
-def integrate_basins(grid: np.ndarray, idx: np.ndarray, label: np.ndarray, voxel_volume: float) -> np.ndarray:
-    """Electrons in the watershed basin of each label (voxels of -rho flooded from the maxima).
+def ascent_targets(grid: np.ndarray, lattice: np.ndarray) -> np.ndarray:
+    """Flat index of the density maximum each voxel reaches by steepest ascent on the periodic grid.
 
-    Periodicity: the grid is padded with half a period of its own wrap-around images on every side
-    and every image of every maximum is a marker, so the central copy is partitioned exactly as the
-    infinite crystal would be.
+    The on-grid Bader partition (Henkelman et al., Comput. Mater. Sci. 36, 354 (2006)): every voxel
+    points to the neighbour (of 26, wrapping around the cell) with the largest positive gradient
+    (rho_n - rho) / |r_n - r| in Cartesian space, or to itself at a maximum; the pointers are followed
+    to their ends by pointer doubling. Periodic by construction and O(voxels), so a 50^3 map takes
+    milliseconds instead of a padded watershed's ~0.4 s.
+    """
+    grid = np.asarray(grid, dtype=np.float64)
+    shape = np.array(grid.shape)
+    index = np.arange(grid.size).reshape(grid.shape)
+    best_gain = np.zeros(grid.shape)
+    target = index.copy()
+    for off in _OFF:
+        if not off.any():
+            continue
+        step = float(np.linalg.norm((off / shape) @ lattice))
+        shift = tuple(int(-o) for o in off)
+        gain = (np.roll(grid, shift, axis=(0, 1, 2)) - grid) / step
+        better = gain > best_gain
+        best_gain[better] = gain[better]
+        target[better] = np.roll(index, shift, axis=(0, 1, 2))[better]
+    ptr = target.ravel()
+    while True:
+        nxt = ptr[ptr]
+        if np.array_equal(nxt, ptr):
+            return ptr
+        ptr = nxt
+
+
+def integrate_basins(grid: np.ndarray, idx: np.ndarray, label: np.ndarray, voxel_volume: float,
+                     lattice: np.ndarray) -> np.ndarray:
+    """Electrons in the Bader basin of each label (see :func:`ascent_targets`).
+
+    ``idx`` (n, 3) are the voxel indices of the marked maxima and ``label`` (n,) the peak each belongs
+    to (merged maxima share a label). Basins that end at an unmarked maximum (weaker than the peak
+    threshold) join the nearest marked peak (minimum-image distance), so every electron is counted.
     """
     shape = np.array(grid.shape)
-    pad = shape // 2
-    padded = np.pad(grid, [(p, p) for p in pad], mode="wrap")
-    markers = np.zeros(padded.shape, dtype=np.int32)
-    shifts = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    for s in shifts:
-        pos = idx + pad + s * shape
-        ok = np.all((pos >= 0) & (pos < padded.shape), axis=1)
-        markers[pos[ok, 0], pos[ok, 1], pos[ok, 2]] = label[ok] + 1
-    labels = watershed(-padded, markers)
-    core = labels[pad[0]:pad[0] + shape[0], pad[1]:pad[1] + shape[1], pad[2]:pad[2] + shape[2]]
-    return np.bincount(core.ravel() - 1, weights=grid.ravel(), minlength=label.max() + 1) * voxel_volume
+    ends = ascent_targets(grid, lattice)
+    terminal, inverse = np.unique(ends, return_inverse=True)
+    marked = np.ravel_multi_index(tuple(np.asarray(idx).T), grid.shape)
+    lookup = dict(zip(marked.tolist(), np.asarray(label).tolist()))
+    term_label = np.array([lookup.get(int(t), -1) for t in terminal])
+    loose = term_label < 0
+    if loose.any():
+        t_frac = np.column_stack(np.unravel_index(terminal[loose], grid.shape)) / shape
+        d = min_image_distances(t_frac, np.asarray(idx) / shape, lattice)
+        term_label[loose] = np.asarray(label)[np.argmin(d, axis=1)]
+    per_voxel = term_label[inverse.ravel()]
+    return np.bincount(per_voxel, weights=grid.ravel(), minlength=int(np.max(label)) + 1) * voxel_volume
 
 
 def formula_units_from_peaks(electrons: np.ndarray, composition: Composition, max_z: int = 48) -> tuple[int, float]:
@@ -251,7 +283,7 @@ def density_to_structure(
     label = merge_peaks(frac, height, lattice, min_distance)
     n_kept = int(label.max()) + 1
     first = np.array([np.flatnonzero(label == k)[0] for k in range(n_kept)])
-    electrons = integrate_basins(grid, idx, label, volume / grid.size)
+    electrons = integrate_basins(grid, idx, label, volume / grid.size, lattice)
     total = float(grid.sum() * volume / grid.size)
     kfrac, kheight = frac[first], height[first]
 

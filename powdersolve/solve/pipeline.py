@@ -64,6 +64,10 @@ class SolveConfig:
         symprec: spglib tolerance (Angstrom) when reading atoms from a map.
         refine: refinement settings; the profile (U, V, W) is refined because real instruments differ.
         width_from_peaks: start W at the squared median FWHM (deg^2) of the picked peaks.
+        refine_top: when there are more distinct candidates than this, all get a short screening
+            refinement (``screen_iter`` L-BFGS iterations per stage, profile fixed) and only the
+            best ``refine_top`` by screening Rwp are fully refined; 0 refines every one fully.
+        screen_iter: L-BFGS iterations per stage of the screening refinement.
     """
 
     samples: int = 20
@@ -76,6 +80,8 @@ class SolveConfig:
     symprec: float = 0.2
     refine: RefineConfig = field(default_factory=lambda: RefineConfig(refine_profile=True))
     width_from_peaks: bool = True
+    refine_top: int = 3
+    screen_iter: int = 12
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_rwp) and self.max_rwp > 0):
@@ -84,6 +90,8 @@ class SolveConfig:
             raise InputError(f"top_k {self.top_k} is outside 1-1000")
         if not self.min_distance > 0:
             raise InputError(f"min_distance {self.min_distance} A must be positive")
+        if self.refine_top < 0 or self.screen_iter < 1:
+            raise InputError(f"refine_top {self.refine_top} must be >= 0 and screen_iter {self.screen_iter} >= 1")
 
 
 @dataclass(frozen=True)
@@ -286,6 +294,11 @@ def refine_safely(structure: Structure, observed: Observed, config: RefineConfig
     return None
 
 
+def _candidate(res: RefineResult, source: int, screened_only: bool = False) -> Candidate:
+    sg, sym = _spacegroup(res.structure, RankConfig().symprec)
+    return Candidate(res, source, res.structure.composition.reduced_formula, sg, sym, len(res.structure), screened_only)
+
+
 def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[str]], observed: Observed,
                     config: SolveConfig) -> tuple[list[Candidate], list[list[str]], list[str]]:
     """Refine, deduplicate and rank ``structures`` against ``observed``; abstain (NoSolutionError) per ``config``.
@@ -299,18 +312,32 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
         raise NoSolutionError(f"no solution: no density map of {observed.source} gave atoms; "
                               "check the composition and cell, or sample more candidates")
     rcfg = _refine_config(config, observed)
-    refined: list[Candidate] = []
     notes: list[str] = []
+    screened: dict[int, RefineResult] = {}
+    full = list(range(len(structures)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for i, s in enumerate(structures):
-            res = refine_safely(s, observed, rcfg)
+        if config.refine_top and len(structures) > config.refine_top:
+            # A short fit already separates the right structure (Rwp ~0.1) from wrong ones (> 0.3);
+            # the full fit, ~10x the cost, is spent on the few best.
+            quick = replace(rcfg, max_iter=config.screen_iter, refine_profile=False)
+            for i, s in enumerate(structures):
+                res = refine_safely(s, observed, quick)
+                if res is not None:
+                    screened[i] = res
+            full = sorted(screened, key=lambda i: screened[i].rwp)[: config.refine_top]
+            notes.append(f"{len(structures)} candidates screened, the best {len(full)} fully refined")
+        refined: list[Candidate] = []
+        for i in full:
+            res = refine_safely(structures[i], observed, rcfg)
             if res is None:
                 notes.append(f"candidate from {', '.join(origins[i])} did not refine (diverged); dropped")
                 continue
-            sg, sym = _spacegroup(res.structure, RankConfig().symprec)
-            refined.append(Candidate(res, i, res.structure.composition.reduced_formula, sg, sym, len(res.structure)))
+            refined.append(_candidate(res, i))
+        rest = sorted((i for i in screened if i not in full), key=lambda i: screened[i].rwp)
         refined.sort(key=lambda c: c.result.rwp)
+        # Screened-only candidates rank after the fully refined ones: their Rwp is not comparable.
+        refined += [_candidate(screened[i], i, screened_only=True) for i in rest]
         matcher = StructureMatcher()
         distinct: list[Candidate] = []
         for c in refined:

@@ -56,6 +56,8 @@ class Candidate:
         formula: reduced formula.
         spacegroup: international number; spacegroup_symbol: Hermann-Mauguin symbol.
         n_atoms: atoms in the refined conventional cell.
+        screened_only: True when only the short screening refinement ran (it ranked below the
+            candidates that were fully refined).
     """
 
     result: RefineResult
@@ -64,6 +66,7 @@ class Candidate:
     spacegroup: int
     spacegroup_symbol: str
     n_atoms: int
+    screened_only: bool = False
 
     def summary(self) -> dict[str, object]:
         """JSON-ready description (R factors as fractions)."""
@@ -72,6 +75,7 @@ class Candidate:
             "formula": self.formula, "spacegroup": self.spacegroup, "spacegroup_symbol": self.spacegroup_symbol,
             "rwp": round(r.rwp, 6), "rp": round(r.rp, 6), "gof": round(r.gof, 6), "n_atoms": self.n_atoms,
             "zero_shift_deg": round(r.zero_shift, 6), "b_iso": round(r.b_iso, 4), "source_candidate": self.source,
+            "refinement": "screening" if self.screened_only else "full",
             "lattice_abc": [round(x, 6) for x in r.structure.lattice.abc],
             "lattice_angles": [round(x, 4) for x in r.structure.lattice.angles],
         }
