@@ -221,6 +221,8 @@ def main() -> None:
     ap.add_argument("--grid", type=int, default=50)
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--patterns", default=",".join(PATTERNS))
+    ap.add_argument("--control-patterns", default="measured",
+                    help="patterns the wrong-pattern and no-model controls run on (comma-separated)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -237,6 +239,8 @@ def main() -> None:
     for case in cases:
         for kind in kinds:
             for mode in modes:
+                if mode in ("wrong-pattern", "no-model") and kind not in args.control_patterns.split(","):
+                    continue
                 t0 = time.perf_counter()
                 row = {"system": case.system, "name": case.name, "pattern": kind, "mode": mode,
                        "atoms": len(case.truth), "error": None}
@@ -252,17 +256,26 @@ def main() -> None:
                                           f"top {row['top_formula']} #{row['top_spacegroup']}")
                 print(f"{case.system:9s} {case.name:14s} {kind:8s} {mode:13s} {row['seconds']:6.1f}s  {status}",
                       flush=True)
-    table = summarise(rows)
+            # Written after every case, so an interrupted run still leaves its results.
+            write_json(args, modes, kinds, rows, time.perf_counter() - t_all, complete=False)
     print()
-    print_table(table)
+    print_table(summarise(rows))
+    write_json(args, modes, kinds, rows, time.perf_counter() - t_all, complete=True)
+    print(f"\nwrote {args.json}")
+
+
+def write_json(args: argparse.Namespace, modes: list[str], kinds: list[str], rows: list[dict], seconds: float,
+               complete: bool) -> None:
     doc = {"settings": {"systems": args.systems, "limit": args.limit, "samples": args.samples, "grid": args.grid,
-                        "modes": modes, "patterns": kinds, "wavelength": LINE, "two_theta": TWO_THETA,
+                        "modes": modes, "patterns": kinds, "control_patterns": args.control_patterns,
+                        "wavelength": LINE, "two_theta": TWO_THETA,
                         "weights": {k: str(v) for k, v in args.weights.items()} or "shipped",
-                        "matchers": MATCHERS, "profiles": {k: repr(v) for k, v in PROFILES.items()}},
-           "summary": table, "rows": rows, "seconds_total": time.perf_counter() - t_all}
+                        "matchers": MATCHERS, "profiles": {k: repr(v) for k, v in PROFILES.items()},
+                        "solve_config": repr(SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K),
+                                                         abstain=False))},
+           "complete": complete, "summary": summarise(rows), "rows": rows, "seconds_total": seconds}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.json, json.dumps(doc, indent=2, default=str) + "\n")
-    print(f"\nwrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -220,12 +220,31 @@ def formula_units_from_peaks(electrons: np.ndarray, composition: Composition, ma
     formula's electrons and assigned to the element slots; the cost is the assignment error plus the
     electrons left in unassigned peaks, relative to the formula's electrons. Returns (Z, scale).
     """
+    z, scale, _ = ranked_formula_units(electrons, composition, max_z)[0]
+    return z, scale
+
+
+#: Smallest volume per atom (A^3) a candidate may have: diamond, the densest common solid at ambient
+#: pressure, has 5.7 A^3 per atom.
+MIN_VOLUME_PER_ATOM = 5.0
+
+
+def ranked_formula_units(electrons: np.ndarray, composition: Composition, max_z: int = 48, multiple: int = 1,
+                         max_atoms: int | None = None) -> list[tuple[int, float, float]]:
+    """Every feasible Z with its electron scale and cost (see :func:`formula_units_from_peaks`), best first.
+
+    ``multiple``: atoms of each element per cell must be a multiple of it (the lattice points per
+    cell of a centred lattice); ``max_atoms``: most atoms the cell may hold. Falls back to
+    [(1, 1.0, inf)] when no Z fits.
+    """
     order = np.argsort(electrons)[::-1]
     atoms_fu = composition.num_atoms
-    best = (np.inf, 1, 1.0)
+    ranked: list[tuple[int, float, float]] = []
     for z in range(1, max_z + 1):
         counts = [int(round(z * amt)) for amt in composition.values()]
         if abs(sum(counts) - z * atoms_fu) > 1e-6 or sum(counts) > len(electrons):
+            continue
+        if any(n % multiple for n in counts) or (max_atoms is not None and sum(counts) > max_atoms):
             continue
         slots = np.concatenate([np.full(n, Element(el.symbol).Z) for el, n in zip(composition, counts)])
         top = electrons[order[: len(slots)]]
@@ -234,10 +253,9 @@ def formula_units_from_peaks(electrons: np.ndarray, composition: Composition, ma
         pick = assign_species(scaled, slots.astype(np.float64))
         used = pick >= 0
         err = np.abs(scaled[used] - slots[pick[used]]).sum() + scaled[~used].sum()
-        cost = err / slots.sum()
-        if cost < best[0] - 1e-9:
-            best = (cost, z, scale)
-    return best[1], best[2]
+        ranked.append((z, float(scale), float(err / slots.sum())))
+    ranked.sort(key=lambda r: r[2])  # stable: ties keep the smaller Z first
+    return ranked or [(1, 1.0, float("inf"))]
 
 
 def assign_species(electrons: np.ndarray, slots_z: np.ndarray) -> np.ndarray:
@@ -253,6 +271,99 @@ def _nearest_z(electrons: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     return allowed[np.argmin(np.abs(electrons[:, None] - allowed[None, :]), axis=1)]
 
 
+#: Crystal systems a structure in a cell of each metric family can have (lattice_family's keys).
+_FAMILY_SYSTEMS = {"cubic": ("cubic",), "hexagonal": ("trigonal", "hexagonal")}
+_ESCALATION = (1.0, 1.5, 2.0, 3.0)
+
+
+#: Lattice-centring translations (fractional) tried for each metric family, with their names.
+CENTRINGS = {
+    "cubic": {"F": ((0.0, 0.5, 0.5), (0.5, 0.0, 0.5), (0.5, 0.5, 0.0)), "I": ((0.5, 0.5, 0.5),)},
+    "hexagonal": {"R": ((2 / 3, 1 / 3, 1 / 3), (1 / 3, 2 / 3, 2 / 3))},
+}
+
+
+def shift_grid(grid: np.ndarray, shift: np.ndarray | tuple[float, ...]) -> np.ndarray:
+    """The periodic map translated by ``shift`` (fractional): out(x) = grid(x - shift), by Fourier phases.
+
+    Exact for a band-limited map and any (non-integer voxel) shift such as 1/3.
+    """
+    grid = np.asarray(grid, dtype=np.float64)
+    freqs = np.meshgrid(*[np.fft.fftfreq(n, 1.0 / n) for n in grid.shape], indexing="ij")
+    phase = np.exp(-2j * np.pi * sum(f * t for f, t in zip(freqs, shift)))
+    return np.real(np.fft.ifftn(np.fft.fftn(grid) * phase))
+
+
+def detect_centring(grid: np.ndarray, family: str | None, min_cc: float = 0.97) -> tuple[str, np.ndarray]:
+    """Lattice centring the map obeys and the map averaged over it.
+
+    A centring is accepted when the map's Pearson correlation with itself translated by each of the
+    centring vectors is at least ``min_cc`` (the first accepted of F, I for cubic cells; R for
+    hexagonal ones). Averaging over the translations removes the part of the prediction error that
+    breaks the centring. Returns ('P', grid) when none is accepted.
+    """
+    grid = np.asarray(grid, dtype=np.float64)
+    centred = grid - grid.mean()
+    norm = float(np.sum(centred**2))
+    if norm <= 0:
+        return "P", grid
+    for name, vectors in CENTRINGS.get(family or "", {}).items():
+        images = [shift_grid(grid, v) for v in vectors]
+        if all(float(np.sum(centred * (im - im.mean()))) / norm >= min_cc for im in images):
+            return name, (grid + sum(images)) / (1 + len(images))
+    return "P", grid
+
+
+def lattice_family(lattice: np.ndarray, tol: float = 1e-3) -> str | None:
+    """'cubic' (a = b = c, 90, 90, 90), 'hexagonal' (a = b, 90, 90, 120) or None, from row vectors (A)."""
+    lat = Lattice(np.asarray(lattice, dtype=np.float64))
+    a, b, c = lat.abc
+    al, be, ga = lat.angles
+    same_ab = abs(a - b) <= tol * max(a, b)
+    right = abs(al - 90) < 0.05 and abs(be - 90) < 0.05
+    if same_ab and abs(b - c) <= tol * max(b, c) and right and abs(ga - 90) < 0.05:
+        return "cubic"
+    if same_ab and right and abs(ga - 120) < 0.05:
+        return "hexagonal"
+    return None
+
+
+def symmetrise(structure: Structure, symprec: float, family: str | None = None
+               ) -> tuple[int, str, Structure, str]:
+    """Space group and symmetrised conventional cell of atoms read from a map.
+
+    Atoms from a predicted map sit a few tenths of an Angstrom off their ideal positions, so at the
+    base tolerance spglib often finds a subgroup (or P1) of the true group. When the cell's metric
+    ``family`` ('cubic' or 'hexagonal') is given and the symmetry found at ``symprec`` (A) is not of
+    that family, the tolerance is raised (1.5, 2, 3 x) until it is, keeping the stoichiometry and the
+    cell (a conventional cell larger than the metric's one is a wrong, merged lattice); the first
+    result is kept when no tolerance gives it. Returns (number, symbol, structure, note).
+    """
+    wanted = _FAMILY_SYSTEMS.get(family or "", ())
+    first: tuple[int, str, Structure] | None = None
+    formula = structure.composition.reduced_formula
+    for factor in _ESCALATION if wanted else (1.0,):
+        tol = symprec * factor
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sga = SpacegroupAnalyzer(structure, symprec=tol)
+                refined = sga.get_refined_structure()
+                found = (int(sga.get_space_group_number()), str(sga.get_space_group_symbol()), refined)
+                system = sga.get_crystal_system()
+        except Exception:  # spglib gives up on some near-degenerate inputs
+            continue
+        if first is None:
+            first = found
+        same_cell = abs(refined.volume - structure.volume) <= 0.02 * structure.volume
+        if not wanted or (system in wanted and same_cell and refined.composition.reduced_formula == formula):
+            note = "" if factor == 1.0 else f"space group found at a raised spglib tolerance ({tol:.2g} A)"
+            return (*found, note)
+    if first is None:
+        return 1, "P1", structure.copy(), "symmetry detection failed; structure kept in P1"
+    return (*first, "")
+
+
 def density_to_structure(
     grid: np.ndarray,
     lattice: np.ndarray,
@@ -262,8 +373,10 @@ def density_to_structure(
     min_distance: float = 0.7,
     symprec: float = 0.2,
     rel_threshold: float = 0.02,
+    escalate: bool = True,
+    centre: bool = True,
 ) -> AtomsResult:
-    """Read atoms from a CMED map and return the symmetrised structure.
+    """Read atoms from a CMED map and return the symmetrised structure (the best Z only).
 
     Args:
         grid: (N0, N1, N2) density in e/A^3, voxel [i, j, k] at fractional (i/N0, j/N1, k/N2).
@@ -273,12 +386,44 @@ def density_to_structure(
         min_distance: maxima closer than this (Angstrom) are one atom.
         symprec: spglib tolerance (Angstrom) for the space group and snapping to special positions.
         rel_threshold: maxima below this fraction of the highest one are ignored.
+        escalate: when the cell's metric is cubic or hexagonal and the atoms at ``symprec`` do not
+            show that crystal family, retry at 1.5, 2 and 3 x ``symprec`` (see :func:`symmetrise`).
+        centre: impose a lattice centring the map obeys (see :func:`density_to_structures`).
+    """
+    return density_to_structures(grid, lattice, composition, ratios_known=ratios_known, min_distance=min_distance,
+                                 symprec=symprec, rel_threshold=rel_threshold, escalate=escalate, n_z=1,
+                                 centre=centre)[0]
+
+
+def density_to_structures(
+    grid: np.ndarray,
+    lattice: np.ndarray,
+    composition: dict[str, float] | None,
+    *,
+    ratios_known: bool = True,
+    min_distance: float = 0.7,
+    symprec: float = 0.2,
+    rel_threshold: float = 0.02,
+    escalate: bool = True,
+    n_z: int = 2,
+    centre: bool = True,
+) -> list[AtomsResult]:
+    """:func:`density_to_structure` for the ``n_z`` best numbers of formula units (full composition only).
+
+    A predicted map's spurious or missing peaks can make a wrong Z fit the electron counts slightly
+    better than the right one; reading the map once per plausible Z lets the refinement against the
+    pattern decide. Results come best Z first; without the ratios there is one result.
+    With ``centre`` (and ``escalate``) a lattice centring the map obeys (:func:`detect_centring`) is
+    imposed on the map by averaging, and Z is restricted to counts the centring allows.
     """
     grid = np.asarray(grid, dtype=np.float64)
     lattice = np.asarray(lattice, dtype=np.float64).reshape(3, 3)
     volume = abs(float(np.linalg.det(lattice)))
     if volume < 1.0:
         raise InputError(f"cell volume {volume:.3g} A^3 is not physical; check the lattice")
+    family = lattice_family(lattice) if escalate else None
+    centring, grid = detect_centring(grid, family) if centre else ("P", grid)
+    multiple = 1 + sum(len(v) for k, v in CENTRINGS.get(family or "", {}).items() if k == centring)
     idx, frac, height = find_peaks(grid, rel_threshold)
     label = merge_peaks(frac, height, lattice, min_distance)
     n_kept = int(label.max()) + 1
@@ -287,25 +432,30 @@ def density_to_structure(
     total = float(grid.sum() * volume / grid.size)
     kfrac, kheight = frac[first], height[first]
 
-    note = ""
-    notes: list[str] = []
     comp = None
     if composition:
         try:
             comp = Composition({k: float(v) for k, v in composition.items()})
         except Exception as exc:
             raise InputError(f"composition {composition}: {exc}") from None
+
+    # (species per peak, Z or 0 when set from the final structure, notes)
+    choices: list[tuple[np.ndarray, int, list[str]]] = []
+    note = ""
     if comp is not None and ratios_known:
         reduced, _ = comp.get_reduced_composition_and_factor()
-        z_fu, scale = formula_units_from_peaks(electrons, reduced)
-        counts = {el.symbol: int(round(z_fu * amt)) for el, amt in reduced.items()}
-        slots = np.concatenate([np.full(n, Element(el).Z) for el, n in counts.items()])
-        slot_sym = np.concatenate([np.full(n, el, dtype=object) for el, n in counts.items()])
-        pick = assign_species(electrons * scale, slots)
-        species = np.where(pick >= 0, slot_sym[np.maximum(pick, 0)], "").astype(object)
-        if len(slots) > n_kept:
-            missing = len(slots) - n_kept
-            notes.append(f"{missing} atoms of Z={z_fu} x {reduced.formula} had no density peak (overlap?)")
+        for z_fu, scale, _cost in ranked_formula_units(electrons, reduced, multiple=multiple,
+                                                         max_atoms=int(volume / MIN_VOLUME_PER_ATOM))[: max(1, n_z)]:
+            counts = {el.symbol: int(round(z_fu * amt)) for el, amt in reduced.items()}
+            slots = np.concatenate([np.full(n, Element(el).Z) for el, n in counts.items()])
+            slot_sym = np.concatenate([np.full(n, el, dtype=object) for el, n in counts.items()])
+            pick = assign_species(electrons * scale, slots)
+            species = np.where(pick >= 0, slot_sym[np.maximum(pick, 0)], "").astype(object)
+            notes = []
+            if len(slots) > n_kept:
+                notes.append(f"{len(slots) - n_kept} atoms of Z={z_fu} x {reduced.formula} had no density peak "
+                             "(overlap?)")
+            choices.append((species, z_fu, notes))
     else:
         allowed = np.array(sorted(Element(e.symbol).Z for e in comp)) if comp is not None else COMMON_Z
         zs = _nearest_z(electrons, allowed)
@@ -316,24 +466,23 @@ def density_to_structure(
         inferred = sorted({s for s in species if s}, key=lambda s: Element(s).Z)
         note = (f"species {', '.join(inferred)} inferred from integrated electrons per peak "
                 f"(nearest atomic number {how}); no ratios were used")
-        z_fu = 0  # set from the final structure below
+        choices.append((species, 0, []))
 
-    atoms = species != ""
-    if not atoms.any():
+    results = []
+    for species, z_fu, notes in choices:
+        atoms = species != ""
+        if not atoms.any():
+            continue
+        s = Structure(Lattice(lattice), list(species[atoms]), kfrac[atoms])
+        sg, symbol, s_out, sym_note = symmetrise(s, symprec, family)
+        if sym_note:
+            notes.append(sym_note)
+        if z_fu == 0:
+            z_fu = int(s_out.composition.get_reduced_composition_and_factor()[1])
+        else:
+            z_fu = int(round(z_fu * len(s_out) / max(1, int(atoms.sum()))))
+        peaks = PeakTable(frac=kfrac, height=kheight, electrons=electrons, species=species.astype(str))
+        results.append(AtomsResult(s_out, sg, symbol, z_fu, peaks, total, note, notes))
+    if not results:
         raise InputError("no density peak could be assigned to an atom; the map is empty or the composition wrong")
-    s = Structure(Lattice(lattice), list(species[atoms]), kfrac[atoms])
-    sg, symbol, s_out = 1, "P1", s
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sga = SpacegroupAnalyzer(s, symprec=symprec)
-            s_out = sga.get_refined_structure()
-            sg, symbol = int(sga.get_space_group_number()), str(sga.get_space_group_symbol())
-    except Exception as exc:  # spglib gives up on some near-degenerate inputs; keep the P1 atoms
-        notes.append(f"symmetry detection failed ({type(exc).__name__}); structure kept in P1")
-    if z_fu == 0 or comp is None or not ratios_known:
-        z_fu = int(s_out.composition.get_reduced_composition_and_factor()[1])
-    else:
-        z_fu = int(round(z_fu * len(s_out) / max(1, int(atoms.sum()))))
-    peaks = PeakTable(frac=kfrac, height=kheight, electrons=electrons, species=species.astype(str))
-    return AtomsResult(s_out, sg, symbol, z_fu, peaks, total, note, notes)
+    return results

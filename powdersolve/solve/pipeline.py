@@ -30,13 +30,14 @@ from pathlib import Path
 import numpy as np
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from powdersolve.composition import parse_composition
 from powdersolve.errors import InputError, NoSolutionError
 from powdersolve.fileio import atomic_output_dir, atomic_write_text
 from powdersolve.formats import Pattern, read_pattern
 from powdersolve.predict import PredictConfig, Prediction, predict
-from powdersolve.solve.atoms import density_to_structure
+from powdersolve.solve.atoms import density_to_structures
 from powdersolve.solve.rank import Candidate, RankConfig, _spacegroup, write_solutions
 from powdersolve.solve.refine import RefineConfig, RefineResult, plot_fit, refine
 
@@ -68,6 +69,8 @@ class SolveConfig:
             refinement (``screen_iter`` L-BFGS iterations per stage, profile fixed) and only the
             best ``refine_top`` by screening Rwp are fully refined; 0 refines every one fully.
         screen_iter: L-BFGS iterations per stage of the screening refinement.
+        n_z: each map is read for this many of its most plausible formula-unit counts Z.
+        max_candidates: most distinct structures refined; those read from the most maps go first.
     """
 
     samples: int = 20
@@ -82,6 +85,8 @@ class SolveConfig:
     width_from_peaks: bool = True
     refine_top: int = 3
     screen_iter: int = 12
+    n_z: int = 2
+    max_candidates: int = 12
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_rwp) and self.max_rwp > 0):
@@ -90,6 +95,8 @@ class SolveConfig:
             raise InputError(f"top_k {self.top_k} is outside 1-1000")
         if not self.min_distance > 0:
             raise InputError(f"min_distance {self.min_distance} A must be positive")
+        if self.max_candidates < 1:
+            raise InputError(f"max_candidates {self.max_candidates} must be >= 1")
         if self.refine_top < 0 or self.screen_iter < 1:
             raise InputError(f"refine_top {self.refine_top} must be >= 0 and screen_iter {self.screen_iter} >= 1")
 
@@ -220,9 +227,10 @@ def composition_for_atoms(text: str | None) -> tuple[dict[str, float] | None, bo
 def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.ndarray,
                           composition: dict[str, float] | None, *, ratios_known: bool = True,
                           labels: Sequence[str] | None = None, min_distance: float = 0.7, symprec: float = 0.2,
-                          ) -> tuple[list[Structure], list[list[str]], str, list[str]]:
+                          n_z: int = 2) -> tuple[list[Structure], list[list[str]], str, list[str]]:
     """Distinct structures read from density grids (e/A^3, fractional axes) in the cell ``lattice`` (rows, A).
 
+    Each map is read for its ``n_z`` most plausible numbers of formula units.
     Returns (structures, the labels of the maps each came from, species note, notes). Maps that give no
     atom are skipped with a note; identical structures (StructureMatcher, same formula) are merged,
     first occurrence kept, so the refinement runs once per distinct structure.
@@ -236,23 +244,29 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     failed: list[str] = []
     for grid, label in zip(grids, labels):
         try:
-            res = density_to_structure(grid, lattice, composition, ratios_known=ratios_known,
-                                       min_distance=min_distance, symprec=symprec)
+            results = density_to_structures(grid, lattice, composition, ratios_known=ratios_known,
+                                            min_distance=min_distance, symprec=symprec, n_z=n_z)
         except InputError as exc:
             failed.append(f"{label} ({exc})")
             continue
-        species_note = species_note or res.inferred_species_note
-        notes += [n for n in res.notes if n not in notes]
-        s = res.structure
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            same = next((i for i, t in enumerate(structures)
-                         if t.composition.reduced_formula == s.composition.reduced_formula and matcher.fit(t, s)), None)
-        if same is None:
-            structures.append(s)
-            origins.append([label])
-        else:
-            origins[same].append(label)
+        for k, res in enumerate(results):
+            species_note = species_note or res.inferred_species_note
+            notes += [n for n in res.notes if n not in notes]
+            s = res.structure
+            tag = label if k == 0 else f"{label} (Z={res.z_formula_units})"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                same = next((i for i, t in enumerate(structures) if len(t) == len(s) and
+                             t.composition.reduced_formula == s.composition.reduced_formula and matcher.fit(t, s)),
+                            None)
+            if same is None:
+                structures.append(s)
+                origins.append([tag])
+            else:
+                origins[same].append(tag)
+    # Consensus first: a structure read from many samples is the likelier one to screen.
+    order = sorted(range(len(structures)), key=lambda i: -len(origins[i]))
+    structures, origins = [structures[i] for i in order], [origins[i] for i in order]
     if failed:
         more = "; ..." if len(failed) > 3 else ""
         notes.append(f"{len(failed)} map(s) gave no atoms: " + "; ".join(failed[:3]) + more)
@@ -295,7 +309,18 @@ def refine_safely(structure: Structure, observed: Observed, config: RefineConfig
 
 
 def _candidate(res: RefineResult, source: int, screened_only: bool = False) -> Candidate:
-    sg, sym = _spacegroup(res.structure, RankConfig().symprec)
+    symprec = RankConfig().symprec
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            std = SpacegroupAnalyzer(res.structure, symprec=symprec).get_refined_structure()
+        # A candidate refined in a larger setting (e.g. hexagonal axes of a rhombohedral subgroup)
+        # is reported in the standard conventional cell of the symmetry it refined to.
+        if len(std) < len(res.structure):
+            res = replace(res, structure=std)
+    except Exception:  # spglib gives up on some near-degenerate inputs: keep the refined cell
+        pass
+    sg, sym = _spacegroup(res.structure, symprec)
     return Candidate(res, source, res.structure.composition.reduced_formula, sg, sym, len(res.structure), screened_only)
 
 
@@ -313,6 +338,10 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
                               "check the composition and cell, or sample more candidates")
     rcfg = _refine_config(config, observed)
     notes: list[str] = []
+    if len(structures) > config.max_candidates:
+        notes.append(f"{len(structures) - config.max_candidates} of {len(structures)} distinct candidates "
+                     f"(read from the fewest maps) not refined: at most {config.max_candidates} are")
+        structures, origins = structures[: config.max_candidates], origins[: config.max_candidates]
     screened: dict[int, RefineResult] = {}
     full = list(range(len(structures)))
     with warnings.catch_warnings():
@@ -427,7 +456,7 @@ def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray
     say(f"reading atoms from {len(grids)} density maps")
     structures, origins, species_note, notes = candidates_from_grids(
         grids, lattice, comp, ratios_known=ratios_known, labels=labels, min_distance=config.min_distance,
-        symprec=config.symprec)
+        symprec=config.symprec, n_z=config.n_z)
     if not comp:
         species_note = species_note or "no composition given: species inferred from electrons per density peak"
     timings["atoms"] = time.perf_counter() - t0
