@@ -187,6 +187,18 @@ def map_correlation_batch(preds: ArrayLike, truth: ArrayLike) -> CorrelationMatc
     return CorrelationMatch(float(cc[s]), s, int(rot[s]), tuple(int(v) for v in shift[s]))  # type: ignore[arg-type]
 
 
+def invert(grids: np.ndarray) -> np.ndarray:
+    """Maps inverted through the origin, rho(x) -> rho(-x), on the last three (grid) axes.
+
+    Voxel i goes to (-i) mod N, so the origin voxel stays in place. A powder pattern is the same for
+    a structure and its inverse (Friedel's law), so for chiral structures the inverted map is an
+    equally valid answer (the enantiomorph).
+    """
+    g = np.asarray(grids)
+    axes = (-3, -2, -1)
+    return np.roll(np.flip(g, axis=axes), 1, axis=axes)
+
+
 def map_correlation(pred: ArrayLike, truth: ArrayLike) -> float:
     """Pearson correlation of one grid with the truth, maximised over 24 rotations and all shifts."""
     p = _as_tensor(pred)

@@ -16,6 +16,7 @@ from powdersolve.errors import InputError
 from powdersolve.metrics import (
     align,
     cube_rotations,
+    invert,
     map_correlation,
     map_correlation_batch,
     paper_scores,
@@ -236,3 +237,15 @@ def test_random_atoms_keep_electron_count_and_are_seeded(real_grids) -> None:
         # Exactly the truth's F(000); IT92 f(0) differs from Z by ~0.01 e per atom.
         assert total == pytest.approx(truth.sum() * crystal.volume / truth.size, rel=1e-9)
         assert total == pytest.approx(crystal.n_electrons, rel=1e-3)
+
+
+def test_inversion_maps_a_chiral_structure_onto_its_enantiomorph(real_dir: Path) -> None:
+    """rho(-x) of a P3_121 crystal is its P3_221 enantiomorph: CC 1 with inversion, < 1 without."""
+    te = load_crystal(real_dir / "trigonal" / "Te_152.cif")
+    cfg = DensityConfig(b_iso=8.0, grid=24)
+    truth = density_grid(te, cfg)
+    mirror = invert(truth[None])[0]
+    assert np.allclose(invert(invert(truth[None])), truth[None])
+    assert mirror[0, 0, 0] == truth[0, 0, 0]
+    assert map_correlation(mirror, truth) < 0.95
+    assert map_correlation(invert(mirror[None])[0], truth) == pytest.approx(1.0, abs=1e-6)
