@@ -10,7 +10,19 @@ from pymatgen.core import Lattice, Structure
 from powdersolve.density import density_grid
 from powdersolve.errors import InputError
 from powdersolve.scattering import form_factor
-from powdersolve.solve.atoms import density_to_structure, find_peaks, min_image_distances
+from powdersolve.solve.atoms import (
+    density_to_structure,
+    density_to_structures,
+    detect_centring,
+    find_peaks,
+    integrate_basins,
+    lattice_family,
+    merge_peaks,
+    min_image_distances,
+    ranked_formula_units,
+    shift_grid,
+    symmetrise,
+)
 from powdersolve.structures import Crystal, load_crystal
 
 CASES = {
@@ -97,3 +109,64 @@ def test_no_composition_infers_species_and_says_so() -> None:
 def test_empty_map_is_an_input_error() -> None:
     with pytest.raises(InputError):
         density_to_structure(np.zeros((20, 20, 20)), np.eye(3) * 5, {"Na": 1})
+
+
+def test_bader_basins_hold_the_atoms_electrons_on_a_skewed_cell() -> None:
+    """Steepest-ascent basins on a hexagonal cell: each atom's basin holds about its Z, all add to F(000)."""
+    s = _structure("ZnO")
+    c = Crystal.from_structure(s)
+    grid = density_grid(c)
+    idx, frac, height = find_peaks(grid)
+    label = merge_peaks(frac, height, c.lattice, 0.7)
+    electrons = integrate_basins(grid, idx, label, s.volume / grid.size, c.lattice)
+    assert electrons.sum() == pytest.approx(grid.sum() * s.volume / grid.size, rel=1e-9)
+    assert sorted(np.round(electrons).astype(int).tolist()) == pytest.approx([8, 8, 30, 30], abs=1.5)
+
+
+def test_fourier_shift_matches_integer_roll_and_composes() -> None:
+    rng = np.random.default_rng(0)
+    grid = rng.random((12, 12, 12))
+    assert np.allclose(shift_grid(grid, (0.25, 0.5, 0.0)), np.roll(grid, (3, 6, 0), axis=(0, 1, 2)))
+    third = shift_grid(shift_grid(shift_grid(grid, (1 / 3, 0, 0)), (1 / 3, 0, 0)), (1 / 3, 0, 0))
+    assert np.allclose(third, grid)
+
+
+def test_centring_detected_and_imposed() -> None:
+    nacl = Crystal.from_structure(_structure("NaCl"))
+    name, averaged = detect_centring(density_grid(nacl), "cubic")
+    assert name == "F"
+    assert np.allclose(averaged, density_grid(nacl), atol=1e-9)
+    cscl = Crystal.from_structure(_structure("CsCl"))
+    assert detect_centring(density_grid(cscl), "cubic")[0] == "P"
+    assert detect_centring(density_grid(nacl), None)[0] == "P"
+
+
+def test_formula_units_respect_centring_and_cell_volume() -> None:
+    # Eight equal peaks: Z = 8 of an element fits best; a cap of 4 atoms or multiples of 3 exclude it.
+    electrons = np.full(8, 6.0)
+    comp = Structure(Lattice.cubic(3.57), ["C"], [[0, 0, 0]]).composition
+    assert ranked_formula_units(electrons, comp)[0][0] == 8
+    assert ranked_formula_units(electrons, comp, max_atoms=4)[0][0] <= 4
+    assert all(z % 3 == 0 for z, _, _ in ranked_formula_units(electrons, comp, multiple=3))
+
+
+def test_symmetry_tolerance_escalates_to_the_cell_family() -> None:
+    """Atoms of rock salt displaced by ~0.1 A: P1 at 0.1 A, Fm-3m once the tolerance is raised."""
+    s = _structure("NaCl")
+    rng = np.random.default_rng(0)
+    noisy = s.copy()
+    for i in range(len(noisy)):
+        noisy.translate_sites([i], rng.normal(0, 0.05, 3), frac_coords=False)
+    assert lattice_family(s.lattice.matrix) == "cubic"
+    assert symmetrise(noisy, 0.1)[0] != 225
+    sg, _, out, note = symmetrise(noisy, 0.1, "cubic")
+    assert sg == 225 and "raised" in note
+    assert StructureMatcher().fit(out, s)
+
+
+def test_several_formula_units_read_from_one_map() -> None:
+    s = _structure("CaF2")
+    c = Crystal.from_structure(s)
+    results = density_to_structures(density_grid(c), c.lattice, _composition(s), n_z=2, centre=False)
+    assert len(results) == 2 and results[0].z_formula_units == 4
+    assert StructureMatcher().fit(results[0].structure, s)
