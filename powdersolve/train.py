@@ -30,19 +30,17 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from powdersolve.density import DensityConfig, density_at, density_grid, stratified_points
+from powdersolve.diffraction.augment import Augment, augment_sticks, shift_and_noise
 from powdersolve.diffraction.encoding import QAxis, encode_q
 from powdersolve.errors import InputError
 from powdersolve.fileio import atomic_path, atomic_write_text, sha256_file
 from powdersolve.inputs import (
-    Augment,
-    augment_sticks,
     augmented_xrd,
     box_amplitudes,
     composition_amounts,
     composition_input,
     fourier_targets,
     reflection_table,
-    shift_and_noise,
     xrd_input_from_sticks,
 )
 from powdersolve.model import CONFIGS, CMEDNet, ModelConfig, build_model, shift_invariant_l2
@@ -137,9 +135,9 @@ class TrainingSet:
             paper = getattr(r, "xrd_paper", None)
             q, inten, q_limit = r.q, r.intensity, mcfg.q_max
             if augment and mcfg.xrd_input == "q":
-                q, inten, q_limit = augment_sticks(mcfg, q, inten, self.aug, rng)
+                q, inten, q_limit = augment_sticks(q, inten, self.aug, rng, mcfg.q_max)
                 x = encode_q(q, inten, QAxis(mcfg.q_max, mcfg.xrd_bins), q_limit)
-                xs.append(shift_and_noise(x, self.aug.bin_shift, self.aug.noise, rng))
+                xs.append(shift_and_noise(x, self.aug, rng))
             elif augment:
                 xs.append(augmented_xrd(mcfg, q, inten, self.aug, rng, paper))
             else:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from powdersolve.diffraction.augment import Augmenter, gaussian_noise_relu, shift_bins, thermal_factor
+from powdersolve.diffraction.augment import (
+    Augment,
+    augment_sticks,
+    gaussian_noise_relu,
+    shift_and_noise,
+    shift_bins,
+    thermal_factor,
+)
 from powdersolve.diffraction.encoding import encode_q
 from powdersolve.diffraction.peaks import find_peaks, peaks_to_q_intensity
 from powdersolve.diffraction.profile import ProfileConfig, profile_pattern, pseudo_voigt
@@ -163,23 +170,25 @@ def test_shift_and_noise_follow_the_paper() -> None:
     assert np.sqrt(np.mean(n**2) * 2) == pytest.approx(1e-3, rel=0.1)
 
 
-def test_augmenter_is_deterministic_and_pure(cubic_cif) -> None:
+def test_augment_is_deterministic_and_pure(cubic_cif) -> None:
     s = sticks(load_crystal(cubic_cif), q_max=8.0)
     q0, i0 = s.q.copy(), s.intensity.copy()
-    aug = Augmenter()
-    a = aug.sticks(s.q, s.intensity, np.random.default_rng(5))
-    b = aug.sticks(s.q, s.intensity, np.random.default_rng(5))
-    c = aug.sticks(s.q, s.intensity, np.random.default_rng(6))
-    np.testing.assert_array_equal(a[0], b[0])
+    aug = Augment(p_truncate=1.0)
+    a = augment_sticks(s.q, s.intensity, aug, np.random.default_rng(5), 8.0)
+    b = augment_sticks(s.q, s.intensity, aug, np.random.default_rng(5), 8.0)
+    c = augment_sticks(s.q, s.intensity, aug, np.random.default_rng(6), 8.0)
     np.testing.assert_array_equal(a[1], b[1])
     assert a[2] == b[2] and a[2] != c[2]
     np.testing.assert_array_equal(s.q, q0)
     np.testing.assert_array_equal(s.intensity, i0)
     q, inten, q_limit = a
-    assert 4.0 <= q_limit <= 8.0 and np.all(q <= q_limit) and np.all(np.diff(q) >= 0)
+    assert 4.5 <= q_limit <= 8.0 and np.array_equal(q, q0)
+    # The detection limit zeroes weak sticks relative to the strongest inside the measured range.
+    kept = inten[(q <= q_limit) & (inten > 0)]
+    assert kept.min() >= aug.detect * inten[q <= q_limit].max()
     x = encode_q(q, inten, q_limit=q_limit)
-    e1 = Augmenter(channels=(0,)).encoded(x, np.random.default_rng(2))
-    e2 = Augmenter(channels=(0,)).encoded(x, np.random.default_rng(2))
+    e1 = shift_and_noise(x, aug, np.random.default_rng(2))
+    e2 = shift_and_noise(x, aug, np.random.default_rng(2))
     np.testing.assert_array_equal(e1, e2)
     np.testing.assert_array_equal(e1[1], x[1])  # the coverage mask is left alone
 
@@ -190,10 +199,10 @@ def test_thermal_factor_is_debye_waller() -> None:
     np.testing.assert_allclose(thermal_factor(q, 1.5), np.exp(-2 * 1.5 * s**2))
 
 
-def test_identity_augmenter_keeps_sticks() -> None:
+def test_identity_augment_keeps_sticks() -> None:
     q, inten = np.array([1.0, 2.0, 3.0]), np.array([5.0, 1e-6, 2.0])
-    aug = Augmenter(q_limit_range=None, intensity_sigma=0.0, b_range=None, detect_range=None, q_jitter=0.0)
-    out_q, out_i, lim = aug.sticks(q, inten, np.random.default_rng(0))
-    assert lim is None
+    aug = Augment(p_truncate=0.0, b_range=(0.0, 0.0), intensity_sigma=0.0, detect=0.0)
+    out_q, out_i, lim = augment_sticks(q, inten, aug, np.random.default_rng(0), 8.0)
+    assert lim == 8.0
     np.testing.assert_array_equal(out_q, q)
     np.testing.assert_array_equal(out_i, inten)

@@ -1,13 +1,13 @@
 """Seeded, pure augmentations of model inputs.
 
-Two levels:
+Two levels, both configured by one :class:`Augment`:
 
-- on encoded inputs (any ``(..., C, bins)`` array): the paper's integer bin shift in [-3, 3] with zero
-  fill and Gaussian noise (sigma 1e-3) followed by ReLU;
 - on stick lists before encoding (wavelength-free Q in 1/Angstrom, intensity without Lorentz factor):
-  random upper-Q truncation (the measured range), multiplicative lognormal intensity jitter
-  (preferred-orientation-like), a random thermal factor exp(-B Q^2 / (8 pi^2)) (= exp(-2 B s^2),
-  s = Q / (4 pi)), dropping peaks below a detection threshold, and small peak-position jitter.
+  a random thermal factor exp(-B Q^2 / (8 pi^2)) (= exp(-2 B s^2), s = Q / (4 pi)), multiplicative
+  lognormal intensity jitter (preferred-orientation-like), random upper-Q truncation (the measured
+  range) and dropping peaks below a detection threshold (:func:`augment_sticks`);
+- on encoded inputs (any ``(..., C, bins)`` array): the paper's integer bin shift with zero fill and
+  Gaussian noise (sigma 1e-3) followed by ReLU (:func:`shift_and_noise`).
 
 Every function takes the numpy Generator explicitly and never modifies its inputs.
 """
@@ -62,53 +62,60 @@ def thermal_factor(q: np.ndarray, b_iso: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Augmenter:
-    """Composable augmentations; zero / None settings switch one off.
+class Augment:
+    """Training augmentations of a stick pattern (all drawn per example from one Generator).
 
     Attributes:
-        shift_max: largest bin shift of :meth:`encoded` (paper: 3).
-        noise_sigma: Gaussian noise of :meth:`encoded` before the ReLU (paper: 1e-3).
-        channels: channels :meth:`encoded` touches (None = all; (0,) keeps the Q-encoding mask intact).
-        q_limit_range: (low, high) 1/A of the uniformly drawn measured upper Q, or None for no truncation.
-            4-8 1/A covers Cu scans to about 60-120 deg 2-theta.
-        intensity_sigma: sigma of the multiplicative lognormal intensity jitter (0 = off).
-        b_range: (low, high) A^2 of the uniformly drawn overall B, or None.
-        detect_range: (low, high) relative detection threshold, drawn log-uniformly; sticks weaker than
-            threshold x strongest are dropped; None = keep all.
-        q_jitter: sigma (1/A) of independent Gaussian position jitter per stick (0 = off).
+        q_limit_range: upper Q limit (1/A) drawn uniformly in this range with probability
+            ``p_truncate``, so lab scans (Cu to 90-120 deg: Q 5.8-7.1) are in distribution.
+        p_truncate: probability of truncating.
+        b_range: extra thermal B (A^2) applied to the intensities (:func:`thermal_factor`).
+        intensity_sigma: lognormal multiplicative jitter of each stick (texture, extraction error).
+        detect: sticks weaker than this fraction of the strongest are zeroed (detection limit).
+        bin_shift: largest integer bin shift of the encoded pattern (zero fill).
+        noise: Gaussian noise added to the encoded pattern, then ReLU.
     """
 
-    shift_max: int = 3
-    noise_sigma: float = 1e-3
-    channels: tuple[int, ...] | None = None
-    q_limit_range: tuple[float, float] | None = (4.0, 8.0)
-    intensity_sigma: float = 0.2
-    b_range: tuple[float, float] | None = (0.0, 3.0)
-    detect_range: tuple[float, float] | None = (1e-4, 1e-2)
-    q_jitter: float = 0.002
+    q_limit_range: tuple[float, float] = (4.5, 8.0)
+    p_truncate: float = 0.7
+    b_range: tuple[float, float] = (0.0, 1.5)
+    intensity_sigma: float = 0.15
+    detect: float = 0.003
+    bin_shift: int = 1
+    noise: float = 1e-3
 
-    def sticks(self, q: np.ndarray, intensity: np.ndarray,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float | None]:
-        """Augmented (q 1/A, intensity, q_limit 1/A or None) of a stick list; q stays sorted."""
-        q = np.asarray(q, dtype=np.float64)
-        inten = np.asarray(intensity, dtype=np.float64)
-        q_limit = None if self.q_limit_range is None else float(rng.uniform(*self.q_limit_range))
-        if self.b_range is not None:
-            inten = inten * thermal_factor(q, float(rng.uniform(*self.b_range)))
-        if self.intensity_sigma > 0:
-            inten = inten * rng.lognormal(0.0, self.intensity_sigma, size=inten.shape)
-        if self.q_jitter > 0:
-            q = np.abs(q + rng.normal(0.0, self.q_jitter, size=q.shape))
-            order = np.argsort(q, kind="stable")
-            q, inten = q[order], inten[order]
-        keep = np.ones(q.shape, dtype=bool) if q_limit is None else q <= q_limit
-        if self.detect_range is not None and keep.any():
-            lo, hi = np.log(self.detect_range[0]), np.log(self.detect_range[1])
-            threshold = float(np.exp(rng.uniform(lo, hi)))
-            keep &= inten >= threshold * inten[keep].max()
-        return q[keep], inten[keep], q_limit
+    @classmethod
+    def paper(cls) -> Augment:
+        """The paper's augmentation only: bin shift in [-3, 3] and noise 1e-3 + ReLU."""
+        return cls(p_truncate=0.0, b_range=(0.0, 0.0), intensity_sigma=0.0, detect=0.0, bin_shift=3)
 
-    def encoded(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The paper's augmentation of an encoded input (..., C, bins): bin shift, then noise + ReLU."""
-        x = shift_bins(x, rng, self.shift_max, self.channels)
-        return gaussian_noise_relu(x, rng, self.noise_sigma, self.channels)
+
+def augment_sticks(q: np.ndarray, intensity: np.ndarray, aug: Augment, rng: np.random.Generator,
+                   q_max: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """One random measured-like version of a stick pattern: (Q 1/A, intensity, measured Q limit 1/A).
+
+    ``q_max`` is the limit when the draw does not truncate. Positions are unchanged; dropped sticks
+    get zero intensity so the arrays keep their length. The inputs are not modified.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    inten = np.asarray(intensity, dtype=np.float64)
+    if aug.b_range[1] > 0:
+        inten = inten * thermal_factor(q, rng.uniform(*aug.b_range))
+    if aug.intensity_sigma > 0:
+        inten = inten * rng.lognormal(0.0, aug.intensity_sigma, inten.shape)
+    q_limit = float(q_max)
+    if rng.random() < aug.p_truncate:
+        q_limit = float(rng.uniform(*aug.q_limit_range))
+    if aug.detect > 0 and inten.size:
+        inten = np.where(inten >= aug.detect * inten[q <= q_limit].max(initial=0.0), inten, 0.0)
+    return q, inten, q_limit
+
+
+def shift_and_noise(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
+    """The paper's augmentation of an encoded (C, bins) pattern: bin shift with zero fill, noise, ReLU.
+
+    The coverage-mask channel of the Q encoding (the second of two) is left untouched.
+    """
+    channels = (0,) if x.shape[0] == 2 else None
+    x = shift_bins(x, rng, aug.bin_shift, channels)
+    return gaussian_noise_relu(x, rng, aug.noise, channels)
