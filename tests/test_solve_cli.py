@@ -140,3 +140,17 @@ def test_cli_help_documents_exit_codes(capsys: pytest.CaptureFixture) -> None:
     code, stdout, _ = run_cli(["--help"], capsys)
     assert code == 0
     assert "Exit codes" in stdout and "3  no solution" in stdout
+
+
+def test_screening_refines_only_the_best_fully(caf2_xy: Path, cubic_cif: Path) -> None:
+    """With more candidates than refine_top, the truth is fully refined and ranks first; the rest are screened."""
+    from powdersolve.solve.pipeline import solve_from_structures
+
+    truth = load_crystal(cubic_cif).to_structure()
+    rng = np.random.default_rng(0)
+    decoys = [Structure(truth.lattice, truth.species, rng.random((len(truth), 3))) for _ in range(3)]
+    res = solve_from_structures(caf2_xy, [*decoys, truth], SolveConfig(refine_top=1, top_k=10, abstain=False))
+    assert StructureMatcher().fit(res.best.result.structure, truth)
+    assert not res.best.screened_only
+    assert all(c.screened_only for c in res.candidates[1:])
+    assert any("screened" in n for n in res.notes)
