@@ -154,3 +154,21 @@ def test_screening_refines_only_the_best_fully(caf2_xy: Path, cubic_cif: Path) -
     assert not res.best.screened_only
     assert all(c.screened_only for c in res.candidates[1:])
     assert any("screened" in n for n in res.notes)
+
+
+def test_equal_fits_rank_the_most_symmetric_first() -> None:
+    from dataclasses import replace
+
+    from powdersolve.solve.pipeline import point_group_order, prefer_symmetry
+    from powdersolve.solve.rank import Candidate
+    from powdersolve.solve.refine import RefineResult
+
+    assert point_group_order(225) == 48 and point_group_order(139) == 16 and point_group_order(1) == 1
+    s = Structure.from_spacegroup("Fm-3m", np.eye(3) * 3.84, ["Ir"], [[0, 0, 0]])
+    res = RefineResult(s, 0.0, 1.0, 0.5, 0.0462, 0.03, 1.0, np.zeros(3), np.zeros(3), np.zeros(0))
+    low = Candidate(replace(res, rwp=0.04610), 0, "Ir", 139, "I4/mmm", 4)
+    cubic = Candidate(res, 1, "Ir", 225, "Fm-3m", 4)
+    worse = Candidate(replace(res, rwp=0.30), 2, "Ir", 229, "Im-3m", 2)
+    ranked = prefer_symmetry([low, cubic, worse], 0.02)
+    assert [c.spacegroup for c in ranked] == [225, 139, 229]
+    assert prefer_symmetry([low, cubic, worse], 0.0)[0] is low

@@ -71,6 +71,8 @@ class SolveConfig:
         screen_iter: L-BFGS iterations per stage of the screening refinement.
         n_z: each map is read for this many of its most plausible formula-unit counts Z.
         max_candidates: most distinct structures refined; those read from the most maps go first.
+        rwp_tie: refined fits within this relative Rwp of the best count as equally good, and the
+            most symmetric of them ranks first (:func:`prefer_symmetry`).
     """
 
     samples: int = 20
@@ -87,6 +89,7 @@ class SolveConfig:
     screen_iter: int = 12
     n_z: int = 2
     max_candidates: int = 12
+    rwp_tie: float = 0.02
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_rwp) and self.max_rwp > 0):
@@ -324,6 +327,30 @@ def _candidate(res: RefineResult, source: int, screened_only: bool = False) -> C
     return Candidate(res, source, res.structure.composition.reduced_formula, sg, sym, len(res.structure), screened_only)
 
 
+def point_group_order(spacegroup: int) -> int:
+    """Operations of the crystal class of an international space-group number (1 for P1, 48 for m-3m)."""
+    from pymatgen.symmetry.groups import PointGroup, SpaceGroup
+
+    return len(PointGroup(SpaceGroup.from_int_number(int(spacegroup)).point_group).symmetry_ops)
+
+
+def prefer_symmetry(candidates: list[Candidate], rwp_tie: float) -> list[Candidate]:
+    """Candidates in ranking order: Rwp, except that fits as good as the best within ``rwp_tie``
+    (relative) go highest point-group order first.
+
+    The usual crystallographic rule: of models that fit the data equally well, report the most
+    symmetric; a subgroup description of the same structure has more free parameters and always
+    fits at least as well. Only the fully refined candidates at the head of the list are reordered.
+    """
+    if not candidates or rwp_tie <= 0:
+        return candidates
+    limit = candidates[0].result.rwp * (1 + rwp_tie)
+    head = [c for c in candidates if not c.screened_only and c.result.rwp <= limit]
+    rest = [c for c in candidates if c not in head]
+    head.sort(key=lambda c: (-point_group_order(c.spacegroup), c.result.rwp))
+    return head + rest
+
+
 def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[str]], observed: Observed,
                     config: SolveConfig) -> tuple[list[Candidate], list[list[str]], list[str]]:
     """Refine, deduplicate and rank ``structures`` against ``observed``; abstain (NoSolutionError) per ``config``.
@@ -376,6 +403,7 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
     if not distinct:
         raise NoSolutionError(f"no solution: none of {len(structures)} candidates for {observed.source} could be "
                               "refined; check composition, cell and wavelength")
+    distinct = prefer_symmetry(distinct, config.rwp_tie)
     best = distinct[0].result.rwp
     if config.abstain and not best <= config.max_rwp:
         raise NoSolutionError(
