@@ -100,8 +100,10 @@ class SolveConfig:
             raise InputError(f"min_distance {self.min_distance} A must be positive")
         if self.max_candidates < 1:
             raise InputError(f"max_candidates {self.max_candidates} must be >= 1")
-        if self.refine_top < 0 or self.screen_iter < 1:
-            raise InputError(f"refine_top {self.refine_top} must be >= 0 and screen_iter {self.screen_iter} >= 1")
+        if self.refine_top < 0:
+            raise InputError(f"--refine-top {self.refine_top} must be 0 (refine all) or more")
+        if self.screen_iter < 1:
+            raise InputError(f"screen_iter {self.screen_iter} must be at least 1")
 
 
 @dataclass(frozen=True)
