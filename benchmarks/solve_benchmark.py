@@ -28,6 +28,7 @@ Usage:
     .venv/bin/python benchmarks/solve_benchmark.py [--weights PATH | --weights cubic=P --weights trigonal=P]
         [--systems cubic,trigonal] [--limit N] [--samples 20] [--modes model,wrong-pattern,no-model,oracle]
         [--patterns stick,measured] [--json benchmarks/results/solve_benchmark.json]
+        [--dataset data/build/trigonal_r --systems trigonal]  # generated crystals, for choosing settings
 """
 
 from __future__ import annotations
@@ -137,7 +138,8 @@ def score(result: SolveResult | None, truth: Structure) -> dict:
 
 def run_case(case: Case, kind: str, mode: str, cases: list[Case], args: argparse.Namespace) -> dict:
     weights = args.weights.get(case.system, args.weights.get("*"))
-    cfg = SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K), abstain=False)
+    cfg = SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K), abstain=False,
+                      family_first=not args.no_family_first)
     seed = zlib.crc32(f"{case.name}/{kind}".encode())
     if mode == "model":
         return score(solve(case.patterns[kind], cfg, predict_config(case, kind, weights)), case.truth)
@@ -159,8 +161,19 @@ def run_case(case: Case, kind: str, mode: str, cases: list[Case], args: argparse
     raise ValueError(f"unknown mode {mode}")
 
 
-def load_cases(systems: list[str], limit: int | None) -> list[Case]:
+def load_cases(systems: list[str], limit: int | None, dataset: Path | None = None) -> list[Case]:
+    """The real structures of each system, or (``dataset``) the val + test crystals of a generated build."""
     cases = []
+    if dataset is not None:
+        from powdersolve.dataset import load_dataset
+
+        records = [r for r in load_dataset(dataset) if r.split in ("val", "test")]
+        for r in records[:limit]:
+            crystal = r.crystal
+            name = f"{crystal.formula}_{crystal.spacegroup}"
+            pats = {k: simulate(crystal, k, zlib.crc32(f"{name}/{k}".encode()), name) for k in PATTERNS}
+            cases.append(Case(systems[0], name, crystal, crystal.to_structure(), pats))
+        return cases
     for system in systems:
         for cif in sorted((REAL / system).glob("*.cif"))[:limit]:
             crystal = load_crystal(cif)
@@ -223,6 +236,10 @@ def main() -> None:
     ap.add_argument("--patterns", default=",".join(PATTERNS))
     ap.add_argument("--control-patterns", default="measured",
                     help="patterns the wrong-pattern and no-model controls run on (comma-separated)")
+    ap.add_argument("--dataset", type=Path, default=None,
+                    help="a generated build: solve its val + test crystals instead of the real ones "
+                         "(for choosing settings without the benchmark); --systems names its one system")
+    ap.add_argument("--no-family-first", action="store_true", help="variant: rank by Rwp only")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -233,7 +250,7 @@ def main() -> None:
     if bad:
         ap.error(f"unknown mode/pattern {bad}; choose from {MODES} / {PATTERNS}")
     torch.set_num_threads(args.threads)
-    cases = load_cases([s for s in args.systems.split(",") if s], args.limit)
+    cases = load_cases([s for s in args.systems.split(",") if s], args.limit, args.dataset)
     rows = []
     t_all = time.perf_counter()
     for case in cases:
@@ -271,8 +288,9 @@ def write_json(args: argparse.Namespace, modes: list[str], kinds: list[str], row
                         "wavelength": LINE, "two_theta": TWO_THETA,
                         "weights": {k: str(v) for k, v in args.weights.items()} or "shipped",
                         "matchers": MATCHERS, "profiles": {k: repr(v) for k, v in PROFILES.items()},
+                        "dataset": str(args.dataset) if args.dataset else None,
                         "solve_config": repr(SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K),
-                                                         abstain=False))},
+                                                         abstain=False, family_first=not args.no_family_first))},
            "complete": complete, "summary": summarise(rows), "rows": rows, "seconds_total": seconds}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.json, json.dumps(doc, indent=2, default=str) + "\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import Structure
+from pymatgen.core import Lattice, Structure
 
 from powdersolve.cli import main
 from powdersolve.density import DensityConfig, density_grid
@@ -172,3 +172,20 @@ def test_equal_fits_rank_the_most_symmetric_first() -> None:
     ranked = prefer_symmetry([low, cubic, worse], 0.02)
     assert [c.spacegroup for c in ranked] == [225, 139, 229]
     assert prefer_symmetry([low, cubic, worse], 0.0)[0] is low
+
+
+def test_family_first_puts_acceptable_in_family_fits_ahead_of_p1() -> None:
+    from dataclasses import replace
+
+    from powdersolve.solve.pipeline import family_first
+    from powdersolve.solve.rank import Candidate
+    from powdersolve.solve.refine import RefineResult
+
+    s = Structure.from_spacegroup("R-3m", Lattice.hexagonal(3.46, 6.7), ["Hg"], [[0, 0, 0]])
+    res = RefineResult(s, 0.0, 1.0, 0.5, 0.05, 0.03, 1.0, np.zeros(3), np.zeros(3), np.zeros(0))
+    p1 = Candidate(replace(res, rwp=0.04), 0, "Hg", 1, "P1", 3)
+    r3m = Candidate(res, 1, "Hg", 166, "R-3m", 3)
+    bad = Candidate(replace(res, rwp=0.6), 2, "Hg", 164, "P-3m1", 1)
+    assert [c.spacegroup for c in family_first([p1, r3m, bad], "hexagonal", 0.35)] == [166, 1, 164]
+    assert [c.spacegroup for c in family_first([p1, r3m, bad], None, 0.35)] == [1, 166, 164]
+    assert family_first([p1, bad], "cubic", 0.35) == [p1, bad]

@@ -272,7 +272,7 @@ def _nearest_z(electrons: np.ndarray, allowed: np.ndarray) -> np.ndarray:
 
 
 #: Crystal systems a structure in a cell of each metric family can have (lattice_family's keys).
-_FAMILY_SYSTEMS = {"cubic": ("cubic",), "hexagonal": ("trigonal", "hexagonal")}
+FAMILY_SYSTEMS = {"cubic": ("cubic",), "hexagonal": ("trigonal", "hexagonal")}
 _ESCALATION = (1.0, 1.5, 2.0, 3.0)
 
 
@@ -339,7 +339,7 @@ def symmetrise(structure: Structure, symprec: float, family: str | None = None
     cell (a conventional cell larger than the metric's one is a wrong, merged lattice); the first
     result is kept when no tolerance gives it. Returns (number, symbol, structure, note).
     """
-    wanted = _FAMILY_SYSTEMS.get(family or "", ())
+    wanted = FAMILY_SYSTEMS.get(family or "", ())
     first: tuple[int, str, Structure] | None = None
     formula = structure.composition.reduced_formula
     for factor in _ESCALATION if wanted else (1.0,):

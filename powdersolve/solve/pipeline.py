@@ -37,9 +37,10 @@ from powdersolve.errors import InputError, NoSolutionError
 from powdersolve.fileio import atomic_output_dir, atomic_write_text
 from powdersolve.formats import Pattern, read_pattern
 from powdersolve.predict import PredictConfig, Prediction, predict
-from powdersolve.solve.atoms import density_to_structures
+from powdersolve.solve.atoms import FAMILY_SYSTEMS, density_to_structures, lattice_family
 from powdersolve.solve.rank import Candidate, RankConfig, _spacegroup, write_solutions
 from powdersolve.solve.refine import RefineConfig, RefineResult, plot_fit, refine
+from powdersolve.structures.io import crystal_system
 
 Progress = Callable[[str], None]
 
@@ -73,6 +74,8 @@ class SolveConfig:
         max_candidates: most distinct structures refined; those read from the most maps go first.
         rwp_tie: refined fits within this relative Rwp of the best count as equally good, and the
             most symmetric of them ranks first (:func:`prefer_symmetry`).
+        family_first: acceptable fits with the symmetry of the cell's metric family rank first
+            (:func:`family_first`).
     """
 
     samples: int = 20
@@ -90,6 +93,7 @@ class SolveConfig:
     n_z: int = 2
     max_candidates: int = 12
     rwp_tie: float = 0.02
+    family_first: bool = True
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_rwp) and self.max_rwp > 0):
@@ -336,6 +340,21 @@ def point_group_order(spacegroup: int) -> int:
     return len(PointGroup(SpaceGroup.from_int_number(int(spacegroup)).point_group).symmetry_ops)
 
 
+def family_first(candidates: list[Candidate], family: str | None, max_rwp: float) -> list[Candidate]:
+    """Candidates whose symmetry belongs to the cell's metric ``family`` ('cubic', 'hexagonal') and
+    that fit acceptably (Rwp <= ``max_rwp``) rank before the others, each group in its given order.
+
+    A cell whose metric is exactly cubic or hexagonal almost always holds a structure of that
+    crystal family; a P1 (or other lower-symmetry) model in it has many more free coordinates and
+    can fit a powder pattern as well as the truth while being wrong.
+    """
+    systems = FAMILY_SYSTEMS.get(family or "")
+    if not systems:
+        return candidates
+    good = [c for c in candidates if c.result.rwp <= max_rwp and crystal_system(max(c.spacegroup, 1)) in systems]
+    return good + [c for c in candidates if c not in good]
+
+
 def prefer_symmetry(candidates: list[Candidate], rwp_tie: float) -> list[Candidate]:
     """Candidates in ranking order: Rwp, except that fits as good as the best within ``rwp_tie``
     (relative) go highest point-group order first.
@@ -354,7 +373,8 @@ def prefer_symmetry(candidates: list[Candidate], rwp_tie: float) -> list[Candida
 
 
 def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[str]], observed: Observed,
-                    config: SolveConfig) -> tuple[list[Candidate], list[list[str]], list[str]]:
+                    config: SolveConfig, family: str | None = None
+                    ) -> tuple[list[Candidate], list[list[str]], list[str]]:
     """Refine, deduplicate and rank ``structures`` against ``observed``; abstain (NoSolutionError) per ``config``.
 
     Same procedure as :func:`powdersolve.solve.rank.rank_candidates` (refine each, sort by Rwp, drop
@@ -406,6 +426,8 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
         raise NoSolutionError(f"no solution: none of {len(structures)} candidates for {observed.source} could be "
                               "refined; check composition, cell and wavelength")
     distinct = prefer_symmetry(distinct, config.rwp_tie)
+    if config.family_first:
+        distinct = family_first(distinct, family, config.max_rwp)
     best = distinct[0].result.rwp
     if config.abstain and not best <= config.max_rwp:
         raise NoSolutionError(
@@ -472,8 +494,9 @@ def solve_from_structures(pattern: str | os.PathLike | Pattern, structures: Sequ
     observed = observed_profile(pattern, predict_config)
     timings = {"preprocess": time.perf_counter() - t0}
     t0 = time.perf_counter()
+    family = lattice_family(structures[0].lattice.matrix) if structures else None
     ranked, origins, notes = rank_structures(structures, [[f"input {i}"] for i in range(len(structures))], observed,
-                                             config)
+                                             config, family)
     timings["refine_rank"] = time.perf_counter() - t0
     return SolveResult(ranked, origins, observed, None, None, "", notes, len(structures), len(structures), timings,
                        config)
@@ -492,7 +515,8 @@ def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray
     timings["atoms"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     say(f"refining {len(structures)} distinct candidate structures")
-    ranked, ranked_origins, rank_notes = rank_structures(structures, origins, observed, config)
+    ranked, ranked_origins, rank_notes = rank_structures(structures, origins, observed, config,
+                                                         lattice_family(lattice))
     notes += rank_notes
     timings["refine_rank"] = time.perf_counter() - t0
     return SolveResult(ranked, ranked_origins, observed, None, composition, species_note, notes, len(grids),
