@@ -126,6 +126,17 @@ def rank_candidates(structures: Sequence[Structure], two_theta: np.ndarray, obse
     return distinct[: cfg.keep]
 
 
+def cif_text(structure: Structure, symprec: float = 0.1) -> str:
+    """CIF of ``structure`` with its symmetry (spglib at ``symprec`` A), or in P1 when spglib cannot
+    determine one (near-overlapping atoms of a poor candidate)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return str(CifWriter(structure, symprec=symprec))
+    except Exception:  # pymatgen raises SymmetryUndeterminedError, spglib a plain error
+        return str(CifWriter(structure))
+
+
 def write_solutions(candidates: Sequence[Candidate], directory: str | Path, symprec: float = 0.1,
                     extra: dict[str, object] | None = None) -> list[Path]:
     """Write candidates/rank_01.cif ... and solution.json into ``directory``; returns the CIF paths.
@@ -138,7 +149,7 @@ def write_solutions(candidates: Sequence[Candidate], directory: str | Path, symp
     try:
         for k, c in enumerate(candidates, start=1):
             path = out / "candidates" / f"rank_{k:02d}.cif"
-            text = str(CifWriter(c.result.structure, symprec=symprec))
+            text = cif_text(c.result.structure, symprec)
             atomic_write_text(path, text)
             paths.append(path)
         doc = {"candidates": [dict(rank=k, cif=str(p.relative_to(out)), **c.summary())
