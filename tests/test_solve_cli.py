@@ -189,3 +189,18 @@ def test_family_first_puts_acceptable_in_family_fits_ahead_of_p1() -> None:
     assert [c.spacegroup for c in family_first([p1, r3m, bad], "hexagonal", 0.35)] == [166, 1, 164]
     assert [c.spacegroup for c in family_first([p1, r3m, bad], None, 0.35)] == [1, 166, 164]
     assert family_first([p1, bad], "cubic", 0.35) == [p1, bad]
+
+
+def test_shipped_model_solves_the_bundled_example(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Acceptance: the bundled CaF2 scan, the shipped cubic model, cell indexed: Fm-3m CaF2, every output."""
+    from powdersolve.structures import read_structure
+
+    root = Path(__file__).resolve().parents[1] / "powdersolve" / "examples"
+    out = tmp_path / "solved"
+    code, _, err = run_cli([root / "CaF2_CuKa.xy", "--composition", "CaF2", "--samples", 8, "--out", out], capsys)
+    assert code == 0, err
+    truth = load_crystal(root / "CaF2_225.cif").to_structure()
+    doc = json.loads((out / "solution.json").read_text())
+    assert doc["candidates"][0]["spacegroup"] == 225 and doc["candidates"][0]["rwp"] < 0.15
+    assert len(list((out / "candidates").glob("rank_*.cif"))) == len(doc["candidates"])
+    assert StructureMatcher().fit(read_structure(out / "refined.cif"), truth)
