@@ -139,7 +139,7 @@ def score(result: SolveResult | None, truth: Structure) -> dict:
 def run_case(case: Case, kind: str, mode: str, cases: list[Case], args: argparse.Namespace) -> dict:
     weights = args.weights.get(case.system, args.weights.get("*"))
     cfg = SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K), abstain=False,
-                      family_first=not args.no_family_first)
+                      family_first=not args.rwp_only)
     seed = zlib.crc32(f"{case.name}/{kind}".encode())
     if mode == "model":
         return score(solve(case.patterns[kind], cfg, predict_config(case, kind, weights)), case.truth)
@@ -239,7 +239,8 @@ def main() -> None:
     ap.add_argument("--dataset", type=Path, default=None,
                     help="a generated build: solve its val + test crystals instead of the real ones "
                          "(for choosing settings without the benchmark); --systems names its one system")
-    ap.add_argument("--no-family-first", action="store_true", help="variant: rank by Rwp only")
+    ap.add_argument("--rwp-only", action="store_true",
+                    help="variant: rank by Rwp without the family-first rule (SolveConfig.family_first=False)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -290,7 +291,7 @@ def write_json(args: argparse.Namespace, modes: list[str], kinds: list[str], row
                         "matchers": MATCHERS, "profiles": {k: repr(v) for k, v in PROFILES.items()},
                         "dataset": str(args.dataset) if args.dataset else None,
                         "solve_config": repr(SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K),
-                                                         abstain=False, family_first=not args.no_family_first))},
+                                                         abstain=False, family_first=not args.rwp_only))},
            "complete": complete, "summary": summarise(rows), "rows": rows, "seconds_total": seconds}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.json, json.dumps(doc, indent=2, default=str) + "\n")
