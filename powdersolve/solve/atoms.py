@@ -212,18 +212,6 @@ def integrate_basins(grid: np.ndarray, idx: np.ndarray, label: np.ndarray, voxel
     return np.bincount(per_voxel, weights=grid.ravel(), minlength=int(np.max(label)) + 1) * voxel_volume
 
 
-def formula_units_from_peaks(electrons: np.ndarray, composition: Composition, max_z: int = 48) -> tuple[int, float]:
-    """Formula units Z and electron scale that best explain the peaks' electron counts.
-
-    Scale-free, so a predicted map whose overall density is off by tens of percent still gives the
-    right Z: for each Z the strongest Z * (atoms per formula unit) peaks are rescaled to hold the
-    formula's electrons and assigned to the element slots; the cost is the assignment error plus the
-    electrons left in unassigned peaks, relative to the formula's electrons. Returns (Z, scale).
-    """
-    z, scale, _ = ranked_formula_units(electrons, composition, max_z)[0]
-    return z, scale
-
-
 #: Smallest volume per atom (A^3) a candidate may have: diamond, the densest common solid at ambient
 #: pressure, has 5.7 A^3 per atom.
 MIN_VOLUME_PER_ATOM = 5.0
@@ -231,8 +219,12 @@ MIN_VOLUME_PER_ATOM = 5.0
 
 def ranked_formula_units(electrons: np.ndarray, composition: Composition, max_z: int = 48, multiple: int = 1,
                          max_atoms: int | None = None) -> list[tuple[int, float, float]]:
-    """Every feasible Z with its electron scale and cost (see :func:`formula_units_from_peaks`), best first.
+    """Every feasible number of formula units Z with its electron scale and cost, best first.
 
+    Scale-free, so a predicted map whose overall density is off by tens of percent still gives the
+    right Z: for each Z the strongest Z * (atoms per formula unit) peaks are rescaled to hold the
+    formula's electrons and assigned to the element slots; the cost is the assignment error plus the
+    electrons left in unassigned peaks, relative to the formula's electrons.
     ``multiple``: atoms of each element per cell must be a multiple of it (the lattice points per
     cell of a centred lattice); ``max_atoms``: most atoms the cell may hold. Falls back to
     [(1, 1.0, inf)] when no Z fits.
@@ -289,9 +281,14 @@ def shift_grid(grid: np.ndarray, shift: np.ndarray | tuple[float, ...]) -> np.nd
     Exact for a band-limited map and any (non-integer voxel) shift such as 1/3.
     """
     grid = np.asarray(grid, dtype=np.float64)
-    freqs = np.meshgrid(*[np.fft.fftfreq(n, 1.0 / n) for n in grid.shape], indexing="ij")
-    phase = np.exp(-2j * np.pi * sum(f * t for f, t in zip(freqs, shift)))
-    return np.real(np.fft.ifftn(np.fft.fftn(grid) * phase))
+    return _shifted(np.fft.fftn(grid), [shift])[0]
+
+
+def _shifted(spectrum: np.ndarray, shifts: list) -> list[np.ndarray]:
+    """Real maps translated by each fractional shift, from the map's FFT (computed once by the caller)."""
+    freqs = np.meshgrid(*[np.fft.fftfreq(n, 1.0 / n) for n in spectrum.shape], indexing="ij")
+    return [np.real(np.fft.ifftn(spectrum * np.exp(-2j * np.pi * sum(f * t for f, t in zip(freqs, shift)))))
+            for shift in shifts]
 
 
 def detect_centring(grid: np.ndarray, family: str | None, min_cc: float = 0.97) -> tuple[str, np.ndarray]:
@@ -305,10 +302,12 @@ def detect_centring(grid: np.ndarray, family: str | None, min_cc: float = 0.97) 
     grid = np.asarray(grid, dtype=np.float64)
     centred = grid - grid.mean()
     norm = float(np.sum(centred**2))
-    if norm <= 0:
+    candidates = CENTRINGS.get(family or "", {})
+    if norm <= 0 or not candidates:
         return "P", grid
-    for name, vectors in CENTRINGS.get(family or "", {}).items():
-        images = [shift_grid(grid, v) for v in vectors]
+    spectrum = np.fft.fftn(grid)
+    for name, vectors in candidates.items():
+        images = _shifted(spectrum, list(vectors))
         if all(float(np.sum(centred * (im - im.mean()))) / norm >= min_cc for im in images):
             return name, (grid + sum(images)) / (1 + len(images))
     return "P", grid
@@ -423,7 +422,7 @@ def density_to_structures(
         raise InputError(f"cell volume {volume:.3g} A^3 is not physical; check the lattice")
     family = lattice_family(lattice) if escalate else None
     centring, grid = detect_centring(grid, family) if centre else ("P", grid)
-    multiple = 1 + sum(len(v) for k, v in CENTRINGS.get(family or "", {}).items() if k == centring)
+    multiple = 1 + len(CENTRINGS.get(family or "", {}).get(centring, ()))  # lattice points per cell
     idx, frac, height = find_peaks(grid, rel_threshold)
     label = merge_peaks(frac, height, lattice, min_distance)
     n_kept = int(label.max()) + 1

@@ -38,7 +38,7 @@ from powdersolve.fileio import atomic_output_dir, atomic_write_text
 from powdersolve.formats import Pattern, read_pattern
 from powdersolve.predict import PredictConfig, Prediction, predict
 from powdersolve.solve.atoms import FAMILY_SYSTEMS, density_to_structures, lattice_family
-from powdersolve.solve.rank import Candidate, RankConfig, _spacegroup, write_solutions
+from powdersolve.solve.rank import Candidate, RankConfig, _spacegroup, drop_duplicates, write_solutions
 from powdersolve.solve.refine import RefineConfig, RefineResult, plot_fit, refine
 from powdersolve.structures.io import crystal_system
 
@@ -378,10 +378,12 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
                     ) -> tuple[list[Candidate], list[list[str]], list[str]]:
     """Refine, deduplicate and rank ``structures`` against ``observed``; abstain (NoSolutionError) per ``config``.
 
-    Same procedure as :func:`powdersolve.solve.rank.rank_candidates` (refine each, sort by Rwp, drop
-    StructureMatcher duplicates keeping the better fit) but a diverged refinement drops that candidate
-    instead of passing NaN coordinates to spglib. Returns (candidates best first, at most
-    ``config.top_k``; the map labels of each; notes).
+    Like :func:`powdersolve.solve.rank.rank_candidates` (refine, sort by Rwp, drop StructureMatcher
+    duplicates keeping the better fit), plus: at most ``config.max_candidates`` are refined; above
+    ``config.refine_top`` all are screened and only the best fully refined; a diverged refinement is
+    retried with fewer parameters and else dropped; equally good fits go most symmetric first and,
+    with ``config.family_first``, in-family fits before the others. Returns (candidates best first,
+    at most ``config.top_k``; the map labels of each; notes).
     """
     if not structures:
         raise NoSolutionError(f"no solution: no density map of {observed.source} gave atoms; "
@@ -417,12 +419,7 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
         refined.sort(key=lambda c: c.result.rwp)
         # Screened-only candidates rank after the fully refined ones: their Rwp is not comparable.
         refined += [_candidate(screened[i], i, screened_only=True) for i in rest]
-        matcher = StructureMatcher()
-        distinct: list[Candidate] = []
-        for c in refined:
-            if not any(d.formula == c.formula and matcher.fit(d.result.structure, c.result.structure)
-                       for d in distinct):
-                distinct.append(c)
+    distinct = drop_duplicates(refined)
     if not distinct:
         raise NoSolutionError(f"no solution: none of {len(structures)} candidates for {observed.source} could be "
                               "refined; check composition, cell and wavelength")

@@ -91,6 +91,20 @@ def _spacegroup(structure: Structure, symprec: float) -> tuple[int, str]:
         return 1, "P1"
 
 
+def drop_duplicates(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """``candidates`` without StructureMatcher (defaults) duplicates of the same formula; the first
+    of each is kept, so pass them best first."""
+    matcher = StructureMatcher()
+    distinct: list[Candidate] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for c in candidates:
+            if not any(d.formula == c.formula and matcher.fit(d.result.structure, c.result.structure)
+                       for d in distinct):
+                distinct.append(c)
+    return distinct
+
+
 def rank_candidates(structures: Sequence[Structure], two_theta: np.ndarray, observed: np.ndarray,
                     wavelength: float, sigma: np.ndarray | None = None, config: RankConfig | None = None,
                     *, source: str = "pattern", abstain: bool = True) -> list[Candidate]:
@@ -113,11 +127,7 @@ def rank_candidates(structures: Sequence[Structure], two_theta: np.ndarray, obse
     if not refined:
         raise NoSolutionError(f"{source}: every candidate's refinement diverged; no structure written")
     refined.sort(key=lambda c: c.result.rwp)
-    matcher = StructureMatcher()
-    distinct: list[Candidate] = []
-    for c in refined:
-        if not any(d.formula == c.formula and matcher.fit(d.result.structure, c.result.structure) for d in distinct):
-            distinct.append(c)
+    distinct = drop_duplicates(refined)
     best = distinct[0].result.rwp
     if abstain and not best <= cfg.max_rwp:
         raise NoSolutionError(
