@@ -136,10 +136,15 @@ def score(result: SolveResult | None, truth: Structure) -> dict:
     return out
 
 
+def solve_config(args: argparse.Namespace) -> SolveConfig:
+    """The solve settings of a run: the defaults, with the variant flags applied."""
+    return SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K), abstain=False,
+                       family_first=not args.rwp_only, map_symmetry=not args.no_map_symmetry)
+
+
 def run_case(case: Case, kind: str, mode: str, cases: list[Case], args: argparse.Namespace) -> dict:
     weights = args.weights.get(case.system, args.weights.get("*"))
-    cfg = SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K), abstain=False,
-                      family_first=not args.rwp_only)
+    cfg = solve_config(args)
     seed = zlib.crc32(f"{case.name}/{kind}".encode())
     if mode == "model":
         return score(solve(case.patterns[kind], cfg, predict_config(case, kind, weights)), case.truth)
@@ -241,6 +246,8 @@ def main() -> None:
                          "(for choosing settings without the benchmark); --systems names its one system")
     ap.add_argument("--rwp-only", action="store_true",
                     help="variant: rank by Rwp without the family-first rule (SolveConfig.family_first=False)")
+    ap.add_argument("--no-map-symmetry", action="store_true",
+                    help="variant: no space-group search in the mean map (SolveConfig.map_symmetry=False)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -290,8 +297,7 @@ def write_json(args: argparse.Namespace, modes: list[str], kinds: list[str], row
                         "weights": {k: str(v) for k, v in args.weights.items()} or "shipped",
                         "matchers": MATCHERS, "profiles": {k: repr(v) for k, v in PROFILES.items()},
                         "dataset": str(args.dataset) if args.dataset else None,
-                        "solve_config": repr(SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K),
-                                                         abstain=False, family_first=not args.rwp_only))},
+                        "solve_config": repr(solve_config(args))},
            "complete": complete, "summary": summarise(rows), "rows": rows, "seconds_total": seconds}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.json, json.dumps(doc, indent=2, default=str) + "\n")

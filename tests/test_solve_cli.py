@@ -189,6 +189,11 @@ def test_family_first_puts_acceptable_in_family_fits_ahead_of_p1() -> None:
     assert [c.spacegroup for c in family_first([p1, r3m, bad], "hexagonal", 0.35)] == [166, 1, 164]
     assert [c.spacegroup for c in family_first([p1, r3m, bad], None, 0.35)] == [1, 166, 164]
     assert family_first([p1, bad], "cubic", 0.35) == [p1, bad]
+    # An in-family fit several times worse than the best, or only screened, is not promoted.
+    poor = Candidate(replace(res, rwp=0.30), 3, "Hg", 164, "P-3m1", 1)
+    assert family_first([p1, poor], "hexagonal", 0.35) == [p1, poor]
+    screened = Candidate(res, 4, "Hg", 166, "R-3m", 3, screened_only=True)
+    assert family_first([p1, screened], "hexagonal", 0.35) == [p1, screened]
 
 
 def test_shipped_model_solves_the_bundled_example(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -86,6 +86,26 @@ class AtomsResult:
     notes: list[str] = field(default_factory=list)
 
 
+def quadratic_maximum(values: np.ndarray) -> np.ndarray:
+    """Offsets (n, 3), in voxels, of the maximum of the quadratic fitted to each row of 3x3x3 values (n, 27).
+
+    The 27 values are in ``np.indices((3, 3, 3))`` order around the centre voxel. A non-concave or
+    flat fit (plateau, noise) is not trusted beyond the voxel itself: its offset is 0.
+    """
+    c = np.asarray(values, dtype=np.float64) @ _FIT.T  # (n, 10)
+    g = c[:, 1:4]
+    h = np.zeros((len(c), 3, 3))
+    h[:, [0, 1, 2], [0, 1, 2]] = 2 * c[:, 4:7]
+    h[:, 0, 1] = h[:, 1, 0] = c[:, 7]
+    h[:, 0, 2] = h[:, 2, 0] = c[:, 8]
+    h[:, 1, 2] = h[:, 2, 1] = c[:, 9]
+    with np.errstate(all="ignore"):
+        step = -np.linalg.solve(h + 1e-12 * np.eye(3), g[..., None])[..., 0]
+    bad = ~np.all(np.isfinite(step), axis=1) | (np.abs(step) > 1.0).any(axis=1)
+    step[bad] = 0.0
+    return step
+
+
 def find_peaks(grid: np.ndarray, rel_threshold: float = 0.02) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Periodic local maxima of ``grid`` (voxel [i,j,k] at (i/N0, j/N1, k/N2)).
 
@@ -106,19 +126,7 @@ def find_peaks(grid: np.ndarray, rel_threshold: float = 0.02) -> tuple[np.ndarra
     shape = np.array(grid.shape)
     nb = (idx[:, None, :] + _OFF[None, :, :]) % shape  # (n, 27, 3)
     vals = grid[nb[..., 0], nb[..., 1], nb[..., 2]]
-    logv = np.log(np.maximum(vals, top * 1e-12))
-    c = logv @ _FIT.T  # (n, 10)
-    g = c[:, 1:4]
-    h = np.zeros((len(idx), 3, 3))
-    h[:, [0, 1, 2], [0, 1, 2]] = 2 * c[:, 4:7]
-    h[:, 0, 1] = h[:, 1, 0] = c[:, 7]
-    h[:, 0, 2] = h[:, 2, 0] = c[:, 8]
-    h[:, 1, 2] = h[:, 2, 1] = c[:, 9]
-    with np.errstate(all="ignore"):
-        step = -np.linalg.solve(h + 1e-12 * np.eye(3), g[..., None])[..., 0]
-    # A non-concave or flat fit (plateau, noise) is not trusted beyond the voxel itself.
-    bad = ~np.all(np.isfinite(step), axis=1) | (np.abs(step) > 1.0).any(axis=1)
-    step[bad] = 0.0
+    step = quadratic_maximum(np.log(np.maximum(vals, top * 1e-12)))
     frac = ((idx + step) / shape) % 1.0
     height = grid[idx[:, 0], idx[:, 1], idx[:, 2]]
     order = np.argsort(-height, kind="stable")

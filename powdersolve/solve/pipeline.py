@@ -38,6 +38,7 @@ from powdersolve.fileio import atomic_output_dir, atomic_write_text
 from powdersolve.formats import Pattern, read_pattern
 from powdersolve.predict import PredictConfig, Prediction, predict
 from powdersolve.solve.atoms import FAMILY_SYSTEMS, density_to_structures, lattice_family
+from powdersolve.solve.mapsymmetry import FAMILY_GROUPS, plausible_groups, search_space_groups, symmetrise_map
 from powdersolve.solve.rank import Candidate, RankConfig, _spacegroup, drop_duplicates, write_solutions
 from powdersolve.solve.refine import RefineConfig, RefineResult, plot_fit, refine
 from powdersolve.structures.io import crystal_system
@@ -77,6 +78,11 @@ class SolveConfig:
         family_first: acceptable fits with the symmetry of the cell's metric family rank first
             (:func:`family_first`). On 24 generated trigonal crystals it raised top-1 matches from
             3 to 4 and broke none.
+        map_symmetry: for a cubic or hexagonal cell, search the first map (the posterior mean) for the
+            space groups it obeys (:func:`powdersolve.solve.mapsymmetry.search_space_groups`), and
+            also read atoms from it averaged over each of the ``symmetry_top`` most symmetric
+            plausible groups; those candidates are refined first.
+        symmetry_top: plausible groups whose averaged maps are read.
     """
 
     samples: int = 20
@@ -95,6 +101,8 @@ class SolveConfig:
     max_candidates: int = 12
     rwp_tie: float = 0.02
     family_first: bool = True
+    map_symmetry: bool = True
+    symmetry_top: int = 3
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_rwp) and self.max_rwp > 0):
@@ -237,13 +245,15 @@ def composition_for_atoms(text: str | None) -> tuple[dict[str, float] | None, bo
 def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.ndarray,
                           composition: dict[str, float] | None, *, ratios_known: bool = True,
                           labels: Sequence[str] | None = None, min_distance: float = 0.7, symprec: float = 0.2,
-                          n_z: int = 2) -> tuple[list[Structure], list[list[str]], str, list[str]]:
+                          n_z: int = 2, n_first: int = 0) -> tuple[list[Structure], list[list[str]], str, list[str]]:
     """Distinct structures read from density grids (e/A^3, fractional axes) in the cell ``lattice`` (rows, A).
 
     Each map is read for its ``n_z`` most plausible numbers of formula units.
     Returns (structures, the labels of the maps each came from, species note, notes). Maps that give no
     atom are skipped with a note; identical structures (StructureMatcher, same formula) are merged,
-    first occurrence kept, so the refinement runs once per distinct structure.
+    first occurrence kept, so the refinement runs once per distinct structure. Structures are ordered
+    by the number of maps that gave them (consensus first), except that those read from the first
+    ``n_first`` maps (symmetry-averaged ones) come before all others.
     """
     labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]
     matcher = StructureMatcher()
@@ -252,7 +262,8 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     species_note = ""
     notes: list[str] = []
     failed: list[str] = []
-    for grid, label in zip(grids, labels):
+    priority: list[bool] = []
+    for m, (grid, label) in enumerate(zip(grids, labels)):
         try:
             results = density_to_structures(grid, lattice, composition, ratios_known=ratios_known,
                                             min_distance=min_distance, symprec=symprec, n_z=n_z)
@@ -272,15 +283,37 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
             if same is None:
                 structures.append(s)
                 origins.append([tag])
+                priority.append(m < n_first)
             else:
                 origins[same].append(tag)
+                priority[same] |= m < n_first
     # Consensus first: a structure read from many samples is the likelier one to screen.
-    order = sorted(range(len(structures)), key=lambda i: -len(origins[i]))
+    order = sorted(range(len(structures)), key=lambda i: (not priority[i], -len(origins[i])))
     structures, origins = [structures[i] for i in order], [origins[i] for i in order]
     if failed:
         more = "; ..." if len(failed) > 3 else ""
         notes.append(f"{len(failed)} map(s) gave no atoms: " + "; ".join(failed[:3]) + more)
     return structures, origins, species_note, notes
+
+
+def symmetrised_maps(grid: np.ndarray, lattice: np.ndarray, label: str, top: int = 3
+                     ) -> tuple[list[np.ndarray], list[str]]:
+    """``grid`` averaged over each of the ``top`` most symmetric space groups it plausibly obeys.
+
+    Only for cells of the cubic or hexagonal metric (others return nothing). Labels say the group
+    and its correlation, e.g. 'mean averaged over P3_121 (cc_min 0.83)'.
+    """
+    family = lattice_family(lattice)
+    if family not in FAMILY_GROUPS or top < 1:
+        return [], []
+    grid = np.asarray(grid, dtype=np.float64)
+    try:
+        found = plausible_groups(search_space_groups(grid, family), top=top)
+    except InputError:  # a grid whose steps differ along axes the group's rotations mix
+        return [], []
+    maps = [symmetrise_map(grid, g.number, g.origin) for g in found]
+    labels = [f"{label} averaged over {g.symbol} (cc_min {g.cc_min:.2f})" for g in found]
+    return maps, labels
 
 
 def _refine_config(config: SolveConfig, observed: Observed) -> RefineConfig:
@@ -341,18 +374,31 @@ def point_group_order(spacegroup: int) -> int:
     return len(PointGroup(SpaceGroup.from_int_number(int(spacegroup)).point_group).symmetry_ops)
 
 
-def family_first(candidates: list[Candidate], family: str | None, max_rwp: float) -> list[Candidate]:
+def in_family(candidate: Candidate, family: str | None) -> bool:
+    """Whether the candidate's space group belongs to the crystal family of the cell's metric."""
+    return crystal_system(max(candidate.spacegroup, 1)) in FAMILY_SYSTEMS.get(family or "", ())
+
+
+def family_first(candidates: list[Candidate], family: str | None, max_rwp: float, ratio: float = 2.0
+                 ) -> list[Candidate]:
     """Candidates whose symmetry belongs to the cell's metric ``family`` ('cubic', 'hexagonal') and
-    that fit acceptably (Rwp <= ``max_rwp``) rank before the others, each group in its given order.
+    that fit acceptably rank before the others, each group in its given order.
+
+    Acceptable: fully refined (a screening Rwp is not comparable), Rwp <= ``max_rwp`` and at most
+    ``ratio`` times the best fully refined Rwp (a fit leaving several times more of the pattern
+    unexplained is not the same structure with fewer parameters).
 
     A cell whose metric is exactly cubic or hexagonal almost always holds a structure of that
     crystal family; a P1 (or other lower-symmetry) model in it has many more free coordinates and
     can fit a powder pattern as well as the truth while being wrong.
     """
-    systems = FAMILY_SYSTEMS.get(family or "")
-    if not systems:
+    if not FAMILY_SYSTEMS.get(family or ""):
         return candidates
-    good = [c for c in candidates if c.result.rwp <= max_rwp and crystal_system(max(c.spacegroup, 1)) in systems]
+    refined = [c.result.rwp for c in candidates if not c.screened_only]
+    if not refined:
+        return candidates
+    limit = min(max_rwp, ratio * min(refined))
+    good = [c for c in candidates if not c.screened_only and c.result.rwp <= limit and in_family(c, family)]
     return good + [c for c in candidates if c not in good]
 
 
@@ -406,7 +452,13 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
                 res = refine_safely(s, observed, quick)
                 if res is not None:
                     screened[i] = res
-            full = sorted(screened, key=lambda i: screened[i].rwp)[: config.refine_top]
+            by_rwp = sorted(screened, key=lambda i: screened[i].rwp)
+            full = by_rwp[: config.refine_top]
+            if config.family_first and family in FAMILY_SYSTEMS:
+                # The best in-family screened fit is also refined fully, so family_first can weigh it.
+                fits = [i for i in by_rwp if in_family(_candidate(screened[i], i, screened_only=True), family)]
+                if fits and fits[0] not in full:
+                    full.append(fits[0])
             notes.append(f"{len(structures)} candidates screened, the best {len(full)} fully refined")
         refined: list[Candidate] = []
         for i in full:
@@ -504,10 +556,16 @@ def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray
                  observed: Observed, config: SolveConfig, say: Progress, timings: dict[str, float]) -> SolveResult:
     t0 = time.perf_counter()
     comp, ratios_known = composition_for_atoms(composition)
+    n_first = 0
+    if config.map_symmetry and grids:
+        say("searching the first map for its space group")
+        sym_maps, sym_labels = symmetrised_maps(grids[0], lattice, labels[0], config.symmetry_top)
+        grids, labels, n_first = sym_maps + list(grids), sym_labels + list(labels), len(sym_maps)
+        timings["map_symmetry"] = time.perf_counter() - t0
     say(f"reading atoms from {len(grids)} density maps")
     structures, origins, species_note, notes = candidates_from_grids(
         grids, lattice, comp, ratios_known=ratios_known, labels=labels, min_distance=config.min_distance,
-        symprec=config.symprec, n_z=config.n_z)
+        symprec=config.symprec, n_z=config.n_z, n_first=n_first)
     if not comp:
         species_note = species_note or "no composition given: species inferred from electrons per density peak"
     timings["atoms"] = time.perf_counter() - t0
