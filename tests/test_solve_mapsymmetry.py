@@ -94,10 +94,11 @@ def test_averaging_removes_symmetry_breaking_noise_and_atoms_follow() -> None:
 
 def test_pipeline_reads_symmetrised_maps_only_for_symmetric_metrics() -> None:
     _, c, _ = _case("quartz")
-    maps, labels = symmetrised_maps(density_grid(c), c.lattice, "mean", top=2)
+    maps, labels, groups = symmetrised_maps(density_grid(c), c.lattice, "mean", top=2)
     assert len(maps) == 2 and "P3_221" in labels[0] and labels[0].startswith("mean averaged over")
+    assert groups[0] == 154
     mono = Lattice.monoclinic(5, 6, 7, 100).matrix
-    assert symmetrised_maps(density_grid(c), mono, "mean") == ([], [])
+    assert symmetrised_maps(density_grid(c), mono, "mean") == ([], [], [])
 
 
 def test_unequal_grid_steps_along_mixed_axes_are_refused() -> None:

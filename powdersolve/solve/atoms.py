@@ -414,6 +414,7 @@ def density_to_structures(
     escalate: bool = True,
     n_z: int = 2,
     centre: bool = True,
+    spacegroup: int | None = None,
 ) -> list[AtomsResult]:
     """:func:`density_to_structure` for the ``n_z`` best numbers of formula units (full composition only).
 
@@ -422,6 +423,9 @@ def density_to_structures(
     pattern decide. Results come best Z first; without the ratios there is one result.
     With ``centre`` (and ``escalate``) a lattice centring the map obeys (:func:`detect_centring`) is
     imposed on the map by averaging, and Z is restricted to counts the centring allows.
+    ``spacegroup``: the map is averaged over this group in its standard setting
+    (:func:`powdersolve.solve.mapsymmetry.symmetrise_map`); atoms are then read as whole orbits of
+    it (:mod:`powdersolve.solve.wyckoff`), falling back to single peaks when no orbit choice fits.
     """
     grid = np.asarray(grid, dtype=np.float64)
     lattice = np.asarray(lattice, dtype=np.float64).reshape(3, 3)
@@ -446,10 +450,21 @@ def density_to_structures(
         except Exception as exc:
             raise InputError(f"composition {composition}: {exc}") from None
 
-    # (species per peak, Z or 0 when set from the final structure, notes)
-    choices: list[tuple[np.ndarray, int, list[str]]] = []
+    # (species per position, Z or 0 when set from the final structure, notes, fractional positions,
+    # species per peak)
+    choices: list[tuple[np.ndarray, int, list[str], np.ndarray, np.ndarray]] = []
     note = ""
-    if comp is not None and ratios_known:
+    if comp is not None and ratios_known and spacegroup is not None:
+        from powdersolve.solve.wyckoff import orbit_choices, peak_orbits
+
+        orbits = peak_orbits(kfrac, electrons, spacegroup, lattice)
+        for z_fu, pos, names, per_orbit in orbit_choices(orbits, comp, n_z=max(1, n_z), multiple=multiple,
+                                                         max_atoms=int(volume / MIN_VOLUME_PER_ATOM)):
+            on_peak = np.full(n_kept, "", dtype=object)
+            for orbit, el in zip(orbits, per_orbit):
+                on_peak[list(orbit.peaks)] = el or ""
+            choices.append((np.array(names, dtype=object), z_fu, [], pos, on_peak))
+    if comp is not None and ratios_known and not choices:
         reduced, _ = comp.get_reduced_composition_and_factor()
         for z_fu, scale, _cost in ranked_formula_units(electrons, reduced, multiple=multiple,
                                                          max_atoms=int(volume / MIN_VOLUME_PER_ATOM))[: max(1, n_z)]:
@@ -462,8 +477,8 @@ def density_to_structures(
             if len(slots) > n_kept:
                 notes.append(f"{len(slots) - n_kept} atoms of Z={z_fu} x {reduced.formula} had no density peak "
                              "(overlap?)")
-            choices.append((species, z_fu, notes))
-    else:
+            choices.append((species, z_fu, notes, kfrac, species))
+    elif not choices:
         allowed = np.array(sorted(Element(e.symbol).Z for e in comp)) if comp is not None else COMMON_Z
         zs = _nearest_z(electrons, allowed)
         # A peak far lighter than the lightest allowed element is noise or a ghost, not an atom.
@@ -473,14 +488,14 @@ def density_to_structures(
         inferred = sorted({s for s in species if s}, key=lambda s: Element(s).Z)
         note = (f"species {', '.join(inferred)} inferred from integrated electrons per peak "
                 f"(nearest atomic number {how}); no ratios were used")
-        choices.append((species, 0, []))
+        choices.append((species, 0, [], kfrac, species))
 
     results = []
-    for species, z_fu, notes in choices:
+    for species, z_fu, notes, positions, peak_species in choices:
         atoms = species != ""
         if not atoms.any():
             continue
-        s = Structure(Lattice(lattice), list(species[atoms]), kfrac[atoms])
+        s = Structure(Lattice(lattice), list(species[atoms]), positions[atoms])
         sg, symbol, s_out, sym_note = symmetrise(s, symprec, family)
         if sym_note:
             notes.append(sym_note)
@@ -488,7 +503,7 @@ def density_to_structures(
             z_fu = int(s_out.composition.get_reduced_composition_and_factor()[1])
         else:
             z_fu = int(round(z_fu * len(s_out) / max(1, int(atoms.sum()))))
-        peaks = PeakTable(frac=kfrac, height=kheight, electrons=electrons, species=species.astype(str))
+        peaks = PeakTable(frac=kfrac, height=kheight, electrons=electrons, species=peak_species.astype(str))
         results.append(AtomsResult(s_out, sg, symbol, z_fu, peaks, total, note, notes))
     if not results:
         raise InputError("no density peak could be assigned to an atom; the map is empty or the composition wrong")

@@ -245,15 +245,18 @@ def composition_for_atoms(text: str | None) -> tuple[dict[str, float] | None, bo
 def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.ndarray,
                           composition: dict[str, float] | None, *, ratios_known: bool = True,
                           labels: Sequence[str] | None = None, min_distance: float = 0.7, symprec: float = 0.2,
-                          n_z: int = 2, n_first: int = 0) -> tuple[list[Structure], list[list[str]], str, list[str]]:
+                          n_z: int = 2, n_first: int = 0, spacegroups: Sequence[int | None] | None = None
+                          ) -> tuple[list[Structure], list[list[str]], str, list[str], int]:
     """Distinct structures read from density grids (e/A^3, fractional axes) in the cell ``lattice`` (rows, A).
 
     Each map is read for its ``n_z`` most plausible numbers of formula units.
-    Returns (structures, the labels of the maps each came from, species note, notes). Maps that give no
+    Returns (structures, the labels of the maps each came from, species note, notes, how many come
+    first because they were read from the first ``n_first`` maps). Maps that give no
     atom are skipped with a note; identical structures (StructureMatcher, same formula) are merged,
     first occurrence kept, so the refinement runs once per distinct structure. Structures are ordered
     by the number of maps that gave them (consensus first), except that those read from the first
-    ``n_first`` maps (symmetry-averaged ones) come before all others.
+    ``n_first`` maps (symmetry-averaged ones) come before all others. ``spacegroups``: per map, the
+    group it was averaged over (its atoms are read as whole orbits), or None.
     """
     labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]
     matcher = StructureMatcher()
@@ -266,7 +269,8 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     for m, (grid, label) in enumerate(zip(grids, labels)):
         try:
             results = density_to_structures(grid, lattice, composition, ratios_known=ratios_known,
-                                            min_distance=min_distance, symprec=symprec, n_z=n_z)
+                                            min_distance=min_distance, symprec=symprec, n_z=n_z,
+                                            spacegroup=spacegroups[m] if spacegroups is not None else None)
         except InputError as exc:
             failed.append(f"{label} ({exc})")
             continue
@@ -293,27 +297,28 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     if failed:
         more = "; ..." if len(failed) > 3 else ""
         notes.append(f"{len(failed)} map(s) gave no atoms: " + "; ".join(failed[:3]) + more)
-    return structures, origins, species_note, notes
+    return structures, origins, species_note, notes, sum(priority)
 
 
 def symmetrised_maps(grid: np.ndarray, lattice: np.ndarray, label: str, top: int = 3
-                     ) -> tuple[list[np.ndarray], list[str]]:
+                     ) -> tuple[list[np.ndarray], list[str], list[int]]:
     """``grid`` averaged over each of the ``top`` most symmetric space groups it plausibly obeys.
 
     Only for cells of the cubic or hexagonal metric (others return nothing). Labels say the group
-    and its correlation, e.g. 'mean averaged over P3_121 (cc_min 0.83)'.
+    and its correlation, e.g. 'mean averaged over P3_121 (cc_min 0.83)'; the groups' numbers come
+    third. The averaged maps are in each group's standard origin.
     """
     family = lattice_family(lattice)
     if family not in FAMILY_GROUPS or top < 1:
-        return [], []
+        return [], [], []
     grid = np.asarray(grid, dtype=np.float64)
     try:
         found = plausible_groups(search_space_groups(grid, family), top=top)
     except InputError:  # a grid whose steps differ along axes the group's rotations mix
-        return [], []
+        return [], [], []
     maps = [symmetrise_map(grid, g.number, g.origin) for g in found]
     labels = [f"{label} averaged over {g.symbol} (cc_min {g.cc_min:.2f})" for g in found]
-    return maps, labels
+    return maps, labels, [g.number for g in found]
 
 
 def _refine_config(config: SolveConfig, observed: Observed) -> RefineConfig:
@@ -420,7 +425,7 @@ def prefer_symmetry(candidates: list[Candidate], rwp_tie: float) -> list[Candida
 
 
 def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[str]], observed: Observed,
-                    config: SolveConfig, family: str | None = None
+                    config: SolveConfig, family: str | None = None, n_priority: int = 0
                     ) -> tuple[list[Candidate], list[list[str]], list[str]]:
     """Refine, deduplicate and rank ``structures`` against ``observed``; abstain (NoSolutionError) per ``config``.
 
@@ -428,7 +433,9 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
     duplicates keeping the better fit), plus: at most ``config.max_candidates`` are refined; above
     ``config.refine_top`` all are screened and only the best fully refined; a diverged refinement is
     retried with fewer parameters and else dropped; equally good fits go most symmetric first and,
-    with ``config.family_first``, in-family fits before the others. Returns (candidates best first,
+    with ``config.family_first``, in-family fits before the others. The first ``n_priority``
+    structures (read from symmetry-averaged maps) are refined on top of ``config.max_candidates``
+    others. Returns (candidates best first,
     at most ``config.top_k``; the map labels of each; notes).
     """
     if not structures:
@@ -436,10 +443,11 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
                               "check the composition and cell, or sample more candidates")
     rcfg = _refine_config(config, observed)
     notes: list[str] = []
-    if len(structures) > config.max_candidates:
-        notes.append(f"{len(structures) - config.max_candidates} of {len(structures)} distinct candidates "
-                     f"(read from the fewest maps) not refined: at most {config.max_candidates} are")
-        structures, origins = structures[: config.max_candidates], origins[: config.max_candidates]
+    cap = config.max_candidates + n_priority
+    if len(structures) > cap:
+        notes.append(f"{len(structures) - cap} of {len(structures)} distinct candidates "
+                     f"(read from the fewest maps) not refined: at most {cap} are")
+        structures, origins = structures[:cap], origins[:cap]
     screened: dict[int, RefineResult] = {}
     full = list(range(len(structures)))
     with warnings.catch_warnings():
@@ -557,22 +565,24 @@ def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray
     t0 = time.perf_counter()
     comp, ratios_known = composition_for_atoms(composition)
     n_first = 0
+    groups: list[int | None] = [None] * len(grids)
     if config.map_symmetry and grids:
         say("searching the first map for its space group")
-        sym_maps, sym_labels = symmetrised_maps(grids[0], lattice, labels[0], config.symmetry_top)
+        sym_maps, sym_labels, sym_groups = symmetrised_maps(grids[0], lattice, labels[0], config.symmetry_top)
         grids, labels, n_first = sym_maps + list(grids), sym_labels + list(labels), len(sym_maps)
+        groups = list(sym_groups) + groups
         timings["map_symmetry"] = time.perf_counter() - t0
     say(f"reading atoms from {len(grids)} density maps")
-    structures, origins, species_note, notes = candidates_from_grids(
+    structures, origins, species_note, notes, n_priority = candidates_from_grids(
         grids, lattice, comp, ratios_known=ratios_known, labels=labels, min_distance=config.min_distance,
-        symprec=config.symprec, n_z=config.n_z, n_first=n_first)
+        symprec=config.symprec, n_z=config.n_z, n_first=n_first, spacegroups=groups)
     if not comp:
         species_note = species_note or "no composition given: species inferred from electrons per density peak"
     timings["atoms"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     say(f"refining {len(structures)} distinct candidate structures")
     ranked, ranked_origins, rank_notes = rank_structures(structures, origins, observed, config,
-                                                         lattice_family(lattice))
+                                                         lattice_family(lattice), n_priority)
     notes += rank_notes
     timings["refine_rank"] = time.perf_counter() - t0
     return SolveResult(ranked, ranked_origins, observed, None, composition, species_note, notes, len(grids),
