@@ -62,3 +62,25 @@ def test_weights_round_trip(tiny_weights: Path) -> None:
     model, side = load_model(tiny_weights)
     assert side["metadata"]["note"] == "untrained"
     assert model.cfg == tiny_config()
+
+
+def test_symmetry_averaging_is_scored_with_its_own_null(tiny_weights: Path, two_cifs: Path) -> None:
+    rep = evaluate(tiny_weights, two_cifs, EvalConfig(grid=24, samples=1, symmetrise=True), progress=False)
+    assert -1.0 <= rep["cc_symmetrised_mean"] <= 1.0
+    assert "random_atoms_symmetrised" in rep["baselines"]
+    for row in rep["per_crystal"]:
+        assert row["symmetry_found"] and "cc_symmetrised" in row
+
+
+def test_averaging_an_exact_map_keeps_it(real_dir: Path) -> None:
+
+    from powdersolve.density import density_grid
+    from powdersolve.evaluate import symmetry_averaged
+    from powdersolve.metrics import map_correlation
+    from powdersolve.structures import load_crystal
+
+    c = load_crystal(real_dir / "cubic" / "CaF2_225.cif")
+    truth = density_grid(c)
+    averaged, groups = symmetry_averaged(truth[None], c.lattice)
+    assert groups == ["Fm-3m"]
+    assert map_correlation(averaged[0], truth) > 0.999

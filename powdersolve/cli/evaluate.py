@@ -25,10 +25,12 @@ def register(group: click.Group) -> None:
               type=click.Choice(["fractions", "presence", "drop", "none"]), help="Composition encoding fed.")
 @click.option("--no-baselines", is_flag=True, help="Skip the mean and random-atoms baselines.")
 @click.option("--compare", multiple=True, help="NAME=WEIGHTS of another model scored alongside (e.g. no-xrd=...).")
+@click.option("--symmetrise", is_flag=True,
+              help="Also score each map averaged over the space group it shows (found in the map, not given).")
 @click.option("--json", "json_out", default=None, type=click.Path(), help="Write the full report here.")
 @click.option("--save-grids", default=None, type=click.Path(), help="Write <name>_gt.npy / <name>_pred.npy here.")
 def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, composition_kind, no_baselines, compare,
-                 json_out, save_grids) -> None:
+                 symmetrise, json_out, save_grids) -> None:
     """Predict the CMED of real structures from their simulated patterns and score it."""
     from powdersolve.errors import InputError
     from powdersolve.evaluate import EvalConfig, evaluate
@@ -44,11 +46,14 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
             raise InputError(f"--compare '{item}': write NAME=WEIGHTS")
         extra[name] = path
     cfg = EvalConfig(grid=grid, samples=samples, seed=seed, system=system, q_limit=q_limit,
-                     baselines=not no_baselines, composition=composition_kind)
+                     baselines=not no_baselines, composition=composition_kind, symmetrise=symmetrise)
     report = evaluate(weights, structures, cfg, save_grids, extra)
     line = (f"n={report['n']}  map CC {report['cc_mean']:.3f} (median {report['cc_median']:.3f})  "
             f"paper SSIM {report['ssim_mean']:.3f}  PSNR {report['psnr_mean']:.1f} dB")
     click.echo(line)
+    if symmetrise:
+        click.echo(f"  averaged over the space group found in each map: CC {report['cc_symmetrised_mean']:.3f}  "
+                   f"SSIM {report['ssim_symmetrised_mean']:.3f}")
     for name, b in report["baselines"].items():
         click.echo(f"  baseline {name:13s} CC {b['cc_mean']:.3f}  SSIM {b['ssim_mean']:.3f}  PSNR {b['psnr_mean']:.1f}")
     if json_out:

@@ -22,7 +22,7 @@ Grids are fractional: voxel [i, j, k] at (i/N0, j/N1, k/N2) of the cell's a, b, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import spglib
@@ -60,7 +60,7 @@ class MapSymmetry:
     cc_min: float
 
 
-@lru_cache(maxsize=None)
+@cache
 def _hall_numbers() -> dict[int, int]:
     """Space-group number -> spglib Hall number of its standard setting (hexagonal axes for R groups)."""
     out: dict[int, int] = {}
@@ -74,7 +74,7 @@ def _hall_numbers() -> dict[int, int]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def group_operations(number: int) -> tuple[np.ndarray, np.ndarray, str]:
     """Operations (R (n, 3, 3) int, tau (n, 3) fractional in [0, 1)) and symbol of a space group.
 
@@ -149,7 +149,10 @@ def _op_scores(corr: dict[bytes, np.ndarray], rot: np.ndarray, tau: np.ndarray, 
 
 
 def _fourier_terms(grid: np.ndarray, max_terms: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """The strongest non-zero Fourier coefficients of a map: (k (n, 3) int, F_k (n,), sum over all k != 0 of |F_k|^2)."""
+    """The strongest non-zero Fourier coefficients of a map.
+
+    Returns (k (n, 3) integer frequencies, F_k (n,), sum over every k != 0 of |F_k|^2).
+    """
     spec = np.fft.fftn(grid)
     power = np.abs(spec) ** 2
     power.flat[0] = 0.0
