@@ -148,18 +148,17 @@ def _op_scores(corr: dict[bytes, np.ndarray], rot: np.ndarray, tau: np.ndarray, 
     return np.array(rows) if rows else np.ones((1, origins.shape[1]))
 
 
-def _fourier_terms(grid: np.ndarray, max_terms: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """The strongest non-zero Fourier coefficients of a map.
+def _fourier_terms(spec: np.ndarray, max_terms: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The strongest non-zero coefficients of a map's FFT ``spec``.
 
     Returns (k (n, 3) integer frequencies, F_k (n,), sum over every k != 0 of |F_k|^2).
     """
-    spec = np.fft.fftn(grid)
     power = np.abs(spec) ** 2
     power.flat[0] = 0.0
     total = float(power.sum())
     keep = np.argsort(power.ravel())[::-1][:max_terms]
-    idx = np.array(np.unravel_index(keep, grid.shape)).T
-    freqs = np.where(idx > np.array(grid.shape) // 2, idx - np.array(grid.shape), idx)
+    idx = np.array(np.unravel_index(keep, spec.shape)).T
+    freqs = np.where(idx > np.array(spec.shape) // 2, idx - np.array(spec.shape), idx)
     return freqs, spec.ravel()[keep], total
 
 
@@ -178,7 +177,7 @@ def refine_origin(grid: np.ndarray, number: int, origin: np.ndarray, max_terms: 
     grid = np.asarray(grid, dtype=np.float64)
     shape = np.array(grid.shape)
     spec = np.fft.fftn(grid)
-    k, fk, total = _fourier_terms(grid, max_terms)
+    k, fk, total = _fourier_terms(spec, max_terms)
     rot, tau, _ = group_operations(number)
     eye = np.eye(3, dtype=np.int64)
     ops = [(r, t) for r, t in zip(rot, tau) if not (np.array_equal(r, eye) and not np.any(np.abs(t) > 1e-9))]
