@@ -134,17 +134,29 @@ def rotation_correlations(grid: np.ndarray, rotations: np.ndarray) -> dict[bytes
     return out
 
 
-def _op_scores(corr: dict[bytes, np.ndarray], rot: np.ndarray, tau: np.ndarray, origins: np.ndarray, m: int
-               ) -> np.ndarray:
-    """(n_ops, T) correlations of the map with each operation's image, for T origins (3, T) in grid steps."""
+def _op_scores(corr: dict[bytes, np.ndarray], rot: np.ndarray, tau: np.ndarray, origins: np.ndarray, m: int,
+               cache: dict | None = None) -> np.ndarray:
+    """(n_ops, T) correlations of the map with each operation's image, for T origins (3, T) in grid steps.
+
+    ``cache`` (keyed by operation) shares the rows between groups scored on the same origins: the
+    groups of a crystal family have most of their operations in common.
+    """
     eye = np.eye(3, dtype=np.int64)
     rows = []
     for r, t in zip(rot, tau):
-        if np.array_equal(r, eye) and not np.any(np.round(t * m) % m):
+        shift = np.round(t * m).astype(np.int64) % m
+        if np.array_equal(r, eye) and not np.any(shift):
             continue  # the identity
-        s = np.round(t * m).astype(np.int64)[:, None] + (eye - r) @ origins
+        key = (np.asarray(r, dtype=np.int64).tobytes(), shift.tobytes())
+        if cache is not None and key in cache:
+            rows.append(cache[key])
+            continue
+        s = shift[:, None] + (eye - r) @ origins
         u = np.mod(np.rint(np.linalg.inv(r)).astype(np.int64) @ s, m)
-        rows.append(corr[np.asarray(r, dtype=np.int64).tobytes()][u[0], u[1], u[2]])
+        row = corr[np.asarray(r, dtype=np.int64).tobytes()][u[0], u[1], u[2]]
+        if cache is not None:
+            cache[key] = row
+        rows.append(row)
     return np.array(rows) if rows else np.ones((1, origins.shape[1]))
 
 
@@ -230,9 +242,10 @@ def search_space_groups(grid: np.ndarray, family: str, groups: tuple[int, ...] |
     coarse = np.indices((m // 2,) * 3).reshape(3, -1) * 2
     near = np.indices((3, 3, 3)).reshape(3, -1) - 1
     found = []
+    cache: dict = {}
     for number in numbers:
         rot, tau, symbol = group_operations(number)
-        mean = _op_scores(corr, rot, tau, coarse, m).mean(axis=0)
+        mean = _op_scores(corr, rot, tau, coarse, m, cache).mean(axis=0)
         best = coarse[:, int(np.argmax(mean))]
         local = np.mod(best[:, None] + near, m)
         scores = _op_scores(corr, rot, tau, local, m)
