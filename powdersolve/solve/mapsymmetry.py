@@ -105,9 +105,9 @@ def fourier_resample(grid: np.ndarray, n: int) -> np.ndarray:
 
 def _rotated(grid: np.ndarray, rot: np.ndarray) -> np.ndarray:
     """g(x) = grid(R x) for voxel x (R an integer matrix acting on fractional coordinates)."""
-    idx = np.indices(grid.shape).reshape(3, -1)
-    src = np.mod(rot @ idx, np.array(grid.shape)[:, None])
-    return grid[src[0], src[1], src[2]].reshape(grid.shape)
+    axes = [np.arange(n).reshape([-1 if k == a else 1 for k in range(3)]) for a, n in enumerate(grid.shape)]
+    src = [np.mod(sum(int(rot[i, j]) * axes[j] for j in range(3)), grid.shape[i]) for i in range(3)]
+    return grid[src[0], src[1], src[2]]
 
 
 def _check_grid(grid: np.ndarray, family: str) -> None:
@@ -168,14 +168,22 @@ def _fourier_terms(spec: np.ndarray, max_terms: int) -> tuple[np.ndarray, np.nda
     power = np.abs(spec) ** 2
     power.flat[0] = 0.0
     total = float(power.sum())
-    keep = np.argsort(power.ravel())[::-1][:max_terms]
+    flat = power.ravel()
+    keep = np.argpartition(flat, -min(max_terms, flat.size - 1))[-min(max_terms, flat.size - 1):]
+    keep = keep[np.argsort(flat[keep])[::-1]]
     idx = np.array(np.unravel_index(keep, spec.shape)).T
     freqs = np.where(idx > np.array(spec.shape) // 2, idx - np.array(spec.shape), idx)
     return freqs, spec.ravel()[keep], total
 
 
-def refine_origin(grid: np.ndarray, number: int, origin: np.ndarray, max_terms: int = 2000
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _map_terms(grid: np.ndarray, max_terms: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, float]]:
+    """The map's FFT and its strongest terms, shared by the origin refinements of all groups."""
+    spec = np.fft.fftn(grid)
+    return spec, _fourier_terms(spec, max_terms)
+
+
+def refine_origin(grid: np.ndarray, number: int, origin: np.ndarray, max_terms: int = 2000,
+                  _terms: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The origin maximising the mean operation correlation, off the search grid; and those correlations.
 
     In Fourier terms (numpy's convention, F_k = sum_x rho(x) e^(-2 pi i k.x)) the correlation of rho
@@ -188,8 +196,7 @@ def refine_origin(grid: np.ndarray, number: int, origin: np.ndarray, max_terms: 
 
     grid = np.asarray(grid, dtype=np.float64)
     shape = np.array(grid.shape)
-    spec = np.fft.fftn(grid)
-    k, fk, total = _fourier_terms(spec, max_terms)
+    spec, (k, fk, total) = _terms if _terms is not None else _map_terms(grid, max_terms)
     rot, tau, _ = group_operations(number)
     eye = np.eye(3, dtype=np.int64)
     ops = [(r, t) for r, t in zip(rot, tau) if not (np.array_equal(r, eye) and not np.any(np.abs(t) > 1e-9))]
@@ -264,10 +271,11 @@ def search_space_groups(grid: np.ndarray, family: str, groups: tuple[int, ...] |
         # The grid origin can be half a step (> 0.3 A on a long axis) off, which lowers every
         # correlation; the groups that could be plausible get their origin and scores exactly.
         top = max(g.cc_min for g in found)
+        terms = _map_terms(grid, 2000)
         exact = []
         for g in found:
             if g.cc_min >= top - refine_slack:
-                origin, cc = refine_origin(grid, g.number, np.asarray(g.origin))
+                origin, cc = refine_origin(grid, g.number, np.asarray(g.origin), _terms=terms)
                 g = MapSymmetry(g.number, g.symbol, g.order, tuple(float(v) for v in origin),
                                 float(cc.mean()), float(cc.min()))
             exact.append(g)
@@ -307,7 +315,7 @@ def symmetrise_map(grid: np.ndarray, number: int, origin: tuple[float, float, fl
     spec = np.fft.fftn(grid)
     freqs = np.meshgrid(*[np.fft.fftfreq(n, 1.0 / n) for n in grid.shape], indexing="ij")
     shifted: dict[tuple, np.ndarray] = {}
-    total = np.zeros_like(grid)
+    by_rotation: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
     for r, v in zip(rot, tau):
         shift = np.mod(v + t, 1.0)
         key = tuple(np.round(shift * 1e6).astype(np.int64))
@@ -315,5 +323,11 @@ def symmetrise_map(grid: np.ndarray, number: int, origin: tuple[float, float, fl
             # h(y) = rho(y + shift)
             phase = np.exp(2j * np.pi * sum(f * s for f, s in zip(freqs, shift)))
             shifted[key] = np.real(np.fft.ifftn(spec * phase))
-        total += _rotated(shifted[key], r)
+        # The operations sharing a rotation add their shifted maps before the (one) rotation.
+        rkey = np.asarray(r, dtype=np.int64).tobytes()
+        acc = by_rotation.get(rkey)
+        by_rotation[rkey] = (r, shifted[key] + (acc[1] if acc is not None else 0.0))
+    total = np.zeros_like(grid)
+    for r, summed in by_rotation.values():
+        total += _rotated(summed, r)
     return total / len(rot)

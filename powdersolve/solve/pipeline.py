@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -39,7 +38,14 @@ from powdersolve.formats import Pattern, read_pattern
 from powdersolve.predict import PredictConfig, Prediction, predict
 from powdersolve.solve.atoms import FAMILY_SYSTEMS, density_to_structures, lattice_family
 from powdersolve.solve.mapsymmetry import FAMILY_GROUPS, plausible_groups, search_space_groups, symmetrise_map
-from powdersolve.solve.rank import Candidate, RankConfig, _spacegroup, drop_duplicates, write_solutions
+from powdersolve.solve.rank import (
+    Candidate,
+    DistinctStructures,
+    RankConfig,
+    _spacegroup,
+    drop_duplicates,
+    write_solutions,
+)
 from powdersolve.solve.refine import RefineConfig, RefineResult, plot_fit, refine
 from powdersolve.structures.io import crystal_system
 
@@ -256,10 +262,10 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     first occurrence kept, so the refinement runs once per distinct structure. Structures are ordered
     by the number of maps that gave them (consensus first), except that those read from the first
     ``n_first`` maps (symmetry-averaged ones) come before all others. ``spacegroups``: per map, the
-    group it was averaged over (its atoms are read as whole orbits), or None.
+    group it was averaged over (its atoms are read as whole orbits, for the best Z only), or None.
     """
     labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]
-    matcher = StructureMatcher()
+    seen = DistinctStructures()
     structures: list[Structure] = []
     origins: list[list[str]] = []
     species_note = ""
@@ -268,9 +274,11 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     priority: list[bool] = []
     for m, (grid, label) in enumerate(zip(grids, labels)):
         try:
+            group = spacegroups[m] if spacegroups is not None else None
+            # An averaged map is read for its best Z only: its orbits leave few Z that fit.
             results = density_to_structures(grid, lattice, composition, ratios_known=ratios_known,
-                                            min_distance=min_distance, symprec=symprec, n_z=n_z,
-                                            spacegroup=spacegroups[m] if spacegroups is not None else None)
+                                            min_distance=min_distance, symprec=symprec,
+                                            n_z=n_z if group is None else 1, spacegroup=group)
         except InputError as exc:
             failed.append(f"{label} ({exc})")
             continue
@@ -279,11 +287,7 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
             notes += [n for n in res.notes if n not in notes]
             s = res.structure
             tag = label if k == 0 else f"{label} (Z={res.z_formula_units})"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                same = next((i for i, t in enumerate(structures) if len(t) == len(s) and
-                             t.composition.reduced_formula == s.composition.reduced_formula and matcher.fit(t, s)),
-                            None)
+            same = seen.index(s)
             if same is None:
                 structures.append(s)
                 origins.append([tag])

@@ -91,18 +91,41 @@ def _spacegroup(structure: Structure, symprec: float) -> tuple[int, str]:
         return 1, "P1"
 
 
+class DistinctStructures:
+    """Structures kept one per StructureMatcher (defaults) class of the same formula and size.
+
+    Each structure is reduced (primitive, Niggli) once when added, as StructureMatcher would reduce
+    it on every comparison; comparing the pre-reduced forms gives the same answers several times
+    faster (pymatgen's own cache of reduced forms compares whole structures to find them).
+    """
+
+    def __init__(self) -> None:
+        self.matcher = StructureMatcher()
+        self.reduced: list[Structure] = []
+
+    @staticmethod
+    def _reduce(s: Structure) -> Structure:
+        return s.get_primitive_structure().get_reduced_structure()
+
+    def index(self, s: Structure) -> int | None:
+        """Index of the kept structure ``s`` matches, or None (then ``s`` is kept, at the next index)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            red = self._reduce(s)
+            formula = s.composition.reduced_formula
+            for i, t in enumerate(self.reduced):
+                if (len(t) == len(red) and t.composition.reduced_formula == formula
+                        and self.matcher.fit(t, red, skip_structure_reduction=True)):
+                    return i
+        self.reduced.append(red)
+        return None
+
+
 def drop_duplicates(candidates: Sequence[Candidate]) -> list[Candidate]:
     """``candidates`` without StructureMatcher (defaults) duplicates of the same formula; the first
     of each is kept, so pass them best first."""
-    matcher = StructureMatcher()
-    distinct: list[Candidate] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for c in candidates:
-            if not any(d.formula == c.formula and matcher.fit(d.result.structure, c.result.structure)
-                       for d in distinct):
-                distinct.append(c)
-    return distinct
+    seen = DistinctStructures()
+    return [c for c in candidates if seen.index(c.result.structure) is None]
 
 
 def rank_candidates(structures: Sequence[Structure], two_theta: np.ndarray, observed: np.ndarray,

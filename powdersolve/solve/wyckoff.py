@@ -45,15 +45,17 @@ class Orbit:
 
 def _cluster(points: np.ndarray, lattice: np.ndarray, tol: float) -> np.ndarray:
     """Distinct points: those within ``tol`` (A, minimum image) of an earlier one merge into its mean."""
-    centres: list[list[np.ndarray]] = []
-    for p in points:
-        for members in centres:
-            if min_image_distances(p[None], members[0][None], lattice)[0, 0] < tol:
-                members.append(members[0] + ((p - members[0] + 0.5) % 1.0 - 0.5))  # unwrapped next to the first
-                break
-        else:
-            centres.append([p])
-    return np.array([np.mean(m, axis=0) % 1.0 for m in centres])
+    close = min_image_distances(points, points, lattice) < tol
+    label = np.full(len(points), -1)
+    centres = []
+    for i in range(len(points)):
+        if label[i] >= 0:
+            continue
+        members = np.flatnonzero(close[i] & (label < 0))
+        label[members] = len(centres)
+        unwrapped = points[i] + ((points[members] - points[i] + 0.5) % 1.0 - 0.5)  # next to point i
+        centres.append(unwrapped.mean(axis=0) % 1.0)
+    return np.array(centres)
 
 
 def peak_orbits(frac: np.ndarray, electrons: np.ndarray, number: int, lattice: np.ndarray, tol: float = 0.5
