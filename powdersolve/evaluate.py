@@ -143,7 +143,9 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
         if cfg.symmetrise:
             averaged, groups = symmetry_averaged(preds, c.lattice)
             s = score_predictions(averaged, truth)
-            row.update(cc_symmetrised=s.cc, ssim_symmetrised=s.ssim, symmetry_found=groups[s.best_sample_cc])
+            inv = float(np.max(map_correlation_per_sample(invert(averaged), truth)[0]))
+            row.update(cc_symmetrised=s.cc, ssim_symmetrised=s.ssim, symmetry_found=groups[s.best_sample_cc],
+                       cc_symmetrised_with_inversion=max(s.cc, inv))
         if cfg.baselines:
             for name, grids in baseline_grids(c, truth, dcfg, cfg.seed, cfg.samples).items():
                 s = score_predictions(np.stack(grids), truth)
@@ -180,6 +182,7 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
         "n": len(rows), "cc_mean": cc["mean"], "cc_median": cc["median"], "cc_std": cc["std"],
         "cc_with_inversion_mean": float(np.mean([r["cc_with_inversion"] for r in rows])),
         **({"cc_symmetrised_mean": float(np.mean([r["cc_symmetrised"] for r in rows])),
+            "cc_symmetrised_with_inversion_mean": float(np.mean([r["cc_symmetrised_with_inversion"] for r in rows])),
             "ssim_symmetrised_mean": float(np.mean([r["ssim_symmetrised"] for r in rows]))} if cfg.symmetrise else {}),
         "ssim_mean": ssim["mean"], "ssim_median": ssim["median"], "ssim_std": ssim["std"],
         "psnr_mean": psnr["mean"], "psnr_median": psnr["median"],

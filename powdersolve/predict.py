@@ -84,6 +84,8 @@ class PredictConfig:
         weights: a .safetensors model; None uses the shipped model of the system.
         format: pattern file format (see :data:`powdersolve.formats.READERS`); None guesses.
         keep_samples: keep every sample grid in the result (memory: samples x grid^3 float32).
+        symmetrise: also average the mean map over the most symmetric space group it plausibly obeys,
+            found in the map itself (cubic and hexagonal cells; see :mod:`powdersolve.solve.mapsymmetry`).
     """
 
     samples: int = 20
@@ -100,6 +102,7 @@ class PredictConfig:
     weights: Path | None = None
     format: str | None = None
     keep_samples: bool = False
+    symmetrise: bool = False
 
     def __post_init__(self) -> None:
         if not MIN_GRID <= int(self.grid) <= MAX_GRID:
@@ -209,6 +212,8 @@ class Prediction:
     n_samples: int = 0
     seed: int = 0
     extra: dict = field(default_factory=dict)
+    symmetrised: np.ndarray | None = None
+    symmetry: dict | None = None
 
     @property
     def volume(self) -> float:
@@ -242,6 +247,7 @@ class Prediction:
                         "mean_e_per_A3": float(self.mean.mean()),
                         "integrated_electrons": float(self.mean.astype(np.float64).mean() * self.volume),
                         "mean_std_e_per_A3": float(self.std.mean())},
+            "symmetry": self.symmetry,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
         }
 
@@ -250,7 +256,8 @@ class Prediction:
         """Write every output into ``out_dir``, which appears (or is replaced) only when all succeeded.
 
         Files: density.ccp4 / .cube / CHGCAR / .npy (mean), density_std.ccp4 / .npy, samples/ (when
-        ``save_samples`` and samples were kept), slices.png, isosurface.png, pattern.png, summary.json.
+        ``save_samples`` and samples were kept), density_symmetrised.ccp4 / .npy (when symmetrised),
+        slices.png, isosurface.png, pattern.png, summary.json.
         """
         from powdersolve.plots import plot_isosurface, plot_slices
         from powdersolve.preprocess import plot_processing
@@ -269,6 +276,9 @@ class Prediction:
             write_chgcar(stage / "CHGCAR", self.mean, crystal)
             save_npy(stage / "density.npy", self.mean)
             save_npy(stage / "density_std.npy", self.std)
+            if self.symmetrised is not None:
+                write_ccp4(stage / "density_symmetrised.ccp4", self.symmetrised, self.cell)
+                save_npy(stage / "density_symmetrised.npy", self.symmetrised)
             if save_samples and self.samples is not None:
                 (stage / "samples").mkdir()
                 for i, s in enumerate(self.samples):
@@ -504,6 +514,9 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
     mean, std, samples = _mean_std(iter_sample_grids(model, ModelInput(xrd, comp, aux), config.samples, config.grid,
                                                      config.seed, CHUNK_VOXELS), config.keep_samples)
     lap("sample")
+    symmetrised, symmetry = (_symmetrise(mean, lattice, log) if config.symmetrise else (None, None))
+    if config.symmetrise:
+        lap("symmetrise")
     model_info = {"weights": str(wpath), "sha256": side.get("sha256") or weights_checksum(wpath),
                   "arch": mcfg.arch, "xrd_input": mcfg.xrd_input, "q_max": mcfg.q_max, "xrd_bins": mcfg.xrd_bins,
                   "composition": mcfg.composition, "b_iso_A2": mcfg.b_iso, "system": mcfg.system,
@@ -513,8 +526,32 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
         system=system, model_input=xrd, composition=comp_info, processing=log,
         wavelength={"value": lam, "source": lam_source, "effective": lam_eff}, q_coverage=coverage,
         model=model_info, timings=timings, source=source, raw=(pat.two_theta, pat.counts), processed=(tt, counts),
-        peaks=peaks, n_samples=int(config.samples), seed=int(config.seed),
+        peaks=peaks, n_samples=int(config.samples), seed=int(config.seed), symmetrised=symmetrised,
+        symmetry=symmetry,
     )
+
+
+def _symmetrise(mean: np.ndarray, lattice: np.ndarray, log: list[str]) -> tuple[np.ndarray | None, dict]:
+    """The mean map averaged over the first plausible space group it shows, and what was found."""
+    from powdersolve.solve.atoms import lattice_family
+    from powdersolve.solve.mapsymmetry import FAMILY_GROUPS, plausible_groups, search_space_groups, symmetrise_map
+
+    family = lattice_family(lattice)
+    if family not in FAMILY_GROUPS:
+        log.append("symmetrise: the cell has neither a cubic nor a hexagonal metric; no space-group search")
+        return None, {"group": None, "reason": "cell metric is neither cubic nor hexagonal"}
+    groups = plausible_groups(search_space_groups(mean, family))
+    if not groups:
+        log.append("symmetrise: the map obeys no space group of its cell family well enough (cc_min < 0.5)")
+        return None, {"group": None, "reason": "no plausible space group"}
+    best = groups[0]
+    log.append(f"symmetrise: mean map averaged over {best.symbol} (No. {best.number}; weakest operation "
+               f"correlation {best.cc_min:.2f}), moved to that group's standard origin")
+    info = {"group": best.symbol, "number": best.number, "origin_shift_frac": list(best.origin),
+            "cc_min": best.cc_min, "cc_mean": best.cc_mean,
+            "plausible": [{"group": g.symbol, "number": g.number, "cc_min": g.cc_min} for g in groups],
+            "note": "averaged map is in the group's standard origin (fractional shift above from the mean map's)"}
+    return symmetrise_map(mean, best.number, best.origin).astype(np.float32), info
 
 
 make_module_callable(__name__, predict)

@@ -52,7 +52,8 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
             f"paper SSIM {report['ssim_mean']:.3f}  PSNR {report['psnr_mean']:.1f} dB")
     click.echo(line)
     if symmetrise:
-        click.echo(f"  averaged over the space group found in each map: CC {report['cc_symmetrised_mean']:.3f}  "
+        click.echo(f"  averaged over the space group found in each map: CC {report['cc_symmetrised_mean']:.3f} "
+                   f"(allowing inversion {report['cc_symmetrised_with_inversion_mean']:.3f})  "
                    f"SSIM {report['ssim_symmetrised_mean']:.3f}")
     for name, b in report["baselines"].items():
         click.echo(f"  baseline {name:13s} CC {b['cc_mean']:.3f}  SSIM {b['ssim_mean']:.3f}  PSNR {b['psnr_mean']:.1f}")

@@ -39,12 +39,14 @@ def _echo(msg: str) -> None:
               help="Ignore points below this 2-theta (deg).")
 @click.option("--save-samples", is_flag=True, help="Also write every sample grid under samples/.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latent samples.")
+@click.option("--symmetrise", is_flag=True,
+              help="Also write the mean map averaged over the space group it shows (found in the map).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def predict_command(pattern: Path, wavelength: str | None, composition: str | None, cell: str | None, system: str,
                     samples: int, grid: int, weights: Path | None, fmt: str | None, no_background: bool,
-                    no_kalpha2_strip: bool, min_two_theta: float, save_samples: bool, seed: int, out: Path,
-                    overwrite: bool) -> None:
+                    no_kalpha2_strip: bool, min_two_theta: float, save_samples: bool, seed: int, symmetrise: bool,
+                    out: Path, overwrite: bool) -> None:
     """Predict the electron density (CMED) of the cell that diffracts PATTERN.
 
     Writes density.ccp4 / density.cube / CHGCAR / density.npy (mean over samples), density_std.*
@@ -57,7 +59,7 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
         strip_kalpha2=not no_kalpha2_strip, min_two_theta=min_two_theta, composition=composition,
         cell=parse_cell(cell) if cell is not None else None,
         wavelength=parse_wavelength(wavelength) if wavelength is not None else None,
-        weights=weights, format=fmt, keep_samples=save_samples,
+        weights=weights, format=fmt, keep_samples=save_samples, symmetrise=symmetrise,
     )
     result = predict(pattern, config, progress=_echo)
     result.write(out, overwrite=overwrite, save_samples=save_samples, progress=_echo)
@@ -66,6 +68,10 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
     click.echo(f"{out}: {result.system} cell {a:.4f} {b:.4f} {c:.4f} {al:g} {be:g} {ga:g} ({how}); "
                f"{result.n_samples} samples on {grid}^3; composition encoding '{result.composition['encoding']}'; "
                f"Q coverage {100 * result.q_coverage['fraction_of_model_axis']:.0f}%")
+    if result.symmetry is not None:
+        found = result.symmetry.get("group")
+        click.echo(f"symmetry found in the map: {found} (density_symmetrised.*)" if found else
+                   f"no space group averaged: {result.symmetry.get('reason')}")
 
 
 def register(group: click.Group) -> None:
