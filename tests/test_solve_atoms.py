@@ -170,3 +170,14 @@ def test_several_formula_units_read_from_one_map() -> None:
     results = density_to_structures(density_grid(c), c.lattice, _composition(s), n_z=2, centre=False)
     assert len(results) == 2 and results[0].z_formula_units == 4
     assert StructureMatcher().fit(results[0].structure, s)
+
+
+def test_pseudo_cubic_rock_salt_keeps_its_hexagonal_cell() -> None:
+    """Rock salt stretched 3% along [111]: at 0.2 A spglib calls it Fm-3m in a larger cubic cell; the
+    reading must keep the given hexagonal cell and report R-3m (found at a lowered tolerance)."""
+    a = 4.2
+    s = Structure.from_spacegroup("R-3m", Lattice.hexagonal(a, a * np.sqrt(6) * 1.03), ["Ge", "Te"],
+                                  [[0, 0, 0], [0, 0, 0.5]])
+    number, symbol, out, note = symmetrise(s, 0.2, "hexagonal")
+    assert (number, symbol) == (166, "R-3m") and "lowered" in note
+    assert abs(out.volume - s.volume) < 1e-6 * s.volume

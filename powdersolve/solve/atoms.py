@@ -274,6 +274,9 @@ def _nearest_z(electrons: np.ndarray, allowed: np.ndarray) -> np.ndarray:
 #: Crystal systems a structure in a cell of each metric family can have (lattice_family's keys).
 FAMILY_SYSTEMS = {"cubic": ("cubic",), "hexagonal": ("trigonal", "hexagonal")}
 _ESCALATION = (1.0, 1.5, 2.0, 3.0)
+# Tried after the raised ones: atoms read as whole orbits are symmetric to ~0.01 A, and a coarse
+# tolerance can take a pseudo-symmetric structure (distorted rock salt) to a group of another cell.
+_LOWERED = (0.5, 0.25, 0.05)
 
 
 #: Lattice-centring translations (fractional) tried for each metric family, with their names.
@@ -342,14 +345,15 @@ def symmetrise(structure: Structure, symprec: float, family: str | None = None
     Atoms from a predicted map sit a few tenths of an Angstrom off their ideal positions, so at the
     base tolerance spglib often finds a subgroup (or P1) of the true group. When the cell's metric
     ``family`` ('cubic' or 'hexagonal') is given and the symmetry found at ``symprec`` (A) is not of
-    that family, the tolerance is raised (1.5, 2, 3 x) until it is, keeping the stoichiometry and the
-    cell (a conventional cell larger than the metric's one is a wrong, merged lattice); the first
-    result is kept when no tolerance gives it. Returns (number, symbol, structure, note).
+    that family, the tolerance is raised (1.5, 2, 3 x) and then lowered (0.5, 0.25, 0.05 x) until it
+    is, keeping the stoichiometry and the cell (a conventional cell larger than the metric's one is
+    a wrong, merged lattice). When no tolerance gives it, the first result that keeps the cell and
+    stoichiometry is returned, else the structure in P1. Returns (number, symbol, structure, note).
     """
     wanted = FAMILY_SYSTEMS.get(family or "", ())
     first: tuple[int, str, Structure] | None = None
     formula = structure.composition.reduced_formula
-    for factor in _ESCALATION if wanted else (1.0,):
+    for factor in _ESCALATION + _LOWERED if wanted else (1.0,):
         tol = symprec * factor
         try:
             with warnings.catch_warnings():
@@ -360,14 +364,16 @@ def symmetrise(structure: Structure, symprec: float, family: str | None = None
                 system = sga.get_crystal_system()
         except Exception:  # spglib gives up on some near-degenerate inputs
             continue
-        if first is None:
-            first = found
         same_cell = abs(refined.volume - structure.volume) <= 0.02 * structure.volume
-        if not wanted or (system in wanted and same_cell and refined.composition.reduced_formula == formula):
-            note = "" if factor == 1.0 else f"space group found at a raised spglib tolerance ({tol:.2g} A)"
+        same = same_cell and refined.composition.reduced_formula == formula
+        if first is None and (same or not wanted):
+            first = found
+        if not wanted or (system in wanted and same):
+            note = "" if factor == 1.0 else f"space group found at a {'raised' if factor > 1 else 'lowered'} " \
+                                            f"spglib tolerance ({tol:.2g} A)"
             return (*found, note)
     if first is None:
-        return 1, "P1", structure.copy(), "symmetry detection failed; structure kept in P1"
+        return 1, "P1", structure.copy(), "no symmetry keeps the given cell and composition; structure kept in P1"
     return (*first, "")
 
 
