@@ -117,6 +117,18 @@ def test_cli_solves_or_abstains_cleanly(caf2_xy: Path, weights: Path, cubic_cif:
         assert len(doc["model"]["sha256"]) == 64 and doc["candidates"][0]["rwp"] <= 0.35
 
 
+def test_cli_without_map_symmetry_skips_the_search(caf2_xy: Path, cubic_cif: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    a = load_crystal(cubic_cif).cell_parameters[0]
+    out = tmp_path / "run"
+    code, _, err = run_cli([caf2_xy, "--cell", a, "--composition", "CaF2", "--system", "cubic", "--grid", 24,
+                            "--samples", 2, "--no-map-symmetry", "--out", out], capsys)
+    assert code == 0, err
+    doc = json.loads((out / "solution.json").read_text())
+    assert "map_symmetry" not in doc["timings_s"]
+    assert not any("averaged over" in m for c in doc["candidates"] for m in c["from_maps"])
+
+
 @pytest.mark.parametrize("extra", [
     ["--cell", "abc"],
     ["--composition", "Xx2"],

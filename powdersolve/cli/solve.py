@@ -39,6 +39,8 @@ def _echo(msg: str) -> None:
 @click.option("--top", "top_k", type=int, default=5, show_default=True, help="Candidates written.")
 @click.option("--refine-top", type=int, default=3, show_default=True,
               help="Distinct candidates fully refined after a short screening fit of all (0: refine all fully).")
+@click.option("--no-map-symmetry", is_flag=True,
+              help="Skip the space-group search in the mean map and its averaged-map candidates (~30% faster).")
 @click.option("--format", "fmt", type=click.Choice(sorted(READERS)), default=None,
               help="Pattern file format (default: from the extension or content).")
 @click.option("--no-kalpha2-strip", is_flag=True, help="Do not strip K-alpha2 (use for K-alpha1-only data).")
@@ -49,12 +51,14 @@ def _echo(msg: str) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def solve_command(pattern: Path, composition: str | None, cell: str | None, wavelength: str | None, system: str,
                   samples: int, grid: int, weights: Path | None, max_rwp: float, top_k: int, refine_top: int,
-                  fmt: str | None,
+                  no_map_symmetry: bool, fmt: str | None,
                   no_kalpha2_strip: bool, min_two_theta: float, seed: int, out: Path, overwrite: bool) -> None:
     """Solve the crystal structure that diffracts PATTERN.
 
     Predicts density maps (one per latent sample, plus their mean), reads atoms from each (for the
-    two most plausible numbers of formula units), screens every distinct candidate with a short fit
+    two most plausible numbers of formula units) and, for a cubic or hexagonal cell, from the mean
+    map averaged over each space group it plausibly shows (atoms as whole orbits), screens every
+    distinct candidate with a short fit
     against the pattern, fully refines the best --refine-top and ranks them by Rwp (of equally good
     fits, the most symmetric first). Writes into --out:
     refined.cif (the best), candidates/rank_01.cif ..., solution.json (per candidate: formula,
@@ -70,7 +74,8 @@ def solve_command(pattern: Path, composition: str | None, cell: str | None, wave
     """
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise OutputError(f"{out}: already exists; pass --overwrite or choose another --out")
-    config = SolveConfig(samples=samples, grid=grid, max_rwp=max_rwp, top_k=top_k, refine_top=refine_top)
+    config = SolveConfig(samples=samples, grid=grid, max_rwp=max_rwp, top_k=top_k, refine_top=refine_top,
+                         map_symmetry=not no_map_symmetry)
     pconfig = PredictConfig(
         samples=samples, grid=grid, seed=seed, system=system, strip_kalpha2=not no_kalpha2_strip,
         min_two_theta=min_two_theta, composition=composition, cell=parse_cell(cell) if cell is not None else None,
