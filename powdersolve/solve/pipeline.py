@@ -576,6 +576,7 @@ def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray
         grids, labels, n_first = sym_maps + list(grids), sym_labels + list(labels), len(sym_maps)
         groups = list(sym_groups) + groups
         timings["map_symmetry"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
     say(f"reading atoms from {len(grids)} density maps")
     structures, origins, species_note, notes, n_priority = candidates_from_grids(
         grids, lattice, comp, ratios_known=ratios_known, labels=labels, min_distance=config.min_distance,
