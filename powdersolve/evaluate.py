@@ -64,13 +64,11 @@ def symmetry_averaged(grids: np.ndarray, lattice: np.ndarray) -> tuple[np.ndarra
     Cells without a cubic or hexagonal metric, and maps with no plausible group, are returned as they are
     (symbol 'none').
     """
-    from powdersolve.solve.atoms import lattice_family
-    from powdersolve.solve.mapsymmetry import FAMILY_GROUPS, plausible_groups, search_space_groups, symmetrise_map
+    from powdersolve.solve.mapsymmetry import plausible_groups_of, symmetrise_map
 
-    family = lattice_family(lattice)
     out, found = [], []
     for g in np.asarray(grids, dtype=np.float64):
-        best = plausible_groups(search_space_groups(g, family), top=1) if family in FAMILY_GROUPS else []
+        best = plausible_groups_of(g, lattice, top=1)
         out.append(symmetrise_map(g, best[0].number, best[0].origin) if best else g)
         found.append(best[0].symbol if best else "none")
     return np.stack(out).astype(np.float32), found

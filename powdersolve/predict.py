@@ -534,13 +534,12 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
 def _symmetrise(mean: np.ndarray, lattice: np.ndarray, log: list[str]) -> tuple[np.ndarray | None, dict]:
     """The mean map averaged over the first plausible space group it shows, and what was found."""
     from powdersolve.solve.atoms import lattice_family
-    from powdersolve.solve.mapsymmetry import FAMILY_GROUPS, plausible_groups, search_space_groups, symmetrise_map
+    from powdersolve.solve.mapsymmetry import FAMILY_GROUPS, plausible_groups_of, symmetrise_map
 
-    family = lattice_family(lattice)
-    if family not in FAMILY_GROUPS:
+    if lattice_family(lattice) not in FAMILY_GROUPS:
         log.append("symmetrise: the cell has neither a cubic nor a hexagonal metric; no space-group search")
         return None, {"group": None, "reason": "cell metric is neither cubic nor hexagonal"}
-    groups = plausible_groups(search_space_groups(mean, family))
+    groups = plausible_groups_of(mean, lattice)
     if not groups:
         log.append("symmetrise: the map obeys no space group of its cell family well enough (cc_min < 0.5)")
         return None, {"group": None, "reason": "no plausible space group"}

@@ -292,11 +292,12 @@ def shift_grid(grid: np.ndarray, shift: np.ndarray | tuple[float, ...]) -> np.nd
     Exact for a band-limited map and any (non-integer voxel) shift such as 1/3.
     """
     grid = np.asarray(grid, dtype=np.float64)
-    return _shifted(np.fft.fftn(grid), [shift])[0]
+    return shifted_maps(np.fft.fftn(grid), [shift])[0]
 
 
-def _shifted(spectrum: np.ndarray, shifts: list) -> list[np.ndarray]:
-    """Real maps translated by each fractional shift, from the map's FFT (computed once by the caller)."""
+def shifted_maps(spectrum: np.ndarray, shifts: list) -> list[np.ndarray]:
+    """Real maps out(x) = grid(x - shift) for each fractional shift, from the map's FFT ``spectrum``
+    (computed once by the caller)."""
     freqs = np.meshgrid(*[np.fft.fftfreq(n, 1.0 / n) for n in spectrum.shape], indexing="ij")
     return [np.real(np.fft.ifftn(spectrum * np.exp(-2j * np.pi * sum(f * t for f, t in zip(freqs, shift)))))
             for shift in shifts]
@@ -318,7 +319,7 @@ def detect_centring(grid: np.ndarray, family: str | None, min_cc: float = 0.97) 
         return "P", grid
     spectrum = np.fft.fftn(grid)
     for name, vectors in candidates.items():
-        images = _shifted(spectrum, list(vectors))
+        images = shifted_maps(spectrum, list(vectors))
         if all(float(np.sum(centred * (im - im.mean()))) / norm >= min_cc for im in images):
             return name, (grid + sum(images)) / (1 + len(images))
     return "P", grid

@@ -28,7 +28,7 @@ import numpy as np
 import spglib
 
 from powdersolve.errors import InputError
-from powdersolve.solve.atoms import quadratic_maximum
+from powdersolve.solve.atoms import lattice_family, quadratic_maximum, shifted_maps
 
 #: Steps per cell axis of the origin search: every standard-setting translation is a multiple of 1/48.
 SEARCH_GRID = 48
@@ -299,6 +299,15 @@ def plausible_groups(found: list[MapSymmetry], min_cc: float = 0.5, slack: float
     return sorted(ok, key=lambda g: (-g.order, -g.cc_min))[:top]
 
 
+def plausible_groups_of(grid: np.ndarray, lattice: np.ndarray, top: int = 3) -> list[MapSymmetry]:
+    """:func:`plausible_groups` of a map in the cell ``lattice`` (rows, A): empty unless the cell has a
+    cubic or hexagonal metric (the families searched)."""
+    family = lattice_family(lattice)
+    if family not in FAMILY_GROUPS or top < 1:
+        return []
+    return plausible_groups(search_space_groups(grid, family), top=top)
+
+
 def symmetrise_map(grid: np.ndarray, number: int, origin: tuple[float, float, float] | np.ndarray = (0.0, 0.0, 0.0)
                    ) -> np.ndarray:
     """The map averaged over a space group, moved to the group's standard origin.
@@ -312,21 +321,19 @@ def symmetrise_map(grid: np.ndarray, number: int, origin: tuple[float, float, fl
     family = "cubic" if number >= 195 else "hexagonal"
     _check_grid(grid, family)
     t = np.asarray(origin, dtype=np.float64)
-    spec = np.fft.fftn(grid)
-    freqs = np.meshgrid(*[np.fft.fftfreq(n, 1.0 / n) for n in grid.shape], indexing="ij")
-    shifted: dict[tuple, np.ndarray] = {}
+    shifts = np.mod(tau + t, 1.0)
+    keys = [tuple(np.round(v * 1e6).astype(np.int64)) for v in shifts]
+    distinct: dict[tuple, np.ndarray] = {}
+    for key, v in zip(keys, shifts):
+        distinct.setdefault(key, v)
+    # h(y) = rho(y + shift): one inverse FFT per distinct translation.
+    images = dict(zip(distinct, shifted_maps(np.fft.fftn(grid), [-v for v in distinct.values()])))
     by_rotation: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
-    for r, v in zip(rot, tau):
-        shift = np.mod(v + t, 1.0)
-        key = tuple(np.round(shift * 1e6).astype(np.int64))
-        if key not in shifted:
-            # h(y) = rho(y + shift)
-            phase = np.exp(2j * np.pi * sum(f * s for f, s in zip(freqs, shift)))
-            shifted[key] = np.real(np.fft.ifftn(spec * phase))
+    for r, key in zip(rot, keys):
         # The operations sharing a rotation add their shifted maps before the (one) rotation.
         rkey = np.asarray(r, dtype=np.int64).tobytes()
         acc = by_rotation.get(rkey)
-        by_rotation[rkey] = (r, shifted[key] + (acc[1] if acc is not None else 0.0))
+        by_rotation[rkey] = (r, images[key] + (acc[1] if acc is not None else 0.0))
     total = np.zeros_like(grid)
     for r, summed in by_rotation.values():
         total += _rotated(summed, r)

@@ -37,7 +37,7 @@ from powdersolve.fileio import atomic_output_dir, atomic_write_text
 from powdersolve.formats import Pattern, read_pattern
 from powdersolve.predict import PredictConfig, Prediction, predict
 from powdersolve.solve.atoms import FAMILY_SYSTEMS, density_to_structures, lattice_family
-from powdersolve.solve.mapsymmetry import FAMILY_GROUPS, plausible_groups, search_space_groups, symmetrise_map
+from powdersolve.solve.mapsymmetry import plausible_groups_of, symmetrise_map
 from powdersolve.solve.rank import (
     Candidate,
     DistinctStructures,
@@ -312,12 +312,9 @@ def symmetrised_maps(grid: np.ndarray, lattice: np.ndarray, label: str, top: int
     and its correlation, e.g. 'mean averaged over P3_121 (cc_min 0.83)'; the groups' numbers come
     third. The averaged maps are in each group's standard origin.
     """
-    family = lattice_family(lattice)
-    if family not in FAMILY_GROUPS or top < 1:
-        return [], [], []
     grid = np.asarray(grid, dtype=np.float64)
     try:
-        found = plausible_groups(search_space_groups(grid, family), top=top)
+        found = plausible_groups_of(grid, lattice, top)
     except InputError:  # a grid whose steps differ along axes the group's rotations mix
         return [], [], []
     maps = [symmetrise_map(grid, g.number, g.origin) for g in found]
