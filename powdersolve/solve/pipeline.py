@@ -450,6 +450,13 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
                      f"(read from the fewest maps) not refined: at most {cap} are")
         structures, origins = structures[:cap], origins[:cap]
     screened: dict[int, RefineResult] = {}
+    as_screened: dict[int, Candidate] = {}  # spglib runs once per screened candidate
+
+    def screened_candidate(i: int) -> Candidate:
+        if i not in as_screened:
+            as_screened[i] = _candidate(screened[i], i, screened_only=True)
+        return as_screened[i]
+
     full = list(range(len(structures)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -465,9 +472,9 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
             full = by_rwp[: config.refine_top]
             if config.family_first and family in FAMILY_SYSTEMS:
                 # The best in-family screened fit is also refined fully, so family_first can weigh it.
-                fits = [i for i in by_rwp if in_family(_candidate(screened[i], i, screened_only=True), family)]
-                if fits and fits[0] not in full:
-                    full.append(fits[0])
+                best_in_family = next((i for i in by_rwp if in_family(screened_candidate(i), family)), None)
+                if best_in_family is not None and best_in_family not in full:
+                    full.append(best_in_family)
             notes.append(f"{len(structures)} candidates screened, the best {len(full)} fully refined")
         refined: list[Candidate] = []
         for i in full:
@@ -479,7 +486,7 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
         rest = sorted((i for i in screened if i not in full), key=lambda i: screened[i].rwp)
         refined.sort(key=lambda c: c.result.rwp)
         # Screened-only candidates rank after the fully refined ones: their Rwp is not comparable.
-        refined += [_candidate(screened[i], i, screened_only=True) for i in rest]
+        refined += [screened_candidate(i) for i in rest]
     distinct = drop_duplicates(refined)
     if not distinct:
         raise NoSolutionError(f"no solution: none of {len(structures)} candidates for {observed.source} could be "
