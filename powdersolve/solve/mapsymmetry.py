@@ -202,21 +202,27 @@ def refine_origin(grid: np.ndarray, number: int, origin: np.ndarray, max_terms: 
     ops = [(r, t) for r, t in zip(rot, tau) if not (np.array_equal(r, eye) and not np.any(np.abs(t) > 1e-9))]
     if not ops:
         return np.mod(np.asarray(origin, float), 1.0), np.ones(1)
-    coeff, freq = [], []
-    for r, t in ops:
-        rk = np.mod(k @ r, shape)  # R^T k, as grid indices
-        a = fk * np.conj(spec[rk[:, 0], rk[:, 1], rk[:, 2]]) / max(total, 1e-300)
-        coeff.append(a * np.exp(2j * np.pi * (k @ t)))
-        freq.append(k @ (eye - r))  # (I - R)^T k
-    coeff_a, freq_a = np.array(coeff), np.array(freq).astype(np.float64)  # (n_ops, n_k), (n_ops, n_k, 3)
+    rots = np.array([r for r, _ in ops], dtype=np.int64)  # (n_ops, 3, 3)
+    taus = np.array([t for _, t in ops], dtype=np.float64)
+    kf = k.astype(np.float64)  # float products use BLAS; the values stay small exact integers
+    rk = np.mod(np.rint(kf @ rots).astype(np.int64), shape)  # R^T k, as grid indices: (n_ops, n_k, 3)
+    coeff_a = (fk * np.conj(spec[rk[..., 0], rk[..., 1], rk[..., 2]]) / max(total, 1e-300)
+               * np.exp(2j * np.pi * (taus @ k.T)))  # (n_ops, n_k)
+    freq_a = kf @ (eye - rots)  # (I - R)^T k: (n_ops, n_k, 3)
+    # Operations sharing a rotation (centring translations) share their frequencies: the mean needs one
+    # summed row per rotation, a 2-4x smaller sum for centred groups.
+    _, rows, row_of = np.unique(rots.reshape(len(ops), 9), axis=0, return_index=True, return_inverse=True)
+    coeff_r = np.zeros((len(rows), coeff_a.shape[1]), dtype=complex)
+    np.add.at(coeff_r, row_of.ravel(), coeff_a)
+    freq_r = freq_a[rows]
 
     def per_op(t: np.ndarray) -> np.ndarray:
         return np.real(np.sum(coeff_a * np.exp(2j * np.pi * (freq_a @ t)), axis=1))
 
     def loss(t: np.ndarray) -> tuple[float, np.ndarray]:
-        terms = coeff_a * np.exp(2j * np.pi * (freq_a @ t))
+        terms = coeff_r * np.exp(2j * np.pi * (freq_r @ t))
         value = np.real(terms.sum()) / len(ops)
-        grad = np.real(np.einsum("ok,okd->d", terms * 2j * np.pi, freq_a)) / len(ops)
+        grad = np.real(np.einsum("ok,okd->d", terms * 2j * np.pi, freq_r)) / len(ops)
         return -float(value), -grad
 
     start = np.asarray(origin, dtype=np.float64)

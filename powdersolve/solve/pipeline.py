@@ -25,6 +25,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ from powdersolve.fileio import atomic_output_dir, atomic_write_text
 from powdersolve.formats import Pattern, read_pattern
 from powdersolve.predict import PredictConfig, Prediction, predict
 from powdersolve.solve.atoms import FAMILY_SYSTEMS, density_to_structures, lattice_family
-from powdersolve.solve.mapsymmetry import plausible_groups_of, symmetrise_map
+from powdersolve.solve.mapsymmetry import group_operations, plausible_groups_of, symmetrise_map
 from powdersolve.solve.rank import (
     Candidate,
     DistinctStructures,
@@ -89,6 +90,12 @@ class SolveConfig:
             also read atoms from it averaged over each of the ``symmetry_top`` most symmetric
             plausible groups; those candidates are refined first.
         symmetry_top: plausible groups whose averaged maps are read.
+        merge_within_group: when reading candidates, compare two structures with StructureMatcher
+            only when spglib found the same space group for both, other than P1 (copies are merged
+            regardless, :func:`powdersolve.solve.rank.same_sites`). The matcher took a quarter of the
+            solve time, mostly on pairs of different groups, which rarely match, and on noisy P1
+            readings; the shipped models' cells (cubic, hexagonal) are never P1. Refined fits are
+            still merged with the full matcher.
     """
 
     samples: int = 20
@@ -109,6 +116,7 @@ class SolveConfig:
     family_first: bool = True
     map_symmetry: bool = True
     symmetry_top: int = 3
+    merge_within_group: bool = True
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_rwp) and self.max_rwp > 0):
@@ -251,7 +259,8 @@ def composition_for_atoms(text: str | None) -> tuple[dict[str, float] | None, bo
 def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.ndarray,
                           composition: dict[str, float] | None, *, ratios_known: bool = True,
                           labels: Sequence[str] | None = None, min_distance: float = 0.7, symprec: float = 0.2,
-                          n_z: int = 2, n_first: int = 0, spacegroups: Sequence[int | None] | None = None
+                          n_z: int = 2, n_first: int = 0, spacegroups: Sequence[int | None] | None = None,
+                          merge_within_group: bool = False
                           ) -> tuple[list[Structure], list[list[str]], str, list[str], int]:
     """Distinct structures read from density grids (e/A^3, fractional axes) in the cell ``lattice`` (rows, A).
 
@@ -263,6 +272,7 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     by the number of maps that gave them (consensus first), except that those read from the first
     ``n_first`` maps (symmetry-averaged ones) come before all others. ``spacegroups``: per map, the
     group it was averaged over (its atoms are read as whole orbits, for the best Z only), or None.
+    ``merge_within_group``: see :class:`SolveConfig`.
     """
     labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]
     seen = DistinctStructures()
@@ -287,7 +297,10 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
             notes += [n for n in res.notes if n not in notes]
             s = res.structure
             tag = label if k == 0 else f"{label} (Z={res.z_formula_units})"
-            same = seen.index(s)
+            # A P1 reading is noise the symmetry search could not place; the matcher, slowest on such
+            # structures, is not asked to merge it with other P1 readings.
+            same = (seen.index(s, res.spacegroup, use_matcher=res.spacegroup != 1) if merge_within_group
+                    else seen.index(s))
             if same is None:
                 structures.append(s)
                 origins.append([tag])
@@ -373,11 +386,12 @@ def _candidate(res: RefineResult, source: int, screened_only: bool = False) -> C
     return Candidate(res, source, res.structure.composition.reduced_formula, sg, sym, len(res.structure), screened_only)
 
 
+@cache
 def point_group_order(spacegroup: int) -> int:
     """Operations of the crystal class of an international space-group number (1 for P1, 48 for m-3m)."""
-    from pymatgen.symmetry.groups import PointGroup, SpaceGroup
-
-    return len(PointGroup(SpaceGroup.from_int_number(int(spacegroup)).point_group).symmetry_ops)
+    # Distinct rotations of the group's spglib operations: pymatgen's PointGroup object took ~0.1 s a call.
+    rotations, _, _ = group_operations(int(spacegroup))
+    return len(np.unique(rotations.reshape(len(rotations), 9), axis=0))
 
 
 def in_family(candidate: Candidate, family: str | None) -> bool:
@@ -584,7 +598,8 @@ def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray
     say(f"reading atoms from {len(grids)} density maps")
     structures, origins, species_note, notes, n_priority = candidates_from_grids(
         grids, lattice, comp, ratios_known=ratios_known, labels=labels, min_distance=config.min_distance,
-        symprec=config.symprec, n_z=config.n_z, n_first=n_first, spacegroups=groups)
+        symprec=config.symprec, n_z=config.n_z, n_first=n_first, spacegroups=groups,
+        merge_within_group=config.merge_within_group)
     if not comp:
         species_note = species_note or "no composition given: species inferred from electrons per density peak"
     timings["atoms"] = time.perf_counter() - t0
