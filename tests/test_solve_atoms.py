@@ -181,3 +181,17 @@ def test_pseudo_cubic_rock_salt_keeps_its_hexagonal_cell() -> None:
     number, symbol, out, note = symmetrise(s, 0.2, "hexagonal")
     assert (number, symbol) == (166, "R-3m") and "lowered" in note
     assert abs(out.volume - s.volume) < 1e-6 * s.volume
+
+
+def test_whole_voxel_shifts_are_rolls_equal_to_the_fourier_shift() -> None:
+    from powdersolve.solve.atoms import shifted_maps
+
+    rng = np.random.default_rng(0)
+    grid = rng.random((12, 12, 18))
+    spec = np.fft.fftn(grid)
+    shifts = [(0.5, 0.0, 0.5), (0.25, 0.5, 1 / 3), (2 / 3, 1 / 3, 1 / 3)]
+    fourier = shifted_maps(spec, shifts)
+    fast = shifted_maps(spec, shifts, grid)
+    for a, b in zip(fourier, fast):
+        np.testing.assert_allclose(b, a, atol=1e-12)
+    np.testing.assert_array_equal(fast[0], np.roll(grid, (6, 0, 9), axis=(0, 1, 2)))

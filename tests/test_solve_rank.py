@@ -46,25 +46,21 @@ def test_same_sites_refuses_moved_swapped_or_recelled_structures(spinel_like: St
                                                  spinel_like.frac_coords[:-1]))
 
 
-def test_distinct_structures_keys_and_copies(spinel_like: Structure) -> None:
+def test_distinct_structures_merges_near_duplicates_but_not_two_noisy_ones(spinel_like: Structure) -> None:
     near = _copy(spinel_like, np.array([0.5, 0.0, 0.25]), 0.15, seed=4)  # a near-duplicate, not a copy
     assert StructureMatcher().fit(spinel_like, near) and not same_sites(spinel_like, near)
-    near_too = _copy(spinel_like, np.array([0.0, 0.5, 0.25]), 0.15, seed=6)
     copy = _copy(spinel_like, np.array([0.1, 0.2, 0.3]), 0.0, seed=5)
 
     plain = DistinctStructures()
     assert plain.index(spinel_like) is None and plain.index(near) == 0
 
-    keyed = DistinctStructures()
-    assert keyed.index(spinel_like, key=1) is None
-    assert keyed.index(near, key=2) is None  # another key: the matcher is not asked
-    assert keyed.index(copy, key=3) == 0  # copies match whatever their key
-    assert keyed.index(near_too, key=1) == 0  # same key: merged by the matcher
+    one_noisy = DistinctStructures()
+    assert one_noisy.index(spinel_like) is None and one_noisy.index(near, noisy=True) == 0
 
-    copies_only = DistinctStructures()
-    assert copies_only.index(spinel_like, key=1, use_matcher=False) is None
-    assert copies_only.index(near, key=1, use_matcher=False) is None
-    assert copies_only.index(copy, key=1, use_matcher=False) == 0
+    both_noisy = DistinctStructures()
+    assert both_noisy.index(spinel_like, noisy=True) is None
+    assert both_noisy.index(near, noisy=True) is None  # the matcher is not asked
+    assert both_noisy.index(copy, noisy=True) == 0  # copies always match
 
 
 @pytest.mark.parametrize("number", [1, 2, 10, 47, 75, 123, 143, 148, 166, 191, 195, 221, 229, 230])

@@ -295,12 +295,27 @@ def shift_grid(grid: np.ndarray, shift: np.ndarray | tuple[float, ...]) -> np.nd
     return shifted_maps(np.fft.fftn(grid), [shift])[0]
 
 
-def shifted_maps(spectrum: np.ndarray, shifts: list) -> list[np.ndarray]:
+def shifted_maps(spectrum: np.ndarray, shifts: list, grid: np.ndarray | None = None) -> list[np.ndarray]:
     """Real maps out(x) = grid(x - shift) for each fractional shift, from the map's FFT ``spectrum``
-    (computed once by the caller)."""
-    freqs = np.meshgrid(*[np.fft.fftfreq(n, 1.0 / n) for n in spectrum.shape], indexing="ij")
-    return [np.real(np.fft.ifftn(spectrum * np.exp(-2j * np.pi * sum(f * t for f, t in zip(freqs, shift)))))
-            for shift in shifts]
+    (computed once by the caller).
+
+    With the map itself as ``grid``, a shift of whole voxels (such as 1/2 on an even grid) is a
+    roll of it, which is exact and costs no inverse FFT.
+    """
+    shape = np.array(spectrum.shape)
+    freqs = None
+    out = []
+    for shift in shifts:
+        voxels = np.asarray(shift, dtype=np.float64) * shape
+        whole = np.rint(voxels)
+        if grid is not None and np.allclose(voxels, whole, rtol=0.0, atol=1e-9):
+            out.append(np.roll(grid, tuple(int(v) for v in whole), axis=(0, 1, 2)))
+            continue
+        if freqs is None:
+            freqs = np.meshgrid(*[np.fft.fftfreq(n, 1.0 / n) for n in spectrum.shape], indexing="ij")
+        phase = np.exp(-2j * np.pi * sum(f * t for f, t in zip(freqs, shift)))
+        out.append(np.real(np.fft.ifftn(spectrum * phase)))
+    return out
 
 
 def detect_centring(grid: np.ndarray, family: str | None, min_cc: float = 0.97) -> tuple[str, np.ndarray]:
@@ -319,7 +334,7 @@ def detect_centring(grid: np.ndarray, family: str | None, min_cc: float = 0.97) 
         return "P", grid
     spectrum = np.fft.fftn(grid)
     for name, vectors in candidates.items():
-        images = shifted_maps(spectrum, list(vectors))
+        images = shifted_maps(spectrum, list(vectors), grid)
         if all(float(np.sum(centred * (im - im.mean()))) / norm >= min_cc for im in images):
             return name, (grid + sum(images)) / (1 + len(images))
     return "P", grid

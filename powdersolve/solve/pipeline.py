@@ -90,12 +90,11 @@ class SolveConfig:
             also read atoms from it averaged over each of the ``symmetry_top`` most symmetric
             plausible groups; those candidates are refined first.
         symmetry_top: plausible groups whose averaged maps are read.
-        merge_within_group: when reading candidates, compare two structures with StructureMatcher
-            only when spglib found the same space group for both, other than P1 (copies are merged
-            regardless, :func:`powdersolve.solve.rank.same_sites`). The matcher took a quarter of the
-            solve time, mostly on pairs of different groups, which rarely match, and on noisy P1
-            readings; the shipped models' cells (cubic, hexagonal) are never P1. Refined fits are
-            still merged with the full matcher.
+        skip_p1_pairs: when reading candidates, two structures that spglib could only place in P1
+            are merged only when one is a copy of the other (:func:`powdersolve.solve.rank.same_sites`),
+            without StructureMatcher, which took a quarter of the solve time, mostly on such pairs.
+            The shipped models' cells (cubic, hexagonal) are never P1; refined fits are still merged
+            with the full matcher.
     """
 
     samples: int = 20
@@ -116,7 +115,7 @@ class SolveConfig:
     family_first: bool = True
     map_symmetry: bool = True
     symmetry_top: int = 3
-    merge_within_group: bool = True
+    skip_p1_pairs: bool = True
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_rwp) and self.max_rwp > 0):
@@ -260,7 +259,7 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
                           composition: dict[str, float] | None, *, ratios_known: bool = True,
                           labels: Sequence[str] | None = None, min_distance: float = 0.7, symprec: float = 0.2,
                           n_z: int = 2, n_first: int = 0, spacegroups: Sequence[int | None] | None = None,
-                          merge_within_group: bool = False
+                          skip_p1_pairs: bool = False
                           ) -> tuple[list[Structure], list[list[str]], str, list[str], int]:
     """Distinct structures read from density grids (e/A^3, fractional axes) in the cell ``lattice`` (rows, A).
 
@@ -272,7 +271,7 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     by the number of maps that gave them (consensus first), except that those read from the first
     ``n_first`` maps (symmetry-averaged ones) come before all others. ``spacegroups``: per map, the
     group it was averaged over (its atoms are read as whole orbits, for the best Z only), or None.
-    ``merge_within_group``: see :class:`SolveConfig`.
+    ``skip_p1_pairs``: see :class:`SolveConfig`.
     """
     labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]
     seen = DistinctStructures()
@@ -297,10 +296,9 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
             notes += [n for n in res.notes if n not in notes]
             s = res.structure
             tag = label if k == 0 else f"{label} (Z={res.z_formula_units})"
-            # A P1 reading is noise the symmetry search could not place; the matcher, slowest on such
-            # structures, is not asked to merge it with other P1 readings.
-            same = (seen.index(s, res.spacegroup, use_matcher=res.spacegroup != 1) if merge_within_group
-                    else seen.index(s))
+            # A P1 reading is noise that no symmetry could place; the matcher, slowest on such pairs,
+            # is not asked to merge two of them.
+            same = seen.index(s, noisy=skip_p1_pairs and res.spacegroup == 1)
             if same is None:
                 structures.append(s)
                 origins.append([tag])
@@ -599,7 +597,7 @@ def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray
     structures, origins, species_note, notes, n_priority = candidates_from_grids(
         grids, lattice, comp, ratios_known=ratios_known, labels=labels, min_distance=config.min_distance,
         symprec=config.symprec, n_z=config.n_z, n_first=n_first, spacegroups=groups,
-        merge_within_group=config.merge_within_group)
+        skip_p1_pairs=config.skip_p1_pairs)
     if not comp:
         species_note = species_note or "no composition given: species inferred from electrons per density peak"
     timings["atoms"] = time.perf_counter() - t0

@@ -139,7 +139,7 @@ class DistinctStructures:
     def __init__(self) -> None:
         self.matcher = StructureMatcher()
         self.kept: list[Structure] = []
-        self.keys: list[object] = []
+        self.noisy: list[bool] = []
         self._reduced: dict[int, Structure] = {}
 
     def _reduce(self, i: int) -> Structure:
@@ -147,12 +147,11 @@ class DistinctStructures:
             self._reduced[i] = self.kept[i].get_primitive_structure().get_reduced_structure()
         return self._reduced[i]
 
-    def index(self, s: Structure, key: object = None, use_matcher: bool = True) -> int | None:
+    def index(self, s: Structure, noisy: bool = False) -> int | None:
         """Index of the kept structure ``s`` matches, or None (then ``s`` is kept, at the next index).
 
-        With ``key`` (e.g. the space group found for ``s``), the matcher compares ``s`` only with kept
-        structures of the same key (or none); without ``use_matcher`` ``s`` matches only copies
-        (:func:`same_sites`), which match whatever their key.
+        Two ``noisy`` structures (e.g. P1 readings of a map) are not compared by the matcher, on which
+        such pairs are slowest and rarely match; copies (:func:`same_sites`) always match.
         """
         formula = s.composition.reduced_formula
         same_formula = [i for i, t in enumerate(self.kept) if t.composition.reduced_formula == formula]
@@ -160,9 +159,8 @@ class DistinctStructures:
             if same_sites(self.kept[i], s):
                 return i
         self.kept.append(s)
-        self.keys.append(key)
-        compare = [i for i in same_formula
-                   if use_matcher and (key is None or self.keys[i] is None or self.keys[i] == key)]
+        self.noisy.append(noisy)
+        compare = [i for i in same_formula if not (noisy and self.noisy[i])]
         if compare:
             new = len(self.kept) - 1
             with warnings.catch_warnings():
@@ -172,7 +170,7 @@ class DistinctStructures:
                     t = self._reduce(i)
                     if len(t) == len(red) and self.matcher.fit(t, red, skip_structure_reduction=True):
                         self.kept.pop()
-                        self.keys.pop()
+                        self.noisy.pop()
                         del self._reduced[new]
                         return i
         return None
