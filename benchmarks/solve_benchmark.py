@@ -29,7 +29,7 @@ Usage:
         [--systems cubic,trigonal] [--limit N] [--samples 20] [--modes model,wrong-pattern,no-model,oracle]
         [--patterns stick,measured] [--json benchmarks/results/solve_benchmark.json]
         [--dataset data/build/trigonal_r --systems trigonal]  # generated crystals, for choosing settings
-        [--rwp-only] [--no-map-symmetry] [--merge-p1-pairs]  # variants of the solve settings
+        [--rwp-only] [--no-map-symmetry] [--merge-p1-pairs] [--n-z-averaged 1]  # variants of the solve settings
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def solve_config(args: argparse.Namespace) -> SolveConfig:
     """The solve settings of a run: the defaults, with the variant flags applied."""
     return SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K), abstain=False,
                        family_first=not args.rwp_only, map_symmetry=not args.no_map_symmetry,
-                       skip_p1_pairs=not args.merge_p1_pairs)
+                       skip_p1_pairs=not args.merge_p1_pairs, n_z_averaged=args.n_z_averaged)
 
 
 def run_case(case: Case, kind: str, mode: str, cases: list[Case], args: argparse.Namespace) -> dict:
@@ -254,6 +254,9 @@ def main() -> None:
     ap.add_argument("--merge-p1-pairs", action="store_true",
                     help="variant: StructureMatcher also compares two P1 readings "
                          "(SolveConfig.skip_p1_pairs=False, the setting before session 10)")
+    ap.add_argument("--n-z-averaged", type=int, default=2,
+                    help="variant: Z values read from each symmetry-averaged map (SolveConfig.n_z_averaged; "
+                         "1 was the setting of session 9)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=RESULTS)
     args = ap.parse_args()

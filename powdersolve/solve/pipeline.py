@@ -79,6 +79,8 @@ class SolveConfig:
             best ``refine_top`` by screening Rwp are fully refined; 0 refines every one fully.
         screen_iter: L-BFGS iterations per stage of the screening refinement.
         n_z: each map is read for this many of its most plausible formula-unit counts Z.
+        n_z_averaged: the same for the symmetry-averaged maps. 2: with 1 (session 9) one of 24
+            generated cubic crystals (PtRh, Fm-3m) lost its match, because its right Z came second.
         max_candidates: most distinct structures refined; those read from the most maps go first.
         rwp_tie: refined fits within this relative Rwp of the best count as equally good, and the
             most symmetric of them ranks first (:func:`prefer_symmetry`).
@@ -110,6 +112,7 @@ class SolveConfig:
     refine_top: int = 3
     screen_iter: int = 12
     n_z: int = 2
+    n_z_averaged: int = 2
     max_candidates: int = 12
     rwp_tie: float = 0.02
     family_first: bool = True
@@ -258,12 +261,13 @@ def composition_for_atoms(text: str | None) -> tuple[dict[str, float] | None, bo
 def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.ndarray,
                           composition: dict[str, float] | None, *, ratios_known: bool = True,
                           labels: Sequence[str] | None = None, min_distance: float = 0.7, symprec: float = 0.2,
-                          n_z: int = 2, n_first: int = 0, spacegroups: Sequence[int | None] | None = None,
+                          n_z: int = 2, n_z_averaged: int = 2, n_first: int = 0,
+                          spacegroups: Sequence[int | None] | None = None,
                           skip_p1_pairs: bool = False
                           ) -> tuple[list[Structure], list[list[str]], str, list[str], int]:
     """Distinct structures read from density grids (e/A^3, fractional axes) in the cell ``lattice`` (rows, A).
 
-    Each map is read for its ``n_z`` most plausible numbers of formula units.
+    Each map is read for its ``n_z`` (averaged maps: ``n_z_averaged``) most plausible numbers of formula units.
     Returns (structures, the labels of the maps each came from, species note, notes, how many come
     first because they were read from the first ``n_first`` maps). Maps that give no
     atom are skipped with a note; identical structures (StructureMatcher, same formula) are merged,
@@ -284,10 +288,9 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     for m, (grid, label) in enumerate(zip(grids, labels)):
         try:
             group = spacegroups[m] if spacegroups is not None else None
-            # An averaged map is read for its best Z only: its orbits leave few Z that fit.
             results = density_to_structures(grid, lattice, composition, ratios_known=ratios_known,
                                             min_distance=min_distance, symprec=symprec,
-                                            n_z=n_z if group is None else 1, spacegroup=group)
+                                            n_z=n_z if group is None else n_z_averaged, spacegroup=group)
         except InputError as exc:
             failed.append(f"{label} ({exc})")
             continue
@@ -596,7 +599,8 @@ def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray
     say(f"reading atoms from {len(grids)} density maps")
     structures, origins, species_note, notes, n_priority = candidates_from_grids(
         grids, lattice, comp, ratios_known=ratios_known, labels=labels, min_distance=config.min_distance,
-        symprec=config.symprec, n_z=config.n_z, n_first=n_first, spacegroups=groups,
+        symprec=config.symprec, n_z=config.n_z, n_z_averaged=config.n_z_averaged, n_first=n_first,
+        spacegroups=groups,
         skip_p1_pairs=config.skip_p1_pairs)
     if not comp:
         species_note = species_note or "no composition given: species inferred from electrons per density peak"
