@@ -1,4 +1,5 @@
-"""Candidate deduplication: the copy check against StructureMatcher, and the keyed merging of readings."""
+"""Candidate deduplication: the copy check against StructureMatcher, the merging of noisy readings,
+and the point-group order that ranks equally good fits."""
 
 from __future__ import annotations
 

@@ -274,7 +274,7 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     first occurrence kept, so the refinement runs once per distinct structure. Structures are ordered
     by the number of maps that gave them (consensus first), except that those read from the first
     ``n_first`` maps (symmetry-averaged ones) come before all others. ``spacegroups``: per map, the
-    group it was averaged over (its atoms are read as whole orbits, for the best Z only), or None.
+    group it was averaged over (its atoms are read as whole orbits), or None.
     ``skip_p1_pairs``: see :class:`SolveConfig`.
     """
     labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]
@@ -600,8 +600,7 @@ def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray
     structures, origins, species_note, notes, n_priority = candidates_from_grids(
         grids, lattice, comp, ratios_known=ratios_known, labels=labels, min_distance=config.min_distance,
         symprec=config.symprec, n_z=config.n_z, n_z_averaged=config.n_z_averaged, n_first=n_first,
-        spacegroups=groups,
-        skip_p1_pairs=config.skip_p1_pairs)
+        spacegroups=groups, skip_p1_pairs=config.skip_p1_pairs)
     if not comp:
         species_note = species_note or "no composition given: species inferred from electrons per density peak"
     timings["atoms"] = time.perf_counter() - t0

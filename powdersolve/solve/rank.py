@@ -142,9 +142,13 @@ class DistinctStructures:
         self.noisy: list[bool] = []
         self._reduced: dict[int, Structure] = {}
 
-    def _reduce(self, i: int) -> Structure:
+    @staticmethod
+    def _reduce(s: Structure) -> Structure:
+        return s.get_primitive_structure().get_reduced_structure()
+
+    def _reduced_kept(self, i: int) -> Structure:
         if i not in self._reduced:
-            self._reduced[i] = self.kept[i].get_primitive_structure().get_reduced_structure()
+            self._reduced[i] = self._reduce(self.kept[i])
         return self._reduced[i]
 
     def index(self, s: Structure, noisy: bool = False) -> int | None:
@@ -158,21 +162,20 @@ class DistinctStructures:
         for i in same_formula:
             if same_sites(self.kept[i], s):
                 return i
-        self.kept.append(s)
-        self.noisy.append(noisy)
         compare = [i for i in same_formula if not (noisy and self.noisy[i])]
+        red = None
         if compare:
-            new = len(self.kept) - 1
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                red = self._reduce(new)
+                red = self._reduce(s)
                 for i in compare:
-                    t = self._reduce(i)
+                    t = self._reduced_kept(i)
                     if len(t) == len(red) and self.matcher.fit(t, red, skip_structure_reduction=True):
-                        self.kept.pop()
-                        self.noisy.pop()
-                        del self._reduced[new]
                         return i
+        self.kept.append(s)
+        self.noisy.append(noisy)
+        if red is not None:
+            self._reduced[len(self.kept) - 1] = red
         return None
 
 
