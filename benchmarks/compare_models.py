@@ -52,11 +52,15 @@ def main() -> None:
     ap.add_argument("--b", type=Path, required=True, help="candidate model")
     ap.add_argument("--limit", type=int, default=150, help="crystals per generator")
     ap.add_argument("--grid", type=int, default=24)
+    ap.add_argument("--splits", default="val,test",
+                    help="splits to score (comma-separated); 'test' alone when a run was selected on 'val'")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "compare_models.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    records = [r for r in load_dataset(args.data) if r.split in ("val", "test")]
-    doc = {"data": str(args.data), "a": str(args.a), "b": str(args.b), "grid": args.grid, "generators": {}}
+    splits = tuple(s for s in args.splits.split(",") if s)
+    records = [r for r in load_dataset(args.data) if r.split in splits]
+    doc = {"data": str(args.data), "splits": list(splits), "a": str(args.a), "b": str(args.b), "grid": args.grid,
+           "generators": {}}
     for gen in sorted({r.generator for r in records}):
         sel = [r for r in records if r.generator == gen][: args.limit]
         a, b = scores(args.a, sel, args.grid), scores(args.b, sel, args.grid)

@@ -305,6 +305,19 @@ def load_dataset(directory: str | Path, split: str | None = None) -> list[Record
     return out
 
 
+def load_datasets(directories: Sequence[str | Path], split: str | None = None) -> list[Record]:
+    """Records of several dataset folders, deduplicated by (formula, space group) across them (the first
+    folder that holds a crystal keeps it), optionally only one split."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for d in directories:
+        for r in load_dataset(d, split):
+            if r.crystal.key not in seen:
+                seen.add(r.crystal.key)
+                out.append(r)
+    return out
+
+
 def card_hash(directory: str | Path) -> str:
     """SHA-256 over the names and SHA-256s of the shard files: one identifier of a dataset's content."""
     h = hashlib.sha256()

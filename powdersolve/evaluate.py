@@ -137,7 +137,8 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
         # Powder data cannot tell a structure from its inverse: report the CC allowing inversion beside.
         cc_inv = float(np.max(map_correlation_per_sample(invert(preds), truth)[0]))
         row = {"file": f.name, "formula": c.formula, "spacegroup": c.spacegroup, "natoms": int(len(c.numbers)),
-               "cc": score.cc, "ssim": score.ssim, "psnr": score.psnr, "cc_with_inversion": max(score.cc, cc_inv)}
+               "cc": score.cc, "ssim": score.ssim, "psnr": score.psnr, "ssim_aligned": score.ssim_aligned,
+               "cc_with_inversion": max(score.cc, cc_inv)}
         if cfg.symmetrise:
             averaged, groups = symmetry_averaged(preds, c.lattice)
             s = score_predictions(averaged, truth)
@@ -174,7 +175,8 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
     ssim = _summary([r["ssim"] for r in rows])
     psnr = _summary([r["psnr"] for r in rows])
     baselines = {name: {"cc_mean": float(np.mean([s.cc for s in v])), "ssim_mean": float(np.mean([s.ssim for s in v])),
-                        "psnr_mean": float(np.mean([s.psnr for s in v]))}
+                        "psnr_mean": float(np.mean([s.psnr for s in v])),
+                        "ssim_aligned_mean": float(np.mean([s.ssim_aligned for s in v]))}
                  for name, v in base_rows.items() if v}
     return {
         "n": len(rows), "cc_mean": cc["mean"], "cc_median": cc["median"], "cc_std": cc["std"],
@@ -183,6 +185,7 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
             "cc_symmetrised_with_inversion_mean": float(np.mean([r["cc_symmetrised_with_inversion"] for r in rows])),
             "ssim_symmetrised_mean": float(np.mean([r["ssim_symmetrised"] for r in rows]))} if cfg.symmetrise else {}),
         "ssim_mean": ssim["mean"], "ssim_median": ssim["median"], "ssim_std": ssim["std"],
+        "ssim_aligned_mean": float(np.mean([r["ssim_aligned"] for r in rows])),
         "psnr_mean": psnr["mean"], "psnr_median": psnr["median"],
         "baselines": baselines, "per_spacegroup": per_sg, "per_crystal": rows,
         "protocol": {**asdict(cfg), "rotations": 24, "shifts": "all integer origin shifts (cc only)",

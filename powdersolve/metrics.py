@@ -342,6 +342,9 @@ class CrystalScore:
         best_sample_cc, rotation_cc, shift_cc: where the best correlation was found.
         best_sample_ssim, rotation_ssim: where the best SSIM was found.
         per_sample_cc, per_sample_ssim: each sample's best over rotations (and shifts for cc).
+        ssim_aligned: SSIM of the best-correlated sample placed where the correlation put it (its
+            rotation and origin shift): the SSIM with the origin convention taken out, which the
+            paper's protocol (no shifts) leaves in.
     """
 
     cc: float
@@ -354,6 +357,7 @@ class CrystalScore:
     rotation_ssim: int
     per_sample_cc: tuple[float, ...]
     per_sample_ssim: tuple[float, ...]
+    ssim_aligned: float
 
     def as_dict(self) -> dict:
         """JSON-ready plain types."""
@@ -366,6 +370,8 @@ def score_predictions(preds: ArrayLike, truth: ArrayLike) -> CrystalScore:
     ssim, ps = paper_scores_per_rotation(preds, truth)
     s_cc = int(np.argmax(cc))
     s_ssim, r_ssim = (int(v) for v in np.unravel_index(int(np.argmax(ssim)), ssim.shape))
+    p = _as_tensor(preds)
+    aligned = align(p[s_cc], int(rot[s_cc]), tuple(int(v) for v in shift[s_cc]))
     return CrystalScore(
         cc=float(cc[s_cc]),
         ssim=float(ssim.max()),
@@ -377,4 +383,5 @@ def score_predictions(preds: ArrayLike, truth: ArrayLike) -> CrystalScore:
         rotation_ssim=r_ssim,
         per_sample_cc=tuple(float(v) for v in cc),
         per_sample_ssim=tuple(float(v) for v in ssim.max(axis=1)),
+        ssim_aligned=float(ssim3d(aligned[None], truth)[0]),
     )

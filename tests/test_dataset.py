@@ -19,6 +19,7 @@ from powdersolve.dataset import (
     build_dataset,
     card_hash,
     load_dataset,
+    load_datasets,
     parse_shard,
     read_shard,
     shard_plan,
@@ -93,6 +94,18 @@ def test_data_card(built):
     assert card["seed"] == 3 and card["card_hash"] == card_hash(built)
     assert set(card["shards"]) == {f"shard-{i:05d}.npz" for i in range(4)}
     assert "Space groups" in (built / "data_card.md").read_text()
+
+
+def test_folders_combine_without_duplicates(built, tmp_path):
+    import shutil
+
+    other = tmp_path / "b"
+    shutil.copytree(built, other)
+    one = load_dataset(built)
+    both = load_datasets([built, other])
+    assert [r.crystal.key for r in both] == [r.crystal.key for r in one]
+    val = load_datasets([built, other], "val")
+    assert all(r.split == "val" for r in val) and len(val) == sum(r.split == "val" for r in one)
 
 
 def test_query_points(built):

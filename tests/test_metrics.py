@@ -212,6 +212,14 @@ def test_rotated_truth_scores_one_on_every_metric() -> None:
     np.testing.assert_array_equal(rotate(moved, cube_rotations()[score.rotation_ssim]), truth)
 
 
+def test_aligned_ssim_takes_the_origin_out_and_paper_ssim_does_not() -> None:
+    truth = _smooth_random(15, 12)
+    moved = np.roll(rotate(truth, cube_rotations()[5]), (4, 0, 9), (0, 1, 2))
+    score = score_predictions(np.stack([_smooth_random(15, 13), moved]), truth)
+    assert score.ssim_aligned == pytest.approx(1.0, abs=1e-9)
+    assert score.ssim < 0.9  # the paper's protocol has no shifts
+
+
 # --- baselines -----------------------------------------------------------------------------
 
 

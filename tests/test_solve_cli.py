@@ -127,6 +127,11 @@ def test_cli_without_map_symmetry_skips_the_search(caf2_xy: Path, cubic_cif: Pat
     doc = json.loads((out / "solution.json").read_text())
     assert "map_symmetry" not in doc["timings_s"]
     assert not any("averaged over" in m for c in doc["candidates"] for m in c["from_maps"])
+    # The solved structure's density: every electron of the cell, overlaying the network's map.
+    solved, mean = np.load(out / "density_solved.npy"), np.load(out / "density" / "density.npy")
+    assert solved.shape == mean.shape == (24, 24, 24)
+    assert solved.mean() * a**3 == pytest.approx(4 * (20 + 2 * 9), rel=1e-3)
+    assert np.corrcoef(solved.ravel(), mean.ravel())[0, 1] > 0.8
 
 
 @pytest.mark.parametrize("extra", [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -130,6 +131,22 @@ def test_existing_run_needs_resume(tiny_data: Path, tmp_path: Path) -> None:
     second = subprocess.run(_cli(*args, cwd=tmp_path), capture_output=True, text=True)
     assert second.returncode == 2
     assert "--resume" in second.stderr and "Traceback" not in second.stderr
+
+
+def test_model_is_selected_on_the_val_split_of_val_data(tiny_data: Path, tmp_path: Path) -> None:
+    other = tmp_path / "selection"
+    other.mkdir()
+    arrays = shard_arrays(_crystals()[:10], "test")
+    arrays["split"] = np.array(["val"] * 10, dtype=np.str_)
+    with open(other / SHARD_PATTERN.format(0), "wb") as fh:
+        np.savez(fh, **arrays)
+    args = ["train", "--data", str(tiny_data), "--val-data", str(other), "--val-max", "3", "--config", "tiny",
+            "--epochs", "1", "--batch-size", "6", "--out", str(tmp_path / "r"), "--threads", "1"]
+    res = subprocess.run(_cli(*args, cwd=tmp_path), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-500:]
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run["n_val"] == 10 and run["n_train"] == 18
+    assert run["train_config"]["val_max"] == 3 and ";val:" in run["data_hash"]
 
 
 def test_ddp_two_cpu_processes(tiny_data: Path, tmp_path: Path) -> None:

@@ -81,6 +81,16 @@ def register(group: click.Group) -> None:
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--init", default=None, type=click.Path(), help="Warm-start from these weights (same architecture).")
 @click.option("--max-train", default=0, type=click.IntRange(0), help="Use at most this many training crystals.")
+@click.option(
+    "--val-data",
+    "val_dirs",
+    multiple=True,
+    type=click.Path(),
+    help="Select the model on the val split of these dataset folders instead of those of --data (repeatable), "
+    "e.g. a build that resembles the crystals the model is for.",
+)
+@click.option("--val-max", default=64, show_default=True, type=click.IntRange(1),
+              help="Validation crystals scored at each validation.")
 def train_cmd(
     data_dirs,
     config_name,
@@ -106,9 +116,11 @@ def train_cmd(
     device,
     init,
     max_train,
+    val_dirs,
+    val_max,
 ) -> None:
     """Train a CMED model (the paper's recipe; every value configurable)."""
-    from powdersolve.dataset import card_hash, load_dataset
+    from powdersolve.dataset import card_hash, load_datasets
     from powdersolve.model import with_overrides
     from powdersolve.train import TrainConfig, model_config_by_name, train
 
@@ -138,10 +150,8 @@ def train_cmd(
         over["xrd_channels"] = len(lams)
     if over:
         mcfg = with_overrides(mcfg, **over)
-    tr, va = [], []
-    for d in data_dirs:
-        tr += load_dataset(d, "train")
-        va += load_dataset(d, "val")
+    tr = load_datasets(data_dirs, "train")
+    va = load_datasets(val_dirs or data_dirs, "val")
     if max_train:
         tr = tr[:max_train]
     if mcfg.xrd_input == "paper" and mcfg.wavelengths != (0.71073,):
@@ -155,11 +165,14 @@ def train_cmd(
         points_side=points_side,
         shift_grid=shift_grid,
         val_every=val_every,
+        val_max=val_max,
         seed=seed,
         threads=threads,
         augment=augment or ("paper" if mcfg.xrd_input == "paper" else "realistic"),
     )
     data_hash = ",".join(card_hash(d) for d in data_dirs)
+    if val_dirs:
+        data_hash += ";val:" + ",".join(card_hash(d) for d in val_dirs)
     summary = train(tr, va, mcfg, tcfg, run_dir, resume=resume, device=device, data_hash=data_hash, init=init)
     click.echo(json.dumps(summary))
 

@@ -33,12 +33,15 @@ from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from powdersolve.composition import parse_composition
+from powdersolve.density import DensityConfig, density_grid
 from powdersolve.errors import InputError, NoSolutionError
 from powdersolve.fileio import atomic_output_dir, atomic_write_text
 from powdersolve.formats import Pattern, read_pattern
-from powdersolve.predict import PredictConfig, Prediction, predict
+from powdersolve.formats.maps import write_ccp4
+from powdersolve.predict import PredictConfig, Prediction, predict, save_npy
 from powdersolve.solve.atoms import FAMILY_SYSTEMS, density_to_structures, lattice_family
 from powdersolve.solve.mapsymmetry import group_operations, plausible_groups_of, symmetrise_map
+from powdersolve.solve.origin import align_to_map
 from powdersolve.solve.rank import (
     Candidate,
     DistinctStructures,
@@ -48,6 +51,7 @@ from powdersolve.solve.rank import (
     write_solutions,
 )
 from powdersolve.solve.refine import RefineConfig, RefineResult, plot_fit, refine
+from powdersolve.structures.crystal import Crystal
 from powdersolve.structures.io import crystal_system
 
 Progress = Callable[[str], None]
@@ -184,6 +188,22 @@ class SolveResult:
     def best(self) -> Candidate:
         """The top-ranked candidate."""
         return self.candidates[0]
+
+    def solved_density(self, rank: int = 1, grid: int | None = None, b_iso: float = 8.0) -> np.ndarray:
+        """CMED (e/A^3, B = ``b_iso`` A^2) of the candidate of this rank on the N^3 fractional grid.
+
+        With a prediction the structure is first moved to the origin and hand of the network's mean map
+        (:func:`powdersolve.solve.origin.align_to_map`), so the two maps overlay; N defaults to the
+        prediction's grid (else ``config.grid``).
+        """
+        if not 1 <= rank <= len(self.candidates):
+            raise InputError(f"rank {rank} is outside 1-{len(self.candidates)}")
+        structure = self.candidates[rank - 1].result.structure
+        pred = self.prediction
+        n = grid or (pred.mean.shape[0] if pred is not None else self.config.grid)
+        if pred is not None:
+            structure = align_to_map(structure, pred.mean, b_iso)
+        return density_grid(Crystal.from_structure(structure, 1), DensityConfig(b_iso=b_iso, grid=n))
 
     def summary(self) -> dict:
         """JSON-ready description: candidates (formula, space group, Rwp, GoF, atoms), inputs, cell, timings."""
@@ -623,7 +643,8 @@ def write_solve_outputs(result: SolveResult, out_dir: str | os.PathLike, overwri
 
     Files: candidates/rank_01.cif ..., refined.cif (= rank 1), solution.json, fit.png (observed,
     calculated, difference, reflection ticks of rank 1) and, when a model predicted, density/ (the
-    prediction's maps, figures and summary.json).
+    prediction's maps, figures and summary.json) and density_solved.ccp4 / .npy, the density of rank 1
+    at the origin of the network's map (:meth:`SolveResult.solved_density`).
     """
     out = Path(out_dir)
     t0 = time.perf_counter()
@@ -637,6 +658,9 @@ def write_solve_outputs(result: SolveResult, out_dir: str | os.PathLike, overwri
                  title=f"{best.formula} {best.spacegroup_symbol}: Rwp {100 * best.result.rwp:.1f}%")
         if result.prediction is not None:
             result.prediction.write(stage / "density", progress=progress)
+            solved = result.solved_density()
+            write_ccp4(stage / "density_solved.ccp4", solved, result.prediction.cell)
+            save_npy(stage / "density_solved.npy", solved)
         # write_solutions' solution.json lists the candidates only; replace it with the full summary.
         summary["timings_s"]["write"] = round(time.perf_counter() - t0, 4)
         summary["files"] = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
