@@ -55,7 +55,6 @@ from powdersolve.fileio import atomic_write_text
 from powdersolve.formats.pattern import Pattern, make_pattern
 from powdersolve.metrics import score_predictions
 from powdersolve.predict import PredictConfig
-from powdersolve.solve.origin import align_to_map
 from powdersolve.solve.pipeline import SolveConfig, SolveResult, solve, solve_from_grids, solve_from_structures
 from powdersolve.structures import load_crystal, standardize
 from powdersolve.structures.crystal import Crystal
@@ -108,31 +107,32 @@ def random_structures(truth: Structure, n: int, seed: int) -> list[Structure]:
     return [Structure(truth.lattice, truth.species, rng.random((len(truth), 3))) for _ in range(n)]
 
 
-def density_of(structure: Structure, grid: int, reference: np.ndarray | None = None) -> np.ndarray:
-    """The CMED (B 8 A^2) of a solved structure: moved to the origin and hand of ``reference`` (the
-    network's mean map) when given, else in its conventional standard cell, as the truth's is built."""
-    if reference is not None:
-        return density_grid(Crystal.from_structure(align_to_map(structure, reference), 1),
-                            DensityConfig(b_iso=8.0, grid=grid))
+def standard_density(structure: Structure, grid: int) -> np.ndarray:
+    """The CMED (B 8 A^2) of a structure in its conventional standard cell, as the truth's is built."""
     s, sg = standardize(structure)
     return density_grid(Crystal.from_structure(s, sg), DensityConfig(b_iso=8.0, grid=grid))
 
 
-def map_scores(cands: list[Structure], truth: Crystal, grid: int, reference: np.ndarray | None = None) -> dict:
+def map_scores(result: SolveResult | None, truth: Crystal, grid: int) -> dict:
     """The pipeline's density: the CMED of the top-1 (and best of the top 5) solved structures scored
     against the true CMED by the evaluate protocol (CC over rotations and shifts, paper SSIM over
-    rotations without shifts, SSIM at the CC alignment)."""
-    if not cands:
+    rotations without shifts, SSIM at the CC alignment). With a prediction on the same grid the
+    structures sit at the origin of the network's map (:meth:`SolveResult.solved_density`), else in
+    their standard setting."""
+    if result is None or not result.candidates:
         return {}
     target = density_grid(truth, DensityConfig(b_iso=8.0, grid=grid))
-    if reference is not None and reference.shape != target.shape:
-        reference = None
-    grids = [density_of(s, grid, reference) for s in cands[:5]]
+    top = range(1, min(5, len(result.candidates)) + 1)
+    on_map = result.prediction is not None and result.prediction.mean.shape == target.shape
+    if on_map:
+        grids = [result.solved_density(rank, grid) for rank in top]
+    else:
+        grids = [standard_density(result.candidates[rank - 1].result.structure, grid) for rank in top]
     top1 = score_predictions(grids[0][None], target)
     top5 = score_predictions(np.stack(grids), target)
     return {"map_cc_top1": top1.cc, "map_ssim_top1": top1.ssim, "map_cc_top5": top5.cc, "map_ssim_top5": top5.ssim,
             "map_ssim_aligned_top1": top1.ssim_aligned, "map_ssim_aligned_top5": top5.ssim_aligned,
-            "map_origin": "network map" if reference is not None else "standard setting"}
+            "map_origin": "network map" if on_map else "standard setting"}
 
 
 def score_case(result: SolveResult | None, truth: Structure, crystal: Crystal | None = None, grid: int = 50) -> dict:
@@ -141,8 +141,7 @@ def score_case(result: SolveResult | None, truth: Structure, crystal: Crystal | 
     out: dict = {}
     cands = [c.result.structure for c in result.candidates] if result is not None else []
     if crystal is not None:
-        reference = result.prediction.mean if result is not None and result.prediction is not None else None
-        out.update(map_scores(cands, crystal, grid, reference))
+        out.update(map_scores(result, crystal, grid))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for mname, kw in MATCHERS.items():
