@@ -370,8 +370,7 @@ def score_predictions(preds: ArrayLike, truth: ArrayLike) -> CrystalScore:
     ssim, ps = paper_scores_per_rotation(preds, truth)
     s_cc = int(np.argmax(cc))
     s_ssim, r_ssim = (int(v) for v in np.unravel_index(int(np.argmax(ssim)), ssim.shape))
-    p = _as_tensor(preds)
-    aligned = align(p[s_cc], int(rot[s_cc]), tuple(int(v) for v in shift[s_cc]))
+    aligned = align(preds[s_cc], int(rot[s_cc]), tuple(int(v) for v in shift[s_cc]))
     return CrystalScore(
         cc=float(cc[s_cc]),
         ssim=float(ssim.max()),
