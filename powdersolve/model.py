@@ -387,23 +387,37 @@ class CMEDNet(nn.Module):
         cond = 2 * w
         self.decoder = QueryDecoder(cfg, cond) if cfg.arch == "query" else FourierDecoder(cfg, cond)
 
+    def posterior(self, xrd: torch.Tensor, comp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean and std of the latent condition, each (B, 2*latent), and the KL term (scalar, summed over
+        branches). A switched-off branch contributes zeros with zero std."""
+        mus, sigmas, kl = [], [], xrd.new_zeros(())
+        for branch, inp in ((self.xrd, xrd), (self.formula, comp)):
+            if branch is None:
+                mus.append(xrd.new_zeros(xrd.shape[0], self.cfg.latent))
+                sigmas.append(xrd.new_zeros(xrd.shape[0], self.cfg.latent))
+                continue
+            mu, sigma = branch(inp)
+            mus.append(mu)
+            sigmas.append(sigma)
+            kl = kl - torch.mean(1 + torch.log(sigma**2 + 1e-4) - mu**2 - sigma**2)
+        return torch.cat(mus, -1), torch.cat(sigmas, -1), kl
+
     def encode(self, xrd: torch.Tensor, comp: torch.Tensor, sample: bool = True,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent condition (B, 2*latent) and the KL term (scalar, summed over branches)."""
-        parts, kl = [], xrd.new_zeros(())
-        for branch, inp in ((self.xrd, xrd), (self.formula, comp)):
-            if branch is None:
-                parts.append(xrd.new_zeros(xrd.shape[0], self.cfg.latent))
-                continue
-            mu, sigma = branch(inp)
-            if sample:
-                eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
-                z = mu + eps * sigma
-            else:
-                z = mu
-            parts.append(z)
-            kl = kl - torch.mean(1 + torch.log(sigma**2 + 1e-4) - mu**2 - sigma**2)
-        return torch.cat(parts, -1), kl
+        mu, sigma, kl = self.posterior(xrd, comp)
+        if not sample:
+            return mu, kl
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        return mu + eps * sigma, kl
+
+    def encode_draws(self, xrd: torch.Tensor, comp: torch.Tensor, draws: int,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``draws`` latent conditions per crystal, (draws, B, 2*latent), draw 0 the posterior mean, and the
+        KL term. The encoders run once; only the latent draws repeat."""
+        mu, sigma, kl = self.posterior(xrd, comp)
+        eps = torch.randn((draws - 1, *mu.shape), generator=generator, dtype=mu.dtype, device=mu.device)
+        return torch.cat([mu[None], mu[None] + eps * sigma[None]]), kl
 
     def density_at(self, cond: torch.Tensor, x: torch.Tensor, chunk: int = 32768,
                    aux: dict[str, torch.Tensor] | None = None) -> torch.Tensor:

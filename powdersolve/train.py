@@ -62,6 +62,11 @@ class TrainConfig:
             coefficients by Parseval) or 'rel_l2' (fourier: the l2 divided by each crystal's map variance).
         points_side: query points per crystal = points_side^3 (paper 10).
         shift_grid: origin-shift search grid of the coefficient loss (0 = none).
+        hypotheses: latent draws per crystal (fourier decoder). With more than 1, the reconstruction term is
+            the smallest over the draws, draw 0 being the posterior mean (a multiple-hypothesis loss): a
+            crystal whose pattern leaves phases open is then not pulled to the shrunken average of its
+            answers, and the latent samples learn distinct answers that best-of-N scoring and the solver
+            can use. 1 = the paper's single draw.
         val_every: epochs between validations; val_grid / val_max: grid and number of crystals.
         ckpt_every: steps between checkpoints (plus one at every epoch end).
         augment: stick-pattern augmentations; 'paper' for the paper's only.
@@ -79,6 +84,7 @@ class TrainConfig:
     loss: str = "l2"
     points_side: int = 10
     shift_grid: int = 0
+    hypotheses: int = 1
     val_every: int = 5
     val_grid: int = 24
     val_max: int = 64
@@ -180,16 +186,30 @@ class LossModule(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (loss, reconstruction term, KL term)."""
         net, tcfg = self.net, self.tcfg
-        cond, kl = net.encode(batch["xrd"], batch["comp"], True, generator)
         if net.cfg.arch == "fourier":
-            dc, coef = net.decoder(cond, aux_of(batch))
-            per = shift_invariant_l2(dc, coef, batch["dc"], batch["coef"], net.decoder.hkl.long(), tcfg.shift_grid)
+            k = tcfg.hypotheses
+            if k > 1:
+                draws, kl = net.encode_draws(batch["xrd"], batch["comp"], k, generator)
+                cond = draws.reshape(-1, draws.shape[-1])
+            else:
+                cond, kl = net.encode(batch["xrd"], batch["comp"], True, generator)
+            aux = aux_of(batch)
+            if aux is not None and k > 1:
+                aux = {name: v.repeat(k, *([1] * (v.dim() - 1))) for name, v in aux.items()}
+            dc, coef = net.decoder(cond, aux)
+
+            def rep(t: torch.Tensor) -> torch.Tensor:
+                return t.repeat(k, *([1] * (t.dim() - 1))) if k > 1 else t
+
+            per = shift_invariant_l2(dc, coef, rep(batch["dc"]), rep(batch["coef"]), net.decoder.hkl.long(),
+                                     tcfg.shift_grid)
             if tcfg.loss == "rel_l2":
                 # Each crystal's error relative to its own map variance: every crystal counts alike, as in
                 # the per-crystal map correlation, instead of heavy-atom cells dominating.
-                per = per / (2 * (batch["coef"].abs() ** 2).sum(-1) + 1e-6)
-            rec = per.mean()
+                per = per / (2 * (rep(batch["coef"]).abs() ** 2).sum(-1) + 1e-6)
+            rec = per.reshape(k, -1).min(0).values.mean() if k > 1 else per.mean()
         else:
+            cond, kl = net.encode(batch["xrd"], batch["comp"], True, generator)
             diff = net.density_at(cond, batch["points"]) - batch["rho"]
             rec = diff.abs().mean() if tcfg.loss == "l1" else (diff**2).mean()
         return rec + tcfg.kl_weight * kl, rec, kl
@@ -286,6 +306,8 @@ def train(records_train: list, records_val: list, model_cfg: ModelConfig, tcfg: 
     Returns a summary dict (steps, wall time, best validation map correlation).
     """
     run_dir = Path(run_dir)
+    if tcfg.hypotheses > 1 and model_cfg.arch != "fourier":
+        raise InputError("--hypotheses needs the fourier decoder (the query decoder trains on one draw)")
     rank, world = _rank_world()
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"

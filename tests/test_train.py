@@ -77,6 +77,39 @@ def test_a_step_lowers_the_loss(tiny_data: Path, arch: str) -> None:
     assert after < first
 
 
+def test_multiple_hypotheses_take_the_best_draw(tiny_data: Path) -> None:
+    """The best-of-K term is at most the posterior mean's own error and at most every single draw's."""
+    torch.manual_seed(0)
+    mcfg = tiny_config("fourier", amplitudes=True)
+    tcfg = _tcfg(kl_weight=0.0, shift_grid=0, hypotheses=4)
+    ts = TrainingSet(load_dataset(tiny_data, "train"), mcfg, tcfg)
+    model = build_model(mcfg)
+    model.decoder.set_output_scale(ts.dc, ts.coef, ts.full_amp)
+    model.eval()
+    batch = ts.batch(np.arange(6), np.random.default_rng(0), augment=False)
+    with torch.no_grad():
+        _, best, _ = LossModule(model, tcfg)(batch, torch.Generator().manual_seed(1))
+        draws, _ = model.encode_draws(batch["xrd"], batch["comp"], 4, torch.Generator().manual_seed(1))
+        assert torch.equal(draws[0], model.encode(batch["xrd"], batch["comp"], sample=False)[0])
+        singles = []
+        for cond in draws:
+            dc, coef = model.decoder(cond, {k: batch[k] for k in ("amp", "mask", "logv")})
+            per = ((dc - batch["dc"]) ** 2 + 2 * ((coef - batch["coef"]).abs() ** 2).sum(-1))
+            singles.append(per)
+    per_crystal_best = torch.stack(singles).min(0).values.mean()
+    assert float(best) == pytest.approx(float(per_crystal_best), rel=1e-4)
+    assert float(best) <= float(singles[0].mean()) + 1e-6
+    assert len({round(float(s.mean()), 6) for s in singles}) > 1  # the draws differ
+
+
+def test_hypotheses_need_the_fourier_decoder(tiny_data: Path, tmp_path: Path) -> None:
+    from powdersolve.errors import InputError
+
+    with pytest.raises(InputError, match="fourier"):
+        train(load_dataset(tiny_data, "train"), load_dataset(tiny_data, "val"), tiny_config("query"),
+              _tcfg(hypotheses=2), tmp_path / "run", progress=False)
+
+
 def test_lr_schedule_restarts() -> None:
     cfg = TrainConfig(epochs=15, lr=1e-3, eta_min=1e-6, t0_frac=1 / 15, t_mult=2)
     assert lr_at(0, 10, cfg) == pytest.approx(1e-3)

@@ -58,6 +58,14 @@ def register(group: click.Group) -> None:
     "16 = minimise over 16^3 origins: higher map CC, but maps at an arbitrary origin).",
 )
 @click.option(
+    "--hypotheses",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 32),
+    help="Latent draws per crystal; >1 trains on the best of them (posterior mean included), so latent "
+    "samples become distinct answers (fourier decoder only).",
+)
+@click.option(
     "--composition",
     "composition_kind",
     type=click.Choice(["fractions", "presence", "drop", "none"]),
@@ -103,6 +111,7 @@ def train_cmd(
     loss,
     points_side,
     shift_grid,
+    hypotheses,
     composition_kind,
     no_xrd,
     no_formula,
@@ -164,6 +173,7 @@ def train_cmd(
         loss=loss or ("l1" if mcfg.arch == "query" else "l2"),
         points_side=points_side,
         shift_grid=shift_grid,
+        hypotheses=hypotheses,
         val_every=val_every,
         val_max=val_max,
         seed=seed,
