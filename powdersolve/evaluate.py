@@ -27,6 +27,7 @@ from powdersolve.inputs import (
 )
 from powdersolve.metrics import invert, map_correlation_per_sample, score_predictions
 from powdersolve.model import CMEDNet
+from powdersolve.sharpen import sharpen_map
 from powdersolve.structures import Crystal, crystal_system, iter_structure_files, load_crystal
 from powdersolve.weights import load_model, weights_checksum
 
@@ -46,6 +47,8 @@ class EvalConfig:
         symmetrise: also score every sample averaged over the most symmetric space group it
             plausibly obeys, found in the map itself (no group is given); the random-atoms baseline
             gets the same treatment, so that the gain of averaging alone is measured beside.
+        sharpen: (power, blur B in A^2): also score every sample after :func:`powdersolve.sharpen.sharpen_map`
+            (post-processing); random atoms and the extra models get the same treatment.
     """
 
     grid: int = 50
@@ -56,6 +59,7 @@ class EvalConfig:
     baselines: bool = True
     composition: str | None = None
     symmetrise: bool = False
+    sharpen: tuple[float, float] | None = None
 
 
 def symmetry_averaged(grids: np.ndarray, lattice: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -145,6 +149,10 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
             inv = float(np.max(map_correlation_per_sample(invert(averaged), truth)[0]))
             row.update(cc_symmetrised=s.cc, ssim_symmetrised=s.ssim, symmetry_found=groups[s.best_sample_cc],
                        cc_symmetrised_with_inversion=max(s.cc, inv))
+        if cfg.sharpen:
+            s = score_predictions(sharpen_map(preds, c.lattice, *cfg.sharpen), truth)
+            row.update(cc_sharpened=s.cc, ssim_sharpened=s.ssim, ssim_aligned_sharpened=s.ssim_aligned,
+                       psnr_sharpened=s.psnr)
         if cfg.baselines:
             for name, grids in baseline_grids(c, truth, dcfg, cfg.seed, cfg.samples).items():
                 s = score_predictions(np.stack(grids), truth)
@@ -154,11 +162,19 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
                     s = score_predictions(symmetry_averaged(np.stack(grids), c.lattice)[0], truth)
                     base_rows.setdefault("random_atoms_symmetrised", []).append(s)
                     row["random_atoms_symmetrised_cc"], row["random_atoms_symmetrised_ssim"] = s.cc, s.ssim
+                if cfg.sharpen and name == "random_atoms":
+                    s = score_predictions(sharpen_map(np.stack(grids), c.lattice, *cfg.sharpen), truth)
+                    base_rows.setdefault("random_atoms_sharpened", []).append(s)
+                    row["random_atoms_sharpened_cc"], row["random_atoms_sharpened_ssim"] = s.cc, s.ssim
         for name, m in others.items():
-            s = score_predictions(sample_grids(m, model_inputs(m, c, cfg.q_limit), cfg.samples, cfg.grid, cfg.seed),
-                                  truth)
+            grids = sample_grids(m, model_inputs(m, c, cfg.q_limit), cfg.samples, cfg.grid, cfg.seed)
+            s = score_predictions(grids, truth)
             base_rows[name].append(s)
             row[f"{name}_cc"], row[f"{name}_ssim"] = s.cc, s.ssim
+            if cfg.sharpen:
+                s = score_predictions(sharpen_map(grids, c.lattice, *cfg.sharpen), truth)
+                base_rows.setdefault(f"{name}_sharpened", []).append(s)
+                row[f"{name}_sharpened_cc"], row[f"{name}_sharpened_ssim"] = s.cc, s.ssim
         rows.append(row)
         if save_grids:
             d = Path(save_grids)
@@ -184,6 +200,8 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
         **({"cc_symmetrised_mean": float(np.mean([r["cc_symmetrised"] for r in rows])),
             "cc_symmetrised_with_inversion_mean": float(np.mean([r["cc_symmetrised_with_inversion"] for r in rows])),
             "ssim_symmetrised_mean": float(np.mean([r["ssim_symmetrised"] for r in rows]))} if cfg.symmetrise else {}),
+        **({f"{k}_sharpened_mean": float(np.mean([r[f"{k}_sharpened"] for r in rows]))
+            for k in ("cc", "ssim", "ssim_aligned", "psnr")} if cfg.sharpen else {}),
         "ssim_mean": ssim["mean"], "ssim_median": ssim["median"], "ssim_std": ssim["std"],
         "ssim_aligned_mean": float(np.mean([r["ssim_aligned"] for r in rows])),
         "psnr_mean": psnr["mean"], "psnr_median": psnr["median"],

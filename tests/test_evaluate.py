@@ -48,6 +48,15 @@ def test_compare_models_in_one_report(tiny_weights: Path, two_cifs: Path) -> Non
     assert rep["baselines"]["no-xrd"]["cc_mean"] == pytest.approx(rep["cc_mean"], abs=1e-6)
 
 
+def test_sharpened_scores_beside_the_raw_ones(tiny_weights: Path, two_cifs: Path) -> None:
+    rep = evaluate(tiny_weights, two_cifs, EvalConfig(grid=12, samples=2, sharpen=(1.5, 2.0)),
+                   extra_models={"no-xrd": tiny_weights}, progress=False)
+    for key in ("cc_sharpened_mean", "ssim_sharpened_mean", "ssim_aligned_sharpened_mean", "psnr_sharpened_mean"):
+        assert key in rep
+    assert {"random_atoms_sharpened", "no-xrd_sharpened"} <= set(rep["baselines"])
+    assert rep["baselines"]["no-xrd_sharpened"]["ssim_mean"] == pytest.approx(rep["ssim_sharpened_mean"], abs=1e-6)
+
+
 def test_cli_writes_json(tiny_weights: Path, two_cifs: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     res = subprocess.run([sys.executable, "-m", "powdersolve", "evaluate", "--weights", str(tiny_weights),
@@ -84,3 +93,11 @@ def test_averaging_an_exact_map_keeps_it(real_dir: Path) -> None:
     averaged, groups = symmetry_averaged(truth[None], c.lattice)
     assert groups == ["Fm-3m"]
     assert map_correlation(averaged[0], truth) > 0.999
+
+
+def test_cli_refuses_a_bad_sharpen_setting(tiny_weights: Path, two_cifs: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "powdersolve", "evaluate", "--weights", str(tiny_weights),
+                          "--structures", str(two_cifs), "--sharpen", "1.5"], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 2
+    assert "--sharpen" in res.stderr and "Traceback" not in res.stderr
