@@ -27,6 +27,7 @@ from powdersolve.density import DensityConfig, density_grid
 from powdersolve.evaluate import model_inputs
 from powdersolve.inputs import sample_grids
 from powdersolve.metrics import score_predictions
+from powdersolve.sharpen import gaussian_blur
 from powdersolve.structures import crystal_system, iter_structure_files, load_crystal
 from powdersolve.weights import load_model
 
@@ -43,16 +44,6 @@ def truncated(truth: np.ndarray, crystal, box: tuple[int, int, int], q_max: floa
     return np.fft.fftn(np.where(keep, coef, 0)).real
 
 
-def blurred(grid: np.ndarray, crystal, b_extra: float) -> np.ndarray:
-    """Grid convolved with an isotropic Gaussian of Debye-Waller B = ``b_extra`` (A^2)."""
-    n = grid.shape[-1]
-    f = np.fft.fftfreq(n) * n
-    h, k, l = np.meshgrid(f, f, f, indexing="ij")
-    s = np.stack([h, k, l], -1) @ crystal.reciprocal  # 1/d vectors, 1/A (reciprocal without 2 pi)
-    damp = np.exp(-b_extra * (s**2).sum(-1) / 4.0)
-    return np.fft.ifftn(np.fft.fftn(grid, axes=(-3, -2, -1)) * damp, axes=(-3, -2, -1)).real
-
-
 def true_mean(grid: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Diagnostic: the grid with its mean (F000 / V) replaced by the truth's."""
     return grid - grid.mean() + truth.mean()
@@ -61,7 +52,7 @@ def true_mean(grid: np.ndarray, truth: np.ndarray) -> np.ndarray:
 VARIANTS = {
     "raw": lambda g, c, t: g,
     "clip0": lambda g, c, t: np.maximum(g, 0.0),
-    "blur2": lambda g, c, t: blurred(g, c, 2.0),
+    "blur2": lambda g, c, t: gaussian_blur(g, c.lattice, 2.0),
     "true_mean": lambda g, c, t: true_mean(g, t),
 }
 

@@ -95,6 +95,14 @@ def model_inputs(model: CMEDNet, crystal: Crystal, q_limit: float | None = None,
     return ModelInput(x, c, aux)
 
 
+def _score_baseline(name: str, grids: np.ndarray, truth: np.ndarray, row: dict, base_rows: dict[str, list]) -> None:
+    """Score a baseline's grids against the truth: the score goes to ``base_rows[name]`` (for the summary)
+    and its CC and SSIM to the crystal's ``row``."""
+    s = score_predictions(grids, truth)
+    base_rows.setdefault(name, []).append(s)
+    row[f"{name}_cc"], row[f"{name}_ssim"] = s.cc, s.ssim
+
+
 def _summary(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64)
     if a.size == 0:
@@ -153,28 +161,23 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
             s = score_predictions(sharpen_map(preds, c.lattice, *cfg.sharpen), truth)
             row.update(cc_sharpened=s.cc, ssim_sharpened=s.ssim, ssim_aligned_sharpened=s.ssim_aligned,
                        psnr_sharpened=s.psnr)
+
         if cfg.baselines:
-            for name, grids in baseline_grids(c, truth, dcfg, cfg.seed, cfg.samples).items():
-                s = score_predictions(np.stack(grids), truth)
-                base_rows[name].append(s)
-                row[f"{name}_cc"], row[f"{name}_ssim"] = s.cc, s.ssim
+            for name, grid_list in baseline_grids(c, truth, dcfg, cfg.seed, cfg.samples).items():
+                grids = np.stack(grid_list)
+                _score_baseline(name, grids, truth, row, base_rows)
                 if cfg.symmetrise and name == "random_atoms":
-                    s = score_predictions(symmetry_averaged(np.stack(grids), c.lattice)[0], truth)
-                    base_rows.setdefault("random_atoms_symmetrised", []).append(s)
-                    row["random_atoms_symmetrised_cc"], row["random_atoms_symmetrised_ssim"] = s.cc, s.ssim
+                    averaged = symmetry_averaged(grids, c.lattice)[0]
+                    _score_baseline("random_atoms_symmetrised", averaged, truth, row, base_rows)
                 if cfg.sharpen and name == "random_atoms":
-                    s = score_predictions(sharpen_map(np.stack(grids), c.lattice, *cfg.sharpen), truth)
-                    base_rows.setdefault("random_atoms_sharpened", []).append(s)
-                    row["random_atoms_sharpened_cc"], row["random_atoms_sharpened_ssim"] = s.cc, s.ssim
+                    sharpened = sharpen_map(grids, c.lattice, *cfg.sharpen)
+                    _score_baseline("random_atoms_sharpened", sharpened, truth, row, base_rows)
         for name, m in others.items():
             grids = sample_grids(m, model_inputs(m, c, cfg.q_limit), cfg.samples, cfg.grid, cfg.seed)
-            s = score_predictions(grids, truth)
-            base_rows[name].append(s)
-            row[f"{name}_cc"], row[f"{name}_ssim"] = s.cc, s.ssim
+            _score_baseline(name, grids, truth, row, base_rows)
             if cfg.sharpen:
-                s = score_predictions(sharpen_map(grids, c.lattice, *cfg.sharpen), truth)
-                base_rows.setdefault(f"{name}_sharpened", []).append(s)
-                row[f"{name}_sharpened_cc"], row[f"{name}_sharpened_ssim"] = s.cc, s.ssim
+                sharpened = sharpen_map(grids, c.lattice, *cfg.sharpen)
+                _score_baseline(f"{name}_sharpened", sharpened, truth, row, base_rows)
         rows.append(row)
         if save_grids:
             d = Path(save_grids)

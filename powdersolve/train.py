@@ -193,20 +193,19 @@ class LossModule(nn.Module):
                 cond = draws.reshape(-1, draws.shape[-1])
             else:
                 cond, kl = net.encode(batch["xrd"], batch["comp"], True, generator)
-            aux = aux_of(batch)
-            if aux is not None and k > 1:
-                aux = {name: v.repeat(k, *([1] * (v.dim() - 1))) for name, v in aux.items()}
-            dc, coef = net.decoder(cond, aux)
 
             def rep(t: torch.Tensor) -> torch.Tensor:
+                """``t`` stacked once per draw along the batch axis, matching ``cond``."""
                 return t.repeat(k, *([1] * (t.dim() - 1))) if k > 1 else t
 
-            per = shift_invariant_l2(dc, coef, rep(batch["dc"]), rep(batch["coef"]), net.decoder.hkl.long(),
-                                     tcfg.shift_grid)
+            aux = aux_of(batch)
+            dc, coef = net.decoder(cond, None if aux is None else {name: rep(v) for name, v in aux.items()})
+            coef_t = rep(batch["coef"])
+            per = shift_invariant_l2(dc, coef, rep(batch["dc"]), coef_t, net.decoder.hkl.long(), tcfg.shift_grid)
             if tcfg.loss == "rel_l2":
                 # Each crystal's error relative to its own map variance: every crystal counts alike, as in
                 # the per-crystal map correlation, instead of heavy-atom cells dominating.
-                per = per / (2 * (rep(batch["coef"]).abs() ** 2).sum(-1) + 1e-6)
+                per = per / (2 * (coef_t.abs() ** 2).sum(-1) + 1e-6)
             rec = per.reshape(k, -1).min(0).values.mean() if k > 1 else per.mean()
         else:
             cond, kl = net.encode(batch["xrd"], batch["comp"], True, generator)
