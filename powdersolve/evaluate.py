@@ -6,7 +6,8 @@ the null baselines scored by the identical code.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from powdersolve.inputs import (
 )
 from powdersolve.metrics import invert, map_correlation_per_sample, score_predictions
 from powdersolve.model import CMEDNet
+from powdersolve.modification import ModificationConfig, modify_density
 from powdersolve.sharpen import sharpen_map
 from powdersolve.structures import Crystal, crystal_system, iter_structure_files, load_crystal
 from powdersolve.weights import load_model, weights_checksum
@@ -49,6 +51,9 @@ class EvalConfig:
             gets the same treatment, so that the gain of averaging alone is measured beside.
         sharpen: (power, blur B in A^2): also score every sample after :func:`powdersolve.sharpen.sharpen_map`
             (post-processing); random atoms and the extra models get the same treatment.
+        modify: also score every sample after density modification with the pattern's magnitudes
+            (:func:`powdersolve.modification.modify_density`; its B is set to the model's); random atoms
+            and the extra models get the same treatment, so the gain of the magnitudes alone is measured.
     """
 
     grid: int = 50
@@ -60,6 +65,7 @@ class EvalConfig:
     composition: str | None = None
     symmetrise: bool = False
     sharpen: tuple[float, float] | None = None
+    modify: ModificationConfig | None = None
 
 
 def symmetry_averaged(grids: np.ndarray, lattice: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -103,6 +109,18 @@ def _score_baseline(name: str, grids: np.ndarray, truth: np.ndarray, row: dict, 
     row[f"{name}_cc"], row[f"{name}_ssim"] = s.cc, s.ssim
 
 
+def _treatments(cfg: EvalConfig, b_iso: float, q_limit: float) -> dict[str, Callable]:
+    """Post-processing steps scored beside the raw maps: name -> fn(grids, crystal, sticks) -> grids."""
+    out: dict[str, Callable] = {}
+    if cfg.sharpen:
+        out["sharpened"] = lambda g, c, s: sharpen_map(g, c.lattice, *cfg.sharpen)
+    if cfg.modify:
+        mcfg = replace(cfg.modify, b_iso=b_iso)
+        out["modified"] = lambda g, c, s: modify_density(g, c.lattice, s.q, s.intensity, q_limit, c.numbers,
+                                                         c.occupancy, mcfg)
+    return out
+
+
 def _summary(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64)
     if a.size == 0:
@@ -136,9 +154,11 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
         from tqdm import tqdm
 
         iterator = tqdm(crystals, desc="evaluate", unit="crystal")
+    treatments = _treatments(cfg, model.cfg.b_iso, cfg.q_limit or model.cfg.q_max)
     t_pred = t_score = 0.0
     for f, c in iterator:
         truth = density_grid(c, dcfg)
+        pattern = sticks(c, q_max=model.cfg.q_max)
         t0 = time.perf_counter()
         preds = sample_grids(model, model_inputs(model, c, cfg.q_limit, cfg.composition), cfg.samples, cfg.grid,
                              cfg.seed)
@@ -157,27 +177,27 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
             inv = float(np.max(map_correlation_per_sample(invert(averaged), truth)[0]))
             row.update(cc_symmetrised=s.cc, ssim_symmetrised=s.ssim, symmetry_found=groups[s.best_sample_cc],
                        cc_symmetrised_with_inversion=max(s.cc, inv))
-        if cfg.sharpen:
-            s = score_predictions(sharpen_map(preds, c.lattice, *cfg.sharpen), truth)
-            row.update(cc_sharpened=s.cc, ssim_sharpened=s.ssim, ssim_aligned_sharpened=s.ssim_aligned,
-                       psnr_sharpened=s.psnr)
+        for t, fn in treatments.items():
+            s = score_predictions(fn(preds, c, pattern), truth)
+            row.update({f"cc_{t}": s.cc, f"ssim_{t}": s.ssim, f"ssim_aligned_{t}": s.ssim_aligned,
+                        f"psnr_{t}": s.psnr})
 
         if cfg.baselines:
             for name, grid_list in baseline_grids(c, truth, dcfg, cfg.seed, cfg.samples).items():
                 grids = np.stack(grid_list)
                 _score_baseline(name, grids, truth, row, base_rows)
-                if cfg.symmetrise and name == "random_atoms":
+                if name != "random_atoms":
+                    continue
+                if cfg.symmetrise:
                     averaged = symmetry_averaged(grids, c.lattice)[0]
                     _score_baseline("random_atoms_symmetrised", averaged, truth, row, base_rows)
-                if cfg.sharpen and name == "random_atoms":
-                    sharpened = sharpen_map(grids, c.lattice, *cfg.sharpen)
-                    _score_baseline("random_atoms_sharpened", sharpened, truth, row, base_rows)
+                for t, fn in treatments.items():
+                    _score_baseline(f"random_atoms_{t}", fn(grids, c, pattern), truth, row, base_rows)
         for name, m in others.items():
             grids = sample_grids(m, model_inputs(m, c, cfg.q_limit), cfg.samples, cfg.grid, cfg.seed)
             _score_baseline(name, grids, truth, row, base_rows)
-            if cfg.sharpen:
-                sharpened = sharpen_map(grids, c.lattice, *cfg.sharpen)
-                _score_baseline(f"{name}_sharpened", sharpened, truth, row, base_rows)
+            for t, fn in treatments.items():
+                _score_baseline(f"{name}_{t}", fn(grids, c, pattern), truth, row, base_rows)
         rows.append(row)
         if save_grids:
             d = Path(save_grids)
@@ -203,8 +223,8 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
         **({"cc_symmetrised_mean": float(np.mean([r["cc_symmetrised"] for r in rows])),
             "cc_symmetrised_with_inversion_mean": float(np.mean([r["cc_symmetrised_with_inversion"] for r in rows])),
             "ssim_symmetrised_mean": float(np.mean([r["ssim_symmetrised"] for r in rows]))} if cfg.symmetrise else {}),
-        **({f"{k}_sharpened_mean": float(np.mean([r[f"{k}_sharpened"] for r in rows]))
-            for k in ("cc", "ssim", "ssim_aligned", "psnr")} if cfg.sharpen else {}),
+        **{f"{k}_{t}_mean": float(np.mean([r[f"{k}_{t}"] for r in rows]))
+           for t in treatments for k in ("cc", "ssim", "ssim_aligned", "psnr")},
         "ssim_mean": ssim["mean"], "ssim_median": ssim["median"], "ssim_std": ssim["std"],
         "ssim_aligned_mean": float(np.mean([r["ssim_aligned"] for r in rows])),
         "psnr_mean": psnr["mean"], "psnr_median": psnr["median"],

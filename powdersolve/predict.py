@@ -23,7 +23,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ from powdersolve.inputs import (
     xrd_input_from_sticks,
 )
 from powdersolve.model import ModelConfig
+from powdersolve.modification import ModificationConfig, modify_density
 from powdersolve.preprocess import PreprocessConfig, doublet_for, preprocess
 from powdersolve.structures.crystal import Crystal
 from powdersolve.weights import available_systems, load_model, shipped_weights, weights_checksum
@@ -86,6 +87,10 @@ class PredictConfig:
         keep_samples: keep every sample grid in the result (memory: samples x grid^3 float32).
         symmetrise: also average the mean map over the most symmetric space group it plausibly obeys,
             found in the map itself (cubic and hexagonal cells; see :mod:`powdersolve.solve.mapsymmetry`).
+        modify: also density-modify the mean map: the measured peaks' magnitudes with the map's phases,
+            then error-reduction cycles (:mod:`powdersolve.modification`); None skips it.
+        formula_units: formula units of ``composition`` per cell (Z), which puts the magnitudes of
+            ``modify`` on the Wilson scale; None scales them to the map instead.
     """
 
     samples: int = 20
@@ -103,8 +108,12 @@ class PredictConfig:
     format: str | None = None
     keep_samples: bool = False
     symmetrise: bool = False
+    modify: ModificationConfig | None = None
+    formula_units: int | None = None
 
     def __post_init__(self) -> None:
+        if self.formula_units is not None and self.formula_units < 1:
+            raise InputError(f"--formula-units {self.formula_units}: give a whole number >= 1")
         if not MIN_GRID <= int(self.grid) <= MAX_GRID:
             raise InputError(f"--grid {self.grid} is outside {MIN_GRID}-{MAX_GRID}; 50 matches the models")
         if not 1 <= int(self.samples) <= MAX_SAMPLES:
@@ -214,6 +223,8 @@ class Prediction:
     extra: dict = field(default_factory=dict)
     symmetrised: np.ndarray | None = None
     symmetry: dict | None = None
+    modified: np.ndarray | None = None
+    modification: dict | None = None
 
     @property
     def volume(self) -> float:
@@ -248,6 +259,7 @@ class Prediction:
                         "integrated_electrons": float(self.mean.astype(np.float64).mean() * self.volume),
                         "mean_std_e_per_A3": float(self.std.mean())},
             "symmetry": self.symmetry,
+            "modification": self.modification,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
         }
 
@@ -257,7 +269,7 @@ class Prediction:
 
         Files: density.ccp4 / .cube / CHGCAR / .npy (mean), density_std.ccp4 / .npy, samples/ (when
         ``save_samples`` and samples were kept), density_symmetrised.ccp4 / .npy (when symmetrised),
-        slices.png, isosurface.png, pattern.png, summary.json.
+        density_modified.ccp4 / .npy (when density-modified), slices.png, isosurface.png, pattern.png, summary.json.
         """
         from powdersolve.plots import plot_isosurface, plot_slices
         from powdersolve.preprocess import plot_processing
@@ -279,6 +291,9 @@ class Prediction:
             if self.symmetrised is not None:
                 write_ccp4(stage / "density_symmetrised.ccp4", self.symmetrised, self.cell)
                 save_npy(stage / "density_symmetrised.npy", self.symmetrised)
+            if self.modified is not None:
+                write_ccp4(stage / "density_modified.ccp4", self.modified, self.cell)
+                save_npy(stage / "density_modified.npy", self.modified)
             if save_samples and self.samples is not None:
                 (stage / "samples").mkdir()
                 for i, s in enumerate(self.samples):
@@ -517,6 +532,12 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
     symmetrised, symmetry = (_symmetrise(mean, lattice, log) if config.symmetrise else (None, None))
     if config.symmetrise:
         lap("symmetrise")
+    modified = modification = None
+    if config.modify is not None:
+        modified, modification = _modify(mean, lattice, q_peaks[keep], i_peaks[keep], q_hi, config.composition,
+                                         config.formula_units, replace(config.modify, b_iso=mcfg.b_iso,
+                                                                       tol=PEAK_TOL_Q), log)
+        lap("modify")
     model_info = {"weights": str(wpath), "sha256": side.get("sha256") or weights_checksum(wpath),
                   "arch": mcfg.arch, "xrd_input": mcfg.xrd_input, "q_max": mcfg.q_max, "xrd_bins": mcfg.xrd_bins,
                   "composition": mcfg.composition, "b_iso_A2": mcfg.b_iso, "system": mcfg.system,
@@ -527,8 +548,40 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
         wavelength={"value": lam, "source": lam_source, "effective": lam_eff}, q_coverage=coverage,
         model=model_info, timings=timings, source=source, raw=(pat.two_theta, pat.counts), processed=(tt, counts),
         peaks=peaks, n_samples=int(config.samples), seed=int(config.seed), symmetrised=symmetrised,
-        symmetry=symmetry,
+        symmetry=symmetry, modified=modified, modification=modification,
     )
+
+
+def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,
+            composition: str | None, formula_units: int | None, cfg: ModificationConfig,
+            log: list[str]) -> tuple[np.ndarray, dict]:
+    """The mean map density-modified with the measured peaks, and how.
+
+    With a formula and Z the magnitudes get the Wilson scale and F(000) the cell's electron count.
+    Otherwise they are scaled to the map's own coefficients (``scale='model'``) and F(000) is the
+    map's electron count: the network's electron count is off by 10-30% on generated crystals, too
+    far to guess Z from.
+    """
+    volume = abs(float(np.linalg.det(lattice)))
+    electrons_map = float(mean.astype(np.float64).mean() * volume)
+    parsed = parse_composition(composition) if composition else None
+    info: dict = {"cycles": cfg.cycles, "b_work_A2": cfg.b_work, "final": cfg.final, "peaks": int(peak_q.size)}
+    if parsed is not None and parsed.ratios_known and formula_units is not None:
+        # One site per atom (fractional amounts share their sites): the Wilson sum weights occupancy squared.
+        per_cell = np.array(list(parsed.amounts.values()), dtype=np.float64) * formula_units
+        sites = np.maximum(1, np.ceil(per_cell - 1e-9)).astype(int)
+        numbers = np.repeat(parsed.atomic_numbers(), sites)
+        occupancy = np.repeat(per_cell / sites, sites)
+        electrons = None
+        info.update(scale="wilson", formula_units_per_cell=formula_units)
+    else:
+        cfg = replace(cfg, scale="model")
+        numbers, occupancy, electrons = None, None, electrons_map
+        info.update(scale="model", note="no formula and Z: magnitudes scaled to the map, F(000) from the map")
+    grid = modify_density(mean[None], lattice, peak_q, peak_i, q_limit, numbers, occupancy, cfg, electrons)[0]
+    log.append(f"density modification: {peak_q.size} peaks' magnitudes with the map's phases, {cfg.cycles} "
+               f"cycles, {info['scale']} scale")
+    return grid.astype(np.float32), info
 
 
 def _symmetrise(mean: np.ndarray, lattice: np.ndarray, log: list[str]) -> tuple[np.ndarray | None, dict]:

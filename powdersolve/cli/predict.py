@@ -10,6 +10,7 @@ from powdersolve.density import MAX_GRID
 from powdersolve.diffraction.sticks import parse_wavelength
 from powdersolve.errors import OutputError
 from powdersolve.formats import READERS
+from powdersolve.modification import ModificationConfig
 from powdersolve.predict import MIN_GRID, SYSTEMS, PredictConfig, parse_cell, predict
 
 
@@ -41,12 +42,17 @@ def _echo(msg: str) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latent samples.")
 @click.option("--symmetrise", is_flag=True,
               help="Also write the mean map averaged over the space group it shows (found in the map).")
+@click.option("--modify", "modify_cycles", type=click.IntRange(0, 500), default=None, metavar="CYCLES",
+              help="Also write the mean map density-modified: the measured magnitudes with the map's phases, "
+                   "then CYCLES rounds of positivity (density_modified.*).")
+@click.option("--formula-units", type=int, default=None, metavar="Z",
+              help="Formula units of --composition per cell; puts --modify on the absolute (Wilson) scale.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def predict_command(pattern: Path, wavelength: str | None, composition: str | None, cell: str | None, system: str,
                     samples: int, grid: int, weights: Path | None, fmt: str | None, no_background: bool,
                     no_kalpha2_strip: bool, min_two_theta: float, save_samples: bool, seed: int, symmetrise: bool,
-                    out: Path, overwrite: bool) -> None:
+                    modify_cycles: int | None, formula_units: int | None, out: Path, overwrite: bool) -> None:
     """Predict the electron density (CMED) of the cell that diffracts PATTERN.
 
     Writes density.ccp4 / density.cube / CHGCAR / density.npy (mean over samples), density_std.*
@@ -60,6 +66,8 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
         cell=parse_cell(cell) if cell is not None else None,
         wavelength=parse_wavelength(wavelength) if wavelength is not None else None,
         weights=weights, format=fmt, keep_samples=save_samples, symmetrise=symmetrise,
+        modify=None if modify_cycles is None else ModificationConfig(cycles=modify_cycles),
+        formula_units=formula_units,
     )
     result = predict(pattern, config, progress=_echo)
     result.write(out, overwrite=overwrite, save_samples=save_samples, progress=_echo)
@@ -72,6 +80,9 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
         found = result.symmetry.get("group")
         click.echo(f"symmetry found in the map: {found} (density_symmetrised.*)" if found else
                    f"no space group averaged: {result.symmetry.get('reason')}")
+    if result.modification is not None:
+        click.echo(f"density-modified map ({result.modification['cycles']} cycles, "
+                   f"{result.modification['scale']} scale): density_modified.*")
 
 
 def register(group: click.Group) -> None:

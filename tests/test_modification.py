@@ -1,0 +1,105 @@
+"""Density modification: the truth is a fixed point, a damaged map moves to the truth, the observed
+magnitudes and the electron count are imposed, overlapped peaks are shared by the map's own |F|^2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from powdersolve.density import DensityConfig, density_grid
+from powdersolve.diffraction.sticks import sticks
+from powdersolve.errors import InputError
+from powdersolve.metrics import score_predictions
+from powdersolve.modification import ModificationConfig, grid_q, modify_density, wilson_sum
+from powdersolve.sharpen import gaussian_blur
+from powdersolve.structures import Crystal
+
+N = 24
+
+
+def _crystal() -> Crystal:
+    s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.46), ["Ca", "F"], [[0, 0, 0], [0.25, 0.25, 0.25]])
+    return Crystal.from_structure(s, 225)
+
+
+def _modify(c: Crystal, grids: np.ndarray, cfg: ModificationConfig, q_limit: float = 6.0) -> np.ndarray:
+    s = sticks(c, q_max=q_limit)
+    return modify_density(grids, c.lattice, s.q, s.intensity, q_limit, c.numbers, c.occupancy, cfg)
+
+
+def test_the_truth_is_a_fixed_point() -> None:
+    c = _crystal()
+    truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
+    out = _modify(c, truth[None], ModificationConfig(cycles=3, scale="model"))
+    assert out.shape == (1, N, N, N)
+    assert np.abs(out[0] - truth).max() < 1e-4 * truth.max()
+    # The Wilson scale comes from the composition alone: close, not exact, on one small cell.
+    wilson = _modify(c, truth[None], ModificationConfig(cycles=0))
+    assert np.abs(wilson[0] - truth).max() < 0.05 * truth.max()
+
+
+def test_a_damaged_map_moves_to_the_truth() -> None:
+    c = _crystal()
+    truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
+    rng = np.random.default_rng(0)
+    damaged = 0.6 * gaussian_blur(truth, c.lattice, 6.0) + 0.4 * truth.mean() + 0.02 * truth.std() * rng.normal(
+        size=truth.shape)
+    before = score_predictions(damaged[None], truth)
+    after = score_predictions(_modify(c, damaged[None], ModificationConfig(cycles=5)), truth)
+    assert after.ssim > before.ssim + 0.1
+    assert after.cc > before.cc
+
+
+def test_observed_magnitudes_and_electrons_are_imposed() -> None:
+    c = _crystal()
+    truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
+    rng = np.random.default_rng(1)
+    start = np.stack([truth + 0.2 * truth.std() * rng.normal(size=truth.shape) for _ in range(2)])
+    out = _modify(c, start, ModificationConfig(cycles=0, scale="model", final="amplitudes"))
+    electrons = float(c.occupancy @ c.numbers)
+    assert np.allclose(out.mean(axis=(1, 2, 3)) * c.volume, electrons, rtol=1e-9)
+    q = grid_q(N, c.lattice)
+    measured = (q > 0) & (q <= 6.0)
+    want = np.abs(np.fft.fftn(truth))[measured]
+    for g in out:  # exact in every peak's sum; shares of symmetry mates follow the noisy map
+        got = np.abs(np.fft.fftn(g))[measured]
+        assert np.isclose((got**2).sum(), (want**2).sum(), rtol=0.02)
+
+
+def test_an_overlapped_peak_is_shared_by_the_maps_own_intensities() -> None:
+    # Cubic (333) and (511) fall on one powder peak; put all of it in the map's (333) family.
+    c = _crystal()
+    lat = c.lattice
+    q = grid_q(N, lat)
+    h = np.round(np.fft.fftfreq(N) * N).astype(int)
+    srt = np.sort(np.abs(np.stack(np.meshgrid(h, h, h, indexing="ij"), -1)), axis=-1)
+    fam333, fam511 = (srt == [3, 3, 3]).all(-1), (srt == [1, 1, 5]).all(-1)
+    coef = np.where(fam333, 1.0 + 0j, 0.0)
+    coef[0, 0, 0] = 100.0
+    grid = np.fft.ifftn(coef).real
+    q_peak = float(q[fam333][0])
+    assert np.isclose(q_peak, float(q[fam511][0]))
+    out = modify_density(grid[None], lat, np.array([q_peak]), np.array([64.0]), q_peak + 0.01, np.array([20]),
+                         cfg=ModificationConfig(cycles=0, b_iso=0.0, final="amplitudes"))
+    mag = np.abs(np.fft.fftn(out[0]))
+    assert mag[fam333].min() > 0 and mag[fam511].max() < 1e-9 * mag[fam333].min()
+
+
+def test_a_sharper_working_map_is_blurred_back() -> None:
+    c = _crystal()
+    truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
+    out = _modify(c, truth[None], ModificationConfig(cycles=0, scale="model", b_work=4.0, final="amplitudes"))
+    assert np.abs(out[0] - truth).max() < 0.02 * truth.max()
+
+
+def test_wilson_sum_is_the_sum_of_squared_form_factors() -> None:
+    z = np.array([20, 9, 9])
+    at_zero = wilson_sum(z, np.ones(3), np.zeros(1))
+    assert np.isclose(at_zero, 20.0**2 + 2 * 9.0**2, rtol=0.01)
+
+
+@pytest.mark.parametrize("kwargs", [{"cycles": -1}, {"scale": "guess"}, {"final": "x"}, {"b_work": 9.0}])
+def test_bad_settings_are_refused(kwargs: dict) -> None:
+    with pytest.raises(InputError):
+        ModificationConfig(**kwargs)
