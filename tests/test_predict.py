@@ -280,8 +280,8 @@ def test_symmetrise_writes_the_map_averaged_over_the_group_it_shows(tmp_path: Pa
 
 def test_modify_writes_a_map_with_the_measured_magnitudes(tmp_path: Path, cu_xy: Path, cubic_cif: Path,
                                                           capsys: pytest.CaptureFixture) -> None:
-    """Shipped cubic model on CaF2: the density-modified map is on the Wilson scale, holds the cell's
-    electrons, and is at least as close to the truth as the mean map."""
+    """Shipped cubic model on CaF2: the density-modified map is on the Wilson scale, non-negative,
+    holds the cell's electrons (plus the clipped ripple), and is as close to the truth as the mean map."""
     from powdersolve.density import DensityConfig, density_grid
     from powdersolve.metrics import map_correlation
 
@@ -295,7 +295,9 @@ def test_modify_writes_a_map_with_the_measured_magnitudes(tmp_path: Path, cu_xy:
     truth = density_grid(crystal, DensityConfig(b_iso=summary["model"]["b_iso_A2"], grid=24))
     mean = np.load(tmp_path / "o" / "density.npy")
     modified = np.load(tmp_path / "o" / "density_modified.npy")
-    assert modified.mean() * crystal.volume == pytest.approx(4 * (20 + 2 * 9), rel=1e-4)
+    # F(000) is the cell's 152 electrons; the final clip of negative ripple adds a little.
+    assert 152 <= modified.mean() * crystal.volume <= 152 * 1.05
+    assert modified.min() >= 0
     assert map_correlation(modified, truth) >= map_correlation(mean, truth) - 0.005
     assert (tmp_path / "o" / "density_modified.ccp4").exists()
 
@@ -308,4 +310,7 @@ def test_modify_without_a_formula_scales_to_the_map(tmp_path: Path, cu_xy: Path,
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["modification"]["scale"] == "model"
     mean = np.load(tmp_path / "o" / "density.npy").astype(np.float64)
-    assert np.load(tmp_path / "o" / "density_modified.npy").mean() == pytest.approx(mean.mean(), rel=1e-4)
+    modified = np.load(tmp_path / "o" / "density_modified.npy")
+    # F(000) is the map's own electron count; clipping the negative part can only add to it.
+    assert np.isfinite(modified).all() and modified.min() >= 0
+    assert modified.mean() >= mean.mean() * (1 - 1e-5)
