@@ -11,24 +11,12 @@ setting on generated validation crystals, never on the benchmark.
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import numpy as np
-import torch
+from postprocess_sweep import run_sweep
 
-from powdersolve.dataset import load_dataset
-from powdersolve.density import DensityConfig, density_grid
-from powdersolve.evaluate import model_inputs
-from powdersolve.fileio import atomic_write_text
-from powdersolve.inputs import sample_grids
-from powdersolve.metrics import score_predictions
 from powdersolve.sharpen import gaussian_blur, sharpen_map
-from powdersolve.weights import load_model
 
 VARIANTS = {
-    "raw": lambda g, lat: g,
     "clip0": lambda g, lat: np.maximum(g, 0.0),
     "blur2": lambda g, lat: gaussian_blur(g, lat, 2.0),
     "pow1.5_blur2": lambda g, lat: sharpen_map(g, lat, 1.5, 2.0),
@@ -36,36 +24,10 @@ VARIANTS = {
 }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", required=True)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--limit", type=int, default=40)
-    ap.add_argument("--json", type=Path, required=True)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    model, _ = load_model(args.weights)
-    rows = []
-    for r in load_dataset(args.data, split=args.split)[: args.limit]:
-        c = r.crystal
-        truth = density_grid(c, DensityConfig(model.cfg.b_iso, 50))
-        preds = sample_grids(model, model_inputs(model, c), 5, 50).astype(np.float64)
-        row = {"formula": c.formula}
-        for name, fn in VARIANTS.items():
-            s = score_predictions(np.stack([fn(g, c.lattice) for g in preds]), truth)
-            row[name] = (s.cc, s.ssim)
-        rows.append(row)
-        print(c.formula, {k: round(v[1], 3) for k, v in row.items() if k != "formula"}, flush=True)
-    gain = {k: np.array([r[k][1] - r["raw"][1] for r in rows]) for k in VARIANTS}
-    means = {k: [float(np.mean([r[k][i] for r in rows])) for i in (0, 1)] for k in VARIANTS}
-    doc = {"n": len(rows), "cc_ssim": means,
-           "ssim_diff": {k: float(v.mean()) for k, v in gain.items()},
-           "se": {k: float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None for k, v in gain.items()},
-           "rows": rows, "args": {k: str(v) for k, v in vars(args).items()}}
-    print(json.dumps({k: doc[k] for k in ("n", "cc_ssim", "ssim_diff", "se")}, indent=1))
-    atomic_write_text(args.json, json.dumps(doc, indent=1) + "\n")
+def variants(preds: np.ndarray, crystal, model, truth) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Each post-processing applied to every sample."""
+    return {name: np.stack([fn(g, crystal.lattice) for g in preds]) for name, fn in VARIANTS.items()}, {}
 
 
 if __name__ == "__main__":
-    main()
+    run_sweep(__doc__.splitlines()[0], variants)

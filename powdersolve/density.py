@@ -75,6 +75,15 @@ def grid_coefficients(grid: np.ndarray, volume: float) -> np.ndarray:
     return np.fft.ifftn(grid) * volume
 
 
+def grid_q(n: int, lattice: np.ndarray) -> np.ndarray:
+    """Q = 2 pi |h a* + k b* + l c*| (1/A) of every coefficient of an n^3 FFT of a fractional grid
+    (numpy order, h = fftfreq * n, as in :func:`grid_coefficients`); ``lattice``: row vectors in A."""
+    f = np.fft.fftfreq(n) * n
+    hkl = np.stack(np.meshgrid(f, f, f, indexing="ij"), -1)
+    recip = np.linalg.inv(np.asarray(lattice, dtype=np.float64)).T
+    return 2 * np.pi * np.linalg.norm(hkl @ recip, axis=-1)
+
+
 def density_at(crystal: Crystal, points: np.ndarray, b_iso: float = DEFAULT_B, tol: float = 1e-9,
                chunk: int = 2_000_000) -> np.ndarray:
     """CMED (e/A^3) at fractional ``points`` (P, 3), by summing analytic Gaussians over images.

@@ -158,7 +158,7 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
     t_pred = t_score = 0.0
     for f, c in iterator:
         truth = density_grid(c, dcfg)
-        pattern = sticks(c, q_max=model.cfg.q_max)
+        pattern = sticks(c, q_max=model.cfg.q_max) if cfg.modify else None  # only modification reads it
         t0 = time.perf_counter()
         preds = sample_grids(model, model_inputs(model, c, cfg.q_limit, cfg.composition), cfg.samples, cfg.grid,
                              cfg.seed)

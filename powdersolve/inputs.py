@@ -13,9 +13,10 @@ import numpy as np
 from powdersolve.composition import encode
 from powdersolve.diffraction.augment import Augment, augment_sticks, shift_and_noise
 from powdersolve.diffraction.encoding import QAxis, encode_q, encode_two_theta
+from powdersolve.diffraction.peaks import peak_membership, reflections_per_peak
 from powdersolve.diffraction.sticks import Sticks, sticks
 from powdersolve.model import ModelConfig, half_space_hkl
-from powdersolve.scattering import structure_factors
+from powdersolve.scattering import reflection_q, structure_factors
 from powdersolve.structures.crystal import Crystal
 
 
@@ -92,13 +93,9 @@ class ReflectionTable:
 
 def reflection_table(lattice: np.ndarray, box: tuple[int, int, int], q_max: float) -> ReflectionTable:
     """Reflection positions of the decoder box and of all reflections to ``q_max`` (1/A) for a cell."""
-    from powdersolve.scattering import hkl_sphere
-
     recip = np.linalg.inv(np.asarray(lattice, dtype=np.float64)).T
     q_box = 2 * np.pi * np.linalg.norm(half_space_hkl(box) @ recip, axis=1)
-    hkl = hkl_sphere(recip, q_max / (2 * np.pi))
-    q_all = 2 * np.pi * np.linalg.norm(hkl[np.any(hkl != 0, axis=1)] @ recip, axis=1)
-    return ReflectionTable(q_box, np.sort(q_all))
+    return ReflectionTable(q_box, reflection_q(lattice, q_max))
 
 
 def box_amplitudes(table: ReflectionTable, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,
@@ -120,14 +117,10 @@ def box_amplitudes(table: ReflectionTable, peak_q: np.ndarray, peak_i: np.ndarra
     ok = (peak_q <= q_limit + tol) & (peak_i > 0)
     peak_q, peak_i = peak_q[ok], peak_i[ok]
     if peak_q.size:
-        order = np.argsort(peak_q)
-        peak_q, peak_i = peak_q[order], peak_i[order]
-        count = np.searchsorted(table.q_all, peak_q + tol, "right") - np.searchsorted(table.q_all, peak_q - tol, "left")
-        pos = np.clip(np.searchsorted(peak_q, q_box), 1, len(peak_q)) - 1
-        nxt = np.clip(pos + 1, 0, len(peak_q) - 1)
-        nearest = np.where(np.abs(peak_q[nxt] - q_box) < np.abs(peak_q[pos] - q_box), nxt, pos)
-        hit = np.abs(peak_q[nearest] - q_box) <= tol
-        amp[hit] = np.sqrt(peak_i[nearest[hit]] / np.maximum(count[nearest[hit]], 1))
+        count = reflections_per_peak(table.q_all, peak_q, tol)
+        member = peak_membership(q_box, peak_q, tol)
+        hit = member >= 0
+        amp[hit] = np.sqrt(peak_i[member[hit]] / np.maximum(count[member[hit]], 1))
     amp *= np.exp(-b_iso * (q_box / (4 * np.pi)) ** 2)
     mask = (q_box <= q_limit).astype(np.float32)
     amp *= mask

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from powdersolve.density import grid_q
+from powdersolve.diffraction.peaks import peak_membership, reflections_per_peak
 from powdersolve.errors import InputError
-from powdersolve.scattering import form_factor
-from powdersolve.sharpen import gaussian_blur
+from powdersolve.scattering import form_factor, reflection_q
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ class ModificationConfig:
             are damped by exp(-B s^2 / 4) to match it.
         final: return the last map with the observed magnitudes (``"amplitudes"``) or its non-negative
             part (``"density"``, the default: better paper SSIM on generated validation crystals).
-        b_work: B (A^2) of the magnitudes during the cycles, None = ``b_iso``; a sharper working map
-            (smaller B) is blurred back to ``b_iso`` at the end.
+        b_work: B (A^2) of the magnitudes during the cycles, None = ``b_iso``; the measured
+            reflections of a sharper working map (smaller B) are blurred back to ``b_iso`` at the end.
     """
 
     cycles: int = 10
@@ -58,36 +59,6 @@ class ModificationConfig:
             raise InputError(f"density modification final must be 'amplitudes' or 'density' (got {self.final!r})")
         if self.b_work is not None and not 0 <= self.b_work <= self.b_iso:
             raise InputError(f"density modification needs 0 <= b_work <= b_iso (got {self.b_work}, {self.b_iso})")
-
-
-def grid_q(n: int, lattice: np.ndarray) -> np.ndarray:
-    """Q (1/A) of every index of an n^3 FFT (numpy order, h = fftfreq * n)."""
-    f = np.fft.fftfreq(n) * n
-    hkl = np.stack(np.meshgrid(f, f, f, indexing="ij"), -1)
-    recip = np.linalg.inv(np.asarray(lattice, dtype=np.float64)).T
-    return 2 * np.pi * np.linalg.norm(hkl @ recip, axis=-1)
-
-
-def peak_membership(q: np.ndarray, peak_q: np.ndarray, tol: float) -> np.ndarray:
-    """Index of the peak each Q value belongs to (nearest within ``tol``), -1 for none. Same shape as ``q``."""
-    if peak_q.size == 0:
-        return np.full(q.shape, -1)
-    order = np.argsort(peak_q)
-    sq = peak_q[order]
-    pos = np.clip(np.searchsorted(sq, q), 1, len(sq)) - 1
-    nxt = np.clip(pos + 1, 0, len(sq) - 1)
-    nearest = np.where(np.abs(sq[nxt] - q) < np.abs(sq[pos] - q), nxt, pos)
-    return np.where(np.abs(sq[nearest] - q) <= tol, order[nearest], -1)
-
-
-def reflections_per_peak(lattice: np.ndarray, peak_q: np.ndarray, tol: float) -> np.ndarray:
-    """How many lattice reflections (full sphere) lie within ``tol`` of each peak: its multiplicity."""
-    from powdersolve.scattering import hkl_sphere
-
-    recip = np.linalg.inv(np.asarray(lattice, dtype=np.float64)).T
-    hkl = hkl_sphere(recip, (peak_q.max(initial=0.0) + 2 * tol) / (2 * np.pi))
-    q_all = np.sort(2 * np.pi * np.linalg.norm(hkl[np.any(hkl != 0, axis=1)] @ recip, axis=1))
-    return np.searchsorted(q_all, peak_q + tol, "right") - np.searchsorted(q_all, peak_q - tol, "left")
 
 
 def wilson_sum(numbers: np.ndarray, occupancy: np.ndarray, q: np.ndarray) -> float:
@@ -141,56 +112,47 @@ def modify_density(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, p
     measured = (q <= q_limit) & (q > 0)
     member = np.where(measured, peak_membership(q, peak_q, cfg.tol), -1)
     on_grid = np.bincount(member[member >= 0], minlength=len(peak_q))
-    total = np.maximum(reflections_per_peak(lattice, peak_q, cfg.tol), on_grid)
+    q_all = reflection_q(lattice, peak_q.max(initial=0.0) + 2 * cfg.tol)
+    total = np.maximum(reflections_per_peak(q_all, peak_q, cfg.tol), on_grid)
     peak_on_grid = peak_i * on_grid / np.maximum(total, 1)  # the part of each peak the grid holds
     b_work = cfg.b_iso if cfg.b_work is None else cfg.b_work
-    damp = np.exp(-b_work * (q / (4 * np.pi)) ** 2)
+    s2 = (q / (4 * np.pi)) ** 2  # (sin theta / lambda)^2, 1/A^2
 
     axes = (-3, -2, -1)
     coef = np.fft.fftn(g, axes=axes)
-    idx = np.where(member >= 0, member, 0)
     hit = member >= 0
-
-    def magnitudes(c: np.ndarray) -> np.ndarray:
-        """Observed |F| (FFT units) on the measured reflections, shared by the map's |F|^2."""
-        power = np.abs(c) ** 2 * hit
-        lead = c.shape[:-3]
-        flat = power.reshape(-1, n**3)
-        share = np.stack([np.bincount(idx.ravel(), weights=p, minlength=len(peak_q)) for p in flat])
-        share = share.reshape(*lead, len(peak_q))
-        frac = np.where(share[..., idx] > 0, power / np.maximum(share[..., idx], 1e-300),
-                        1.0 / np.maximum(on_grid[idx], 1))
-        return np.sqrt(np.maximum(peak_on_grid[idx] * frac, 0.0)) * hit
-
-    mag = magnitudes(coef)  # on the peaks' own scale, damping not yet applied
     if not hit.any():
         raise InputError("density modification: no peak falls on a reflection of the cell")
+    idx = np.where(hit, member, 0)
+    # Each peak's intensity shared by the map's own |F|^2 (equally where the map has none): observed
+    # magnitudes on the peaks' scale, damping not yet applied.
+    power = np.abs(coef) ** 2 * hit
+    share = np.stack([np.bincount(idx.ravel(), weights=p, minlength=len(peak_q)) for p in power.reshape(-1, n**3)])
+    share = share.reshape(*g.shape[:-3], len(peak_q))[..., idx]
+    frac = np.where(share > 0, power / np.maximum(share, 1e-300), 1.0 / np.maximum(on_grid[idx], 1))
+    mag = np.sqrt(np.maximum(peak_on_grid[idx] * frac, 0.0)) * hit
     if cfg.scale == "wilson":
         expected = wilson_sum(numbers, occupancy, q[measured])
-        k = np.sqrt(expected / max(float(peak_on_grid.sum()), 1e-300))
-        k = np.full(g.shape[:-3], k)
-    else:  # least squares of the map's |F| on the observed ones (both damped alike)
-        damp_map = np.exp(-cfg.b_iso * (q / (4 * np.pi)) ** 2)
-        model = np.abs(coef) / to_fft / np.maximum(damp_map, 1e-300) * hit
+        k = np.full(g.shape[:-3], np.sqrt(expected / max(float(peak_on_grid.sum()), 1e-300)))
+    else:  # least squares of the map's |F| (its damping undone) on the observed ones
+        model = np.abs(coef) / to_fft / np.maximum(np.exp(-cfg.b_iso * s2), 1e-300) * hit
         k = (model * mag).sum(axis=axes) / np.maximum((mag**2).sum(axis=axes), 1e-300)
-    mag = mag * k[..., None, None, None] * damp * to_fft
+    mag = mag * k[..., None, None, None] * np.exp(-b_work * s2) * to_fft
     if electrons is None:
         electrons = float(np.dot(occupancy, np.asarray(numbers, dtype=np.float64)))
 
     def impose(c: np.ndarray) -> np.ndarray:
-        phase = np.exp(1j * np.angle(c))
-        out = np.where(measured, mag * phase, c)
+        out = np.where(measured, mag * np.exp(1j * np.angle(c)), c)
         out[..., 0, 0, 0] = electrons * to_fft
         return out
 
-    def project(rho: np.ndarray) -> np.ndarray:
-        return np.maximum(rho, 0.0)
-
-    if b_work < cfg.b_iso:  # unmeasured coefficients to the working B too: the final blur gives them back
-        coef = coef * np.exp((cfg.b_iso - b_work) * (q / (4 * np.pi)) ** 2)
     coef = impose(coef)
     for _ in range(cfg.cycles):
-        coef = impose(np.fft.fftn(project(np.fft.ifftn(coef, axes=axes).real), axes=axes))
+        coef = impose(np.fft.fftn(np.maximum(np.fft.ifftn(coef, axes=axes).real, 0.0), axes=axes))
     rho = np.fft.ifftn(coef, axes=axes).real
-    rho = project(rho) if cfg.final == "density" else rho
-    return gaussian_blur(rho, lattice, cfg.b_iso - b_work) if b_work < cfg.b_iso else rho
+    if cfg.final == "density":
+        rho = np.maximum(rho, 0.0)
+    if b_work < cfg.b_iso:  # back to the map's B; unmeasured coefficients never left it
+        c = np.fft.fftn(rho, axes=axes)
+        rho = np.fft.ifftn(np.where(measured, c * np.exp(-(cfg.b_iso - b_work) * s2), c), axes=axes).real
+    return rho

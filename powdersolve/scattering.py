@@ -67,6 +67,14 @@ def hkl_sphere(reciprocal: np.ndarray, q_max: float) -> np.ndarray:
     return hkl[q <= q_max + 1e-12]
 
 
+def reflection_q(lattice: np.ndarray, q_max: float) -> np.ndarray:
+    """Sorted Q = 2 pi / d (1/A) of every reflection of a cell (row-vector ``lattice``, A), full sphere
+    without (0, 0, 0), up to ``q_max`` (1/A)."""
+    recip = np.linalg.inv(np.asarray(lattice, dtype=np.float64)).T
+    hkl = hkl_sphere(recip, q_max / (2 * np.pi))
+    return np.sort(2 * np.pi * np.linalg.norm(hkl[np.any(hkl != 0, axis=1)] @ recip, axis=1))
+
+
 def structure_factors(
     crystal: Crystal,
     hkl: np.ndarray,

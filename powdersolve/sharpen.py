@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from powdersolve.density import grid_q
 from powdersolve.errors import InputError
 
 
@@ -19,12 +20,8 @@ def gaussian_blur(grids: np.ndarray, lattice: np.ndarray, b: float) -> np.ndarra
 
     ``lattice``: (3, 3) row vectors in A; ``b``: Debye-Waller factor in A^2 (s = 1/d in 1/A).
     """
-    n = grids.shape[-1]
-    f = np.fft.fftfreq(n) * n
-    hkl = np.stack(np.meshgrid(f, f, f, indexing="ij"), -1)
-    recip = np.linalg.inv(np.asarray(lattice, dtype=np.float64)).T
-    s2 = ((hkl @ recip) ** 2).sum(-1)
-    damp = np.exp(-b * s2 / 4.0)
+    s = grid_q(grids.shape[-1], lattice) / (2 * np.pi)
+    damp = np.exp(-b * s**2 / 4.0)
     return np.fft.ifftn(np.fft.fftn(grids, axes=(-3, -2, -1)) * damp, axes=(-3, -2, -1)).real
 
 

@@ -137,3 +137,23 @@ def peaks_to_q_intensity(peaks: PeakList, wavelength: float) -> tuple[np.ndarray
     """Q (1/Angstrom) and integrated intensity with the Lorentz-polarisation factor divided out."""
     tt = np.asarray(peaks.two_theta, dtype=np.float64)
     return q_from_two_theta(tt, wavelength), np.asarray(peaks.integrated_intensity) / lorentz_polarization(tt)
+
+
+def peak_membership(q: np.ndarray, peak_q: np.ndarray, tol: float) -> np.ndarray:
+    """Index into ``peak_q`` of the peak each Q (1/A) lies under: the nearest within ``tol`` (1/A), -1 for
+    none. Same shape as ``q``; ``peak_q`` need not be sorted."""
+    peak_q = np.asarray(peak_q, dtype=np.float64)
+    if peak_q.size == 0:
+        return np.full(np.shape(q), -1)
+    order = np.argsort(peak_q)
+    sq = peak_q[order]
+    pos = np.clip(np.searchsorted(sq, q), 1, len(sq)) - 1
+    nxt = np.clip(pos + 1, 0, len(sq) - 1)
+    nearest = np.where(np.abs(sq[nxt] - q) < np.abs(sq[pos] - q), nxt, pos)
+    return np.where(np.abs(sq[nearest] - q) <= tol, order[nearest], -1)
+
+
+def reflections_per_peak(q_all: np.ndarray, peak_q: np.ndarray, tol: float) -> np.ndarray:
+    """How many reflections of the sorted ``q_all`` (1/A, e.g. :func:`powdersolve.scattering.reflection_q`)
+    lie within ``tol`` (1/A) of each peak: the peak's multiplicity, exact ones and accidental overlaps."""
+    return np.searchsorted(q_all, peak_q + tol, "right") - np.searchsorted(q_all, peak_q - tol, "left")
