@@ -54,6 +54,8 @@ class EvalConfig:
         modify: also score every sample after density modification with the pattern's magnitudes
             (:func:`powdersolve.modification.modify_density`; its B is set to the model's); random atoms
             and the extra models get the same treatment, so the gain of the magnitudes alone is measured.
+            With ``modify.symmetry`` the maps are scored both without (``modified``) and with the space
+            group found in each map (``modified_symmetric``).
     """
 
     grid: int = 50
@@ -69,19 +71,12 @@ class EvalConfig:
 
 
 def symmetry_averaged(grids: np.ndarray, lattice: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Each grid averaged over the first plausible space group its own map shows, and that group's symbol.
+    """Each grid averaged over the first plausible space group its own map shows, and that group's symbol
+    ('none' where no group was searched or found)."""
+    from powdersolve.solve.mapsymmetry import symmetrise_found
 
-    Cells without a cubic or hexagonal metric, and maps with no plausible group, are returned as they are
-    (symbol 'none').
-    """
-    from powdersolve.solve.mapsymmetry import plausible_groups_of, symmetrise_map
-
-    out, found = [], []
-    for g in np.asarray(grids, dtype=np.float64):
-        best = plausible_groups_of(g, lattice, top=1)
-        out.append(symmetrise_map(g, best[0].number, best[0].origin) if best else g)
-        found.append(best[0].symbol if best else "none")
-    return np.stack(out).astype(np.float32), found
+    averaged, found = symmetrise_found(grids, lattice)
+    return averaged.astype(np.float32), [g.symbol if g else "none" for g in found]
 
 
 def model_inputs(model: CMEDNet, crystal: Crystal, q_limit: float | None = None,
@@ -115,9 +110,12 @@ def _treatments(cfg: EvalConfig, b_iso: float, q_limit: float) -> dict[str, Call
     if cfg.sharpen:
         out["sharpened"] = lambda g, c, s: sharpen_map(g, c.lattice, *cfg.sharpen)
     if cfg.modify:
-        mcfg = replace(cfg.modify, b_iso=b_iso)
-        out["modified"] = lambda g, c, s: modify_density(g, c.lattice, s.q, s.intensity, q_limit, c.numbers,
-                                                         c.occupancy, mcfg)
+        for name, symmetry in (("modified", False), ("modified_symmetric", True)):
+            if symmetry and not cfg.modify.symmetry:
+                continue
+            mcfg = replace(cfg.modify, b_iso=b_iso, symmetry=symmetry)
+            out[name] = lambda g, c, s, m=mcfg: modify_density(g, c.lattice, s.q, s.intensity, q_limit, c.numbers,
+                                                                 c.occupancy, m)
     return out
 
 

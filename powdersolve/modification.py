@@ -15,7 +15,8 @@ Conventions: grids are (..., N, N, N) on fractional coordinates of a cell with r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,6 +42,9 @@ class ModificationConfig:
             part (``"density"``, the default: better paper SSIM on generated validation crystals).
         b_work: B (A^2) of the magnitudes during the cycles, None = ``b_iso``; the measured
             reflections of a sharper working map (smaller B) are blurred back to ``b_iso`` at the end.
+        symmetry: after the cycles, find the most symmetric space group each map plausibly obeys
+            (:mod:`powdersolve.solve.mapsymmetry`; no group is given), move the map to that group's
+            standard origin and run ``cycles`` more with the map averaged over the group in each one.
     """
 
     cycles: int = 10
@@ -49,6 +53,7 @@ class ModificationConfig:
     b_work: float | None = None
     tol: float = 2e-3
     b_iso: float = 8.0
+    symmetry: bool = False
 
     def __post_init__(self) -> None:
         if self.cycles < 0:
@@ -75,6 +80,19 @@ def modify_density(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, p
                    cfg: ModificationConfig = ModificationConfig(), electrons: float | None = None) -> np.ndarray:
     """Maps (..., N, N, N) (e/A^3) with the observed Fourier magnitudes and refined phases.
 
+    :func:`modify_density_symmetric` has the arguments and the steps; this returns its maps only
+    (averaged over the groups found when ``cfg.symmetry``).
+    """
+    return _modify(grids, lattice, peak_q, peak_i, q_limit, numbers, occupancy, cfg, electrons)[0]
+
+
+def modify_density_symmetric(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray,
+                             q_limit: float, numbers: np.ndarray | None, occupancy: np.ndarray | None = None,
+                             cfg: ModificationConfig = ModificationConfig(), electrons: float | None = None
+                             ) -> tuple[np.ndarray, list]:
+    """Maps (..., N, N, N) (e/A^3) with the observed Fourier magnitudes and refined phases, constrained in
+    the later cycles by the space group each map shows (``cfg.symmetry`` is implied); and those groups.
+
     Every grid reflection with Q <= ``q_limit`` gets its magnitude from its peak: the peak's intensity
     is shared among the reflections there in proportion to the map's own |F|^2 (equally where the map
     has none), a reflection with no peak gets 0 (absent or too weak to see). The share of a peak
@@ -91,7 +109,19 @@ def modify_density(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, p
             with ``cfg.scale == "model"`` and ``electrons`` given (composition unknown).
         cfg: cycles, scale, tolerance and B.
         electrons: F(000), electrons per cell; None sums ``numbers`` weighted by ``occupancy``.
+
+    Returns:
+        the maps, and per map (leading axes flattened) the :class:`~powdersolve.solve.mapsymmetry.MapSymmetry`
+        it was averaged over (its origin: the shift from the input map's origin to the group's standard
+        one, where the returned map lies), or None where no group was plausible.
     """
+    return _modify(grids, lattice, peak_q, peak_i, q_limit, numbers, occupancy, replace(cfg, symmetry=True),
+                   electrons)
+
+
+def _modify(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,
+            numbers: np.ndarray | None, occupancy: np.ndarray | None, cfg: ModificationConfig,
+            electrons: float | None) -> tuple[np.ndarray, list | None]:
     g = np.asarray(grids, dtype=np.float64)
     n = g.shape[-1]
     if g.ndim < 3 or g.shape[-3:] != (n, n, n):
@@ -124,35 +154,57 @@ def modify_density(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, p
     if not hit.any():
         raise InputError("density modification: no peak falls on a reflection of the cell")
     idx = np.where(hit, member, 0)
-    # Each peak's intensity shared by the map's own |F|^2 (equally where the map has none): observed
-    # magnitudes on the peaks' scale, damping not yet applied.
-    power = np.abs(coef) ** 2 * hit
-    share = np.stack([np.bincount(idx.ravel(), weights=p, minlength=len(peak_q)) for p in power.reshape(-1, n**3)])
-    share = share.reshape(*g.shape[:-3], len(peak_q))[..., idx]
-    frac = np.where(share > 0, power / np.maximum(share, 1e-300), 1.0 / np.maximum(on_grid[idx], 1))
-    mag = np.sqrt(np.maximum(peak_on_grid[idx] * frac, 0.0)) * hit
     if cfg.scale == "wilson":
-        expected = wilson_sum(numbers, occupancy, q[measured])
-        k = np.full(g.shape[:-3], np.sqrt(expected / max(float(peak_on_grid.sum()), 1e-300)))
-    else:  # least squares of the map's |F| (its damping undone) on the observed ones
-        model = np.abs(coef) / to_fft / np.maximum(np.exp(-cfg.b_iso * s2), 1e-300) * hit
-        k = (model * mag).sum(axis=axes) / np.maximum((mag**2).sum(axis=axes), 1e-300)
-    mag = mag * k[..., None, None, None] * np.exp(-b_work * s2) * to_fft
+        wilson_k = np.sqrt(wilson_sum(numbers, occupancy, q[measured]) / max(float(peak_on_grid.sum()), 1e-300))
     if electrons is None:
         electrons = float(np.dot(occupancy, np.asarray(numbers, dtype=np.float64)))
 
-    def impose(c: np.ndarray) -> np.ndarray:
+    def observed(c: np.ndarray) -> np.ndarray:
+        """The observed magnitudes (numpy FFT units, damped by B): each peak's intensity shared by the
+        map's own |F|^2 (equally where the map has none), on the Wilson scale or fitted to the map."""
+        power = np.abs(c) ** 2 * hit
+        share = np.stack([np.bincount(idx.ravel(), weights=p, minlength=len(peak_q))
+                          for p in power.reshape(-1, n**3)])
+        share = share.reshape(*c.shape[:-3], len(peak_q))[..., idx]
+        frac = np.where(share > 0, power / np.maximum(share, 1e-300), 1.0 / np.maximum(on_grid[idx], 1))
+        mag = np.sqrt(np.maximum(peak_on_grid[idx] * frac, 0.0)) * hit
+        if cfg.scale == "wilson":
+            k = np.full(c.shape[:-3], wilson_k)
+        else:  # least squares of the map's |F| (its damping undone) on the observed ones
+            model = np.abs(c) / to_fft / np.maximum(np.exp(-cfg.b_iso * s2), 1e-300) * hit
+            k = (model * mag).sum(axis=axes) / np.maximum((mag**2).sum(axis=axes), 1e-300)
+        return mag * k[..., None, None, None] * np.exp(-b_work * s2) * to_fft
+
+    def impose(c: np.ndarray, mag: np.ndarray) -> np.ndarray:
         out = np.where(measured, mag * np.exp(1j * np.angle(c)), c)
         out[..., 0, 0, 0] = electrons * to_fft
         return out
 
-    coef = impose(coef)
-    for _ in range(cfg.cycles):
-        coef = impose(np.fft.fftn(np.maximum(np.fft.ifftn(coef, axes=axes).real, 0.0), axes=axes))
+    def cycles(c: np.ndarray, mag: np.ndarray, project: Callable[[np.ndarray], np.ndarray] | None = None
+               ) -> np.ndarray:
+        c = impose(c, mag)
+        for _ in range(cfg.cycles):
+            rho = np.maximum(np.fft.ifftn(c, axes=axes).real, 0.0)
+            c = impose(np.fft.fftn(rho if project is None else project(rho), axes=axes), mag)
+        return c
+
+    coef = cycles(coef, observed(coef))
+    groups = None
+    if cfg.symmetry:
+        from powdersolve.solve.mapsymmetry import symmetrise_found, symmetrise_maps
+
+        # Averaged over the group each map shows and moved to its standard origin; symmetry mates under
+        # one peak then share it equally, so the magnitudes are taken again from the averaged map.
+        flat = np.maximum(np.fft.ifftn(coef, axes=axes).real, 0.0).reshape(-1, n, n, n)
+        averaged, groups = symmetrise_found(flat, lattice)
+        found = [0 if grp is None else grp.number for grp in groups]
+        coef = np.fft.fftn(averaged.reshape(g.shape), axes=axes)
+        coef = cycles(coef, observed(coef),
+                      lambda r: symmetrise_maps(r.reshape(-1, n, n, n), found).reshape(r.shape))
     rho = np.fft.ifftn(coef, axes=axes).real
     if cfg.final == "density":
         rho = np.maximum(rho, 0.0)
     if b_work < cfg.b_iso:  # back to the map's B; unmeasured coefficients never left it
         c = np.fft.fftn(rho, axes=axes)
         rho = np.fft.ifftn(np.where(measured, c * np.exp(-(cfg.b_iso - b_work) * s2), c), axes=axes).real
-    return rho
+    return rho, groups

@@ -46,7 +46,7 @@ from powdersolve.inputs import (
     xrd_input_from_sticks,
 )
 from powdersolve.model import ModelConfig
-from powdersolve.modification import ModificationConfig, modify_density
+from powdersolve.modification import ModificationConfig, modify_density, modify_density_symmetric
 from powdersolve.preprocess import PreprocessConfig, doublet_for, preprocess
 from powdersolve.structures.crystal import Crystal
 from powdersolve.weights import available_systems, load_model, shipped_weights, weights_checksum
@@ -565,7 +565,8 @@ def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: n
     volume = abs(float(np.linalg.det(lattice)))
     electrons_map = float(mean.astype(np.float64).mean() * volume)
     parsed = parse_composition(composition) if composition else None
-    info: dict = {"cycles": cfg.cycles, "b_work_A2": cfg.b_work, "final": cfg.final, "peaks": int(peak_q.size)}
+    info: dict = {"cycles": cfg.cycles, "b_work_A2": cfg.b_work, "final": cfg.final, "peaks": int(peak_q.size),
+                  "symmetry_constrained": cfg.symmetry}
     if parsed is not None and parsed.ratios_known and formula_units is not None:
         # One site per atom (fractional amounts share their sites): the Wilson sum weights occupancy squared.
         per_cell = np.array(list(parsed.amounts.values()), dtype=np.float64) * formula_units
@@ -578,9 +579,24 @@ def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: n
         cfg = replace(cfg, scale="model")
         numbers, occupancy, electrons = None, None, electrons_map
         info.update(scale="model", note="no formula and Z: magnitudes scaled to the map, F(000) from the map")
-    grid = modify_density(mean[None], lattice, peak_q, peak_i, q_limit, numbers, occupancy, cfg, electrons)[0]
-    log.append(f"density modification: {peak_q.size} peaks' magnitudes with the map's phases, {cfg.cycles} "
-               f"cycles, {info['scale']} scale")
+    if not cfg.symmetry:
+        grid = modify_density(mean[None], lattice, peak_q, peak_i, q_limit, numbers, occupancy, cfg, electrons)[0]
+        log.append(f"density modification: {peak_q.size} peaks' magnitudes with the map's phases, {cfg.cycles} "
+                   f"cycles, {info['scale']} scale")
+        return grid.astype(np.float32), info
+    grids, (group,) = modify_density_symmetric(mean[None], lattice, peak_q, peak_i, q_limit, numbers, occupancy,
+                                               cfg, electrons)
+    if group is None:
+        info["symmetry"] = {"group": None, "reason": "no plausible space group in the modified map (cc_min < 0.5)"}
+    else:
+        info["symmetry"] = {"group": group.symbol, "number": group.number, "origin_shift_frac": list(group.origin),
+                            "cc_min": group.cc_min, "cc_mean": group.cc_mean,
+                            "note": "the modified map is in this group's standard origin, shifted by "
+                                    "origin_shift_frac from density.*"}
+    log.append(f"density modification: {peak_q.size} peaks' magnitudes with the map's phases, {cfg.cycles} cycles, "
+               f"{info['scale']} scale, then {cfg.cycles} more averaged over "
+               f"{'no group (none plausible)' if group is None else group.symbol}")
+    return grids[0].astype(np.float32), info
     return grid.astype(np.float32), info
 
 

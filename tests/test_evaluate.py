@@ -69,6 +69,15 @@ def test_density_modified_scores_beside_the_raw_ones(tiny_weights: Path, two_cif
     assert rep["cc_modified_mean"] > rep["cc_mean"]
 
 
+def test_symmetry_constrained_modification_is_scored_beside_the_plain_one(tiny_weights: Path, two_cifs: Path) -> None:
+    cfg = EvalConfig(grid=12, samples=1, modify=ModificationConfig(cycles=2, symmetry=True))
+    rep = evaluate(tiny_weights, two_cifs, cfg, progress=False)
+    for key in ("cc_modified_mean", "cc_modified_symmetric_mean", "ssim_modified_symmetric_mean"):
+        assert key in rep
+    assert {"random_atoms_modified", "random_atoms_modified_symmetric"} <= set(rep["baselines"])
+    assert all(-1 <= r["cc_modified_symmetric"] <= 1 for r in rep["per_crystal"])
+
+
 def test_cli_writes_json(tiny_weights: Path, two_cifs: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     res = subprocess.run([sys.executable, "-m", "powdersolve", "evaluate", "--weights", str(tiny_weights),

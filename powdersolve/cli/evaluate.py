@@ -33,10 +33,13 @@ def register(group: click.Group) -> None:
 @click.option("--modify", "modify_cycles", default=None, type=click.IntRange(0, 500), metavar="CYCLES",
               help="Also score each map after density modification: the pattern's magnitudes with the map's "
                    "phases, then CYCLES rounds of positivity (post-processing, not the network).")
+@click.option("--modify-symmetry", is_flag=True,
+              help="With --modify: also score the maps modified with the space group found in each one "
+                   "(CYCLES more rounds averaging over it; the map moves to the group's standard origin).")
 @click.option("--json", "json_out", default=None, type=click.Path(), help="Write the full report here.")
 @click.option("--save-grids", default=None, type=click.Path(), help="Write <name>_gt.npy / <name>_pred.npy here.")
 def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, composition_kind, no_baselines, compare,
-                 symmetrise, sharpen, modify_cycles, json_out, save_grids) -> None:
+                 symmetrise, sharpen, modify_cycles, modify_symmetry, json_out, save_grids) -> None:
     """Predict the CMED of real structures from their simulated patterns and score it."""
     from powdersolve.errors import InputError
     from powdersolve.evaluate import EvalConfig, evaluate
@@ -44,6 +47,8 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
     from powdersolve.modification import ModificationConfig
     from powdersolve.weights import shipped_weights
 
+    if modify_symmetry and modify_cycles is None:
+        raise InputError("--modify-symmetry needs --modify CYCLES")
     if weights is None:
         weights = shipped_weights(system or "cubic")
     extra = {}
@@ -55,7 +60,8 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
     cfg = EvalConfig(grid=grid, samples=samples, seed=seed, system=system, q_limit=q_limit,
                      baselines=not no_baselines, composition=composition_kind, symmetrise=symmetrise,
                      sharpen=parse_sharpen(sharpen),
-                     modify=None if modify_cycles is None else ModificationConfig(cycles=modify_cycles))
+                     modify=None if modify_cycles is None else ModificationConfig(cycles=modify_cycles,
+                                                                                  symmetry=modify_symmetry))
     report = evaluate(weights, structures, cfg, save_grids, extra)
     line = (f"n={report['n']}  map CC {report['cc_mean']:.3f} (median {report['cc_median']:.3f})  "
             f"paper SSIM {report['ssim_mean']:.3f}  PSNR {report['psnr_mean']:.1f} dB")
@@ -70,6 +76,10 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
     if modify_cycles is not None:
         click.echo(f"  density-modified ({modify_cycles} cycles): CC {report['cc_modified_mean']:.3f}  "
                    f"SSIM {report['ssim_modified_mean']:.3f}  PSNR {report['psnr_modified_mean']:.1f} dB")
+    if modify_symmetry:
+        click.echo(f"  density-modified with the symmetry found: CC {report['cc_modified_symmetric_mean']:.3f}  "
+                   f"SSIM {report['ssim_modified_symmetric_mean']:.3f}  "
+                   f"PSNR {report['psnr_modified_symmetric_mean']:.1f} dB")
     for name, b in report["baselines"].items():
         click.echo(f"  baseline {name:22s} CC {b['cc_mean']:.3f}  SSIM {b['ssim_mean']:.3f}  PSNR {b['psnr_mean']:.1f}")
     if json_out:

@@ -8,7 +8,7 @@ import click
 
 from powdersolve.density import MAX_GRID
 from powdersolve.diffraction.sticks import parse_wavelength
-from powdersolve.errors import OutputError
+from powdersolve.errors import InputError, OutputError
 from powdersolve.formats import READERS
 from powdersolve.modification import ModificationConfig
 from powdersolve.predict import MIN_GRID, SYSTEMS, PredictConfig, parse_cell, predict
@@ -45,6 +45,9 @@ def _echo(msg: str) -> None:
 @click.option("--modify", "modify_cycles", type=click.IntRange(0, 500), default=None, metavar="CYCLES",
               help="Also write the mean map density-modified: the measured magnitudes with the map's phases, "
                    "then CYCLES rounds of positivity (density_modified.*).")
+@click.option("--modify-symmetry", is_flag=True,
+              help="With --modify: then find the space group the modified map shows and run CYCLES more rounds "
+                   "averaging over it; density_modified.* is written at that group's standard origin.")
 @click.option("--formula-units", type=int, default=None, metavar="Z",
               help="Formula units of --composition per cell; puts --modify on the absolute (Wilson) scale.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
@@ -52,12 +55,15 @@ def _echo(msg: str) -> None:
 def predict_command(pattern: Path, wavelength: str | None, composition: str | None, cell: str | None, system: str,
                     samples: int, grid: int, weights: Path | None, fmt: str | None, no_background: bool,
                     no_kalpha2_strip: bool, min_two_theta: float, save_samples: bool, seed: int, symmetrise: bool,
-                    modify_cycles: int | None, formula_units: int | None, out: Path, overwrite: bool) -> None:
+                    modify_cycles: int | None, modify_symmetry: bool, formula_units: int | None, out: Path,
+                    overwrite: bool) -> None:
     """Predict the electron density (CMED) of the cell that diffracts PATTERN.
 
     Writes density.ccp4 / density.cube / CHGCAR / density.npy (mean over samples), density_std.*
     (per-voxel uncertainty), slices.png, isosurface.png, pattern.png and summary.json into --out.
     """
+    if modify_symmetry and modify_cycles is None:
+        raise InputError("--modify-symmetry needs --modify CYCLES")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise OutputError(f"{out}: already exists; pass --overwrite or choose another --out")
     config = PredictConfig(
@@ -66,7 +72,7 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
         cell=parse_cell(cell) if cell is not None else None,
         wavelength=parse_wavelength(wavelength) if wavelength is not None else None,
         weights=weights, format=fmt, keep_samples=save_samples, symmetrise=symmetrise,
-        modify=None if modify_cycles is None else ModificationConfig(cycles=modify_cycles),
+        modify=None if modify_cycles is None else ModificationConfig(cycles=modify_cycles, symmetry=modify_symmetry),
         formula_units=formula_units,
     )
     result = predict(pattern, config, progress=_echo)

@@ -105,6 +105,15 @@ def fourier_resample(grid: np.ndarray, n: int) -> np.ndarray:
 
 def _rotated(grid: np.ndarray, rot: np.ndarray) -> np.ndarray:
     """g(x) = grid(R x) for voxel x (R an integer matrix acting on fractional coordinates)."""
+    rot = np.asarray(rot)
+    if np.all(np.abs(rot).sum(axis=1) == 1) and np.all(np.abs(rot).sum(axis=0) == 1):
+        # A signed permutation (every cubic rotation): axis flips and a transpose, no gather.
+        perm = np.argmax(np.abs(rot), axis=1)
+        out = grid
+        for i, j in enumerate(perm):
+            if rot[i, j] < 0:  # x_j -> -x_j (mod N): voxel 0 stays, the rest reverse
+                out = np.roll(np.flip(out, axis=i), 1, axis=i)
+        return np.transpose(out, np.argsort(perm)) if not np.array_equal(perm, np.arange(3)) else out
     axes = [np.arange(n).reshape([-1 if k == a else 1 for k in range(3)]) for a, n in enumerate(grid.shape)]
     src = [np.mod(sum(int(rot[i, j]) * axes[j] for j in range(3)), grid.shape[i]) for i in range(3)]
     return grid[src[0], src[1], src[2]]
@@ -344,3 +353,20 @@ def symmetrise_map(grid: np.ndarray, number: int, origin: tuple[float, float, fl
     for r, summed in by_rotation.values():
         total += _rotated(summed, r)
     return total / len(rot)
+
+
+def symmetrise_found(grids: np.ndarray, lattice: np.ndarray) -> tuple[np.ndarray, list[MapSymmetry | None]]:
+    """Each map (n, N, N, N) averaged over the first plausible space group it shows, at that group's
+    standard origin, and the group (None where the cell has no cubic or hexagonal metric or no group is
+    plausible: that map is returned as it is)."""
+    out, found = [], []
+    for g in np.asarray(grids, dtype=np.float64):
+        best = plausible_groups_of(g, lattice, top=1)
+        out.append(symmetrise_map(g, best[0].number, best[0].origin) if best else g)
+        found.append(best[0] if best else None)
+    return np.stack(out), found
+
+
+def symmetrise_maps(grids: np.ndarray, numbers: list[int]) -> np.ndarray:
+    """Maps (n, N, N, N) already at their groups' standard origins averaged over those groups (0: as they are)."""
+    return np.stack([symmetrise_map(g, k) if k else g for g, k in zip(np.asarray(grids, dtype=np.float64), numbers)])
