@@ -45,6 +45,8 @@ class ModificationConfig:
         symmetry: after the cycles, find the most symmetric space group each map plausibly obeys
             (:mod:`powdersolve.solve.mapsymmetry`; no group is given), move the map to that group's
             standard origin and run ``cycles`` more with the map averaged over the group in each one.
+        origin: with ``symmetry``, where the returned map lies: ``"map"`` (the input map's origin, the
+            network's convention) or ``"standard"`` (the group's standard origin, first ITA choice).
     """
 
     cycles: int = 10
@@ -54,6 +56,7 @@ class ModificationConfig:
     tol: float = 2e-3
     b_iso: float = 8.0
     symmetry: bool = False
+    origin: str = "map"
 
     def __post_init__(self) -> None:
         if self.cycles < 0:
@@ -62,6 +65,8 @@ class ModificationConfig:
             raise InputError(f"density modification scale must be 'wilson' or 'model' (got {self.scale!r})")
         if self.final not in ("amplitudes", "density"):
             raise InputError(f"density modification final must be 'amplitudes' or 'density' (got {self.final!r})")
+        if self.origin not in ("map", "standard"):
+            raise InputError(f"density modification origin must be 'map' or 'standard' (got {self.origin!r})")
         if self.b_work is not None and not 0 <= self.b_work <= self.b_iso:
             raise InputError(f"density modification needs 0 <= b_work <= b_iso (got {self.b_work}, {self.b_iso})")
 
@@ -191,7 +196,7 @@ def _modify(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: 
     coef = cycles(coef, observed(coef))
     groups = None
     if cfg.symmetry:
-        from powdersolve.solve.mapsymmetry import symmetrise_found, symmetrise_maps
+        from powdersolve.solve.mapsymmetry import from_standard_origin, symmetrise_found, symmetrise_maps
 
         # Averaged over the group each map shows and moved to its standard origin; symmetry mates under
         # one peak then share it equally, so the magnitudes are taken again from the averaged map.
@@ -204,6 +209,10 @@ def _modify(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: 
     rho = np.fft.ifftn(coef, axes=axes).real
     if cfg.final == "density":
         rho = np.maximum(rho, 0.0)
+    if cfg.symmetry and cfg.origin == "map":
+        rho = from_standard_origin(rho.reshape(-1, n, n, n), groups).reshape(g.shape)
+        if cfg.final == "density":  # an off-grid shift of the clipped map rings a little
+            rho = np.maximum(rho, 0.0)
     if b_work < cfg.b_iso:  # back to the map's B; unmeasured coefficients never left it
         c = np.fft.fftn(rho, axes=axes)
         rho = np.fft.ifftn(np.where(measured, c * np.exp(-(cfg.b_iso - b_work) * s2), c), axes=axes).real

@@ -591,8 +591,10 @@ def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: n
     else:
         info["symmetry"] = {"group": group.symbol, "number": group.number, "origin_shift_frac": list(group.origin),
                             "cc_min": group.cc_min, "cc_mean": group.cc_mean,
-                            "note": "the modified map is in this group's standard origin, shifted by "
-                                    "origin_shift_frac from density.*"}
+                            "note": ("the modified map lies at density.*'s origin; the group's standard origin is "
+                                     "at origin_shift_frac" if cfg.origin == "map" else
+                                     "the modified map lies at this group's standard origin, shifted by "
+                                     "origin_shift_frac from density.*")}
     log.append(f"density modification: {peak_q.size} peaks' magnitudes with the map's phases, {cfg.cycles} cycles, "
                f"{info['scale']} scale, then {cfg.cycles} more averaged over "
                f"{'no group (none plausible)' if group is None else group.symbol}")

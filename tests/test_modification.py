@@ -104,27 +104,31 @@ def test_wilson_sum_is_the_sum_of_squared_form_factors() -> None:
     assert np.isclose(at_zero, 20.0**2 + 2 * 9.0**2, rtol=0.01)
 
 
-@pytest.mark.parametrize("kwargs", [{"cycles": -1}, {"scale": "guess"}, {"final": "x"}, {"b_work": 9.0}])
+@pytest.mark.parametrize("kwargs", [{"cycles": -1}, {"scale": "guess"}, {"final": "x"}, {"b_work": 9.0},
+                                    {"origin": "here"}])
 def test_bad_settings_are_refused(kwargs: dict) -> None:
     with pytest.raises(InputError):
         ModificationConfig(**kwargs)
 
 
 def test_symmetry_constrained_modification_finds_the_group_and_its_origin() -> None:
-    # A noisy, blurred map of CaF2 moved off its origin: the cycles find Fm-3m in the map, move the
-    # map to that group's standard origin and return one that obeys it and sits on the truth unshifted.
+    # A noisy, blurred map of CaF2 moved off its origin: the cycles find Fm-3m in the map and return a
+    # map that obeys it, at the group's standard origin (on the truth unshifted) or back at the map's.
     from powdersolve.modification import modify_density_symmetric
-    from powdersolve.solve.mapsymmetry import symmetrise_map
+    from powdersolve.solve.mapsymmetry import from_standard_origin, symmetrise_map
 
     c = _crystal()
     truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
     moved = np.roll(_damaged(c, truth, 4.0, 0.05, 2), (3, 5, 7), axis=(0, 1, 2))
     s = sticks(c, q_max=6.0)
-    out, groups = modify_density_symmetric(moved[None], c.lattice, s.q, s.intensity, 6.0, c.numbers, c.occupancy,
-                                           ModificationConfig(cycles=5))
+    args = (moved[None], c.lattice, s.q, s.intensity, 6.0, c.numbers, c.occupancy)
+    out, groups = modify_density_symmetric(*args, ModificationConfig(cycles=5, origin="standard"))
     assert [g.number for g in groups] == [225]
     assert np.allclose(symmetrise_map(out[0], 225), out[0], atol=1e-6 * out.max())
     plain = _modify(c, moved[None], ModificationConfig(cycles=5))
     # Unshifted SSIM (the paper's protocol): the plain map keeps the wrong origin, this one is back on it.
     assert score_predictions(out, truth).ssim > 0.9 > score_predictions(plain, truth).ssim
     assert score_predictions(out, truth).cc >= score_predictions(plain, truth).cc - 1e-3
+    at_map, _ = modify_density_symmetric(*args, ModificationConfig(cycles=5))
+    assert np.allclose(at_map, np.maximum(from_standard_origin(out, groups), 0.0))
+    assert np.allclose(np.roll(at_map[0], (-3, -5, -7), axis=(0, 1, 2)), out[0], atol=1e-3 * out.max())

@@ -35,7 +35,7 @@ def register(group: click.Group) -> None:
                    "phases, then CYCLES rounds of positivity (post-processing, not the network).")
 @click.option("--modify-symmetry", is_flag=True,
               help="With --modify: also score the maps modified with the space group found in each one "
-                   "(CYCLES more rounds averaging over it; the map moves to the group's standard origin).")
+                   "(CYCLES more rounds averaging over it, at the map's own origin).")
 @click.option("--json", "json_out", default=None, type=click.Path(), help="Write the full report here.")
 @click.option("--save-grids", default=None, type=click.Path(), help="Write <name>_gt.npy / <name>_pred.npy here.")
 def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, composition_kind, no_baselines, compare,

@@ -47,7 +47,7 @@ def _echo(msg: str) -> None:
                    "then CYCLES rounds of positivity (density_modified.*).")
 @click.option("--modify-symmetry", is_flag=True,
               help="With --modify: then find the space group the modified map shows and run CYCLES more rounds "
-                   "averaging over it; density_modified.* is written at that group's standard origin.")
+                   "averaging over it (density_modified.* stays at the map's origin).")
 @click.option("--formula-units", type=int, default=None, metavar="Z",
               help="Formula units of --composition per cell; puts --modify on the absolute (Wilson) scale.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")

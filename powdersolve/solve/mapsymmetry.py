@@ -370,3 +370,12 @@ def symmetrise_found(grids: np.ndarray, lattice: np.ndarray) -> tuple[np.ndarray
 def symmetrise_maps(grids: np.ndarray, numbers: list[int]) -> np.ndarray:
     """Maps (n, N, N, N) already at their groups' standard origins averaged over those groups (0: as they are)."""
     return np.stack([symmetrise_map(g, k) if k else g for g, k in zip(np.asarray(grids, dtype=np.float64), numbers)])
+
+
+def from_standard_origin(grids: np.ndarray, groups: list[MapSymmetry | None]) -> np.ndarray:
+    """Maps (n, N, N, N) that :func:`symmetrise_found` moved to their groups' standard origins, moved back
+    to the origins of the maps it was given (a Fourier shift, exact for band-limited maps)."""
+    out = []
+    for g, grp in zip(np.asarray(grids, dtype=np.float64), groups):
+        out.append(g if grp is None else shifted_maps(np.fft.fftn(g), [np.asarray(grp.origin)], grid=g)[0])
+    return np.stack(out)
