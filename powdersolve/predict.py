@@ -579,11 +579,12 @@ def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: n
         cfg = replace(cfg, scale="model")
         numbers, occupancy, electrons = None, None, electrons_map
         info.update(scale="model", note="no formula and Z: magnitudes scaled to the map, F(000) from the map")
+    how = f"density modification: {peak_q.size} peaks' magnitudes with the map's phases, {cfg.cycles} cycles, " \
+          f"{info['scale']} scale"
     if not cfg.symmetry:
-        grid = modify_density(mean[None], lattice, peak_q, peak_i, q_limit, numbers, occupancy, cfg, electrons)[0]
-        log.append(f"density modification: {peak_q.size} peaks' magnitudes with the map's phases, {cfg.cycles} "
-                   f"cycles, {info['scale']} scale")
-        return grid.astype(np.float32), info
+        grids = modify_density(mean[None], lattice, peak_q, peak_i, q_limit, numbers, occupancy, cfg, electrons)
+        log.append(how)
+        return grids[0].astype(np.float32), info
     grids, (group,) = modify_density_symmetric(mean[None], lattice, peak_q, peak_i, q_limit, numbers, occupancy,
                                                cfg, electrons)
     if group is None:
@@ -595,11 +596,9 @@ def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: n
                                      "at origin_shift_frac" if cfg.origin == "map" else
                                      "the modified map lies at this group's standard origin, shifted by "
                                      "origin_shift_frac from density.*")}
-    log.append(f"density modification: {peak_q.size} peaks' magnitudes with the map's phases, {cfg.cycles} cycles, "
-               f"{info['scale']} scale, then {cfg.cycles} more averaged over "
+    log.append(f"{how}, then {cfg.cycles} more averaged over "
                f"{'no group (none plausible)' if group is None else group.symbol}")
     return grids[0].astype(np.float32), info
-    return grid.astype(np.float32), info
 
 
 def _symmetrise(mean: np.ndarray, lattice: np.ndarray, log: list[str]) -> tuple[np.ndarray | None, dict]:
