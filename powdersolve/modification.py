@@ -47,6 +47,9 @@ class ModificationConfig:
             standard origin and run ``cycles`` more with the map averaged over the group in each one.
         origin: with ``symmetry``, where the returned map lies: ``"map"`` (the input map's origin, the
             network's convention) or ``"standard"`` (the group's standard origin, first ITA choice).
+        histogram: histogram matching (Zhang & Main 1990) against the density values the composition
+            and cell lead one to expect (:func:`reference_histogram`): ``"none"``, ``"final"`` (the
+            returned map only) or ``"cycles"`` (the real-space step of every cycle, and the final map).
     """
 
     cycles: int = 10
@@ -57,6 +60,7 @@ class ModificationConfig:
     b_iso: float = 8.0
     symmetry: bool = False
     origin: str = "map"
+    histogram: str = "none"
 
     def __post_init__(self) -> None:
         if self.cycles < 0:
@@ -67,6 +71,9 @@ class ModificationConfig:
             raise InputError(f"density modification final must be 'amplitudes' or 'density' (got {self.final!r})")
         if self.origin not in ("map", "standard"):
             raise InputError(f"density modification origin must be 'map' or 'standard' (got {self.origin!r})")
+        if self.histogram not in ("none", "final", "cycles"):
+            raise InputError(f"density modification histogram must be 'none', 'final' or 'cycles' "
+                             f"(got {self.histogram!r})")
         if self.b_work is not None and not 0 <= self.b_work <= self.b_iso:
             raise InputError(f"density modification needs 0 <= b_work <= b_iso (got {self.b_work}, {self.b_iso})")
 
@@ -78,6 +85,76 @@ def wilson_sum(numbers: np.ndarray, occupancy: np.ndarray, q: np.ndarray) -> flo
     weight = np.bincount(inverse, weights=np.asarray(occupancy, dtype=np.float64) ** 2)
     f = form_factor(zs, (q / (4 * np.pi)) ** 2)
     return float((weight[:, None] * f**2).sum())
+
+
+def spread_positions(lattice: np.ndarray, count: int, min_distance: float, rng: np.random.Generator,
+                     tries: int = 200) -> np.ndarray:
+    """``count`` uniformly random fractional positions (count, 3) in the cell (row vectors, A), each at
+    least ``min_distance`` (A) from the others' periodic images where that can be had: after ``tries``
+    rejected draws for one position the distance is relaxed by 10%."""
+    lattice = np.asarray(lattice, dtype=np.float64)
+    out = np.zeros((0, 3))
+    d2 = min_distance**2
+    for _ in range(count):
+        while True:
+            cand = rng.random((tries, 3))
+            if len(out) == 0:
+                out = cand[:1]
+                break
+            diff = cand[:, None, :] - out[None, :, :]
+            diff -= np.round(diff)  # nearest image; exact for cells that are not very oblique
+            ok = np.flatnonzero((np.sum((diff @ lattice) ** 2, axis=-1) >= d2).all(axis=1))
+            if len(ok):
+                out = np.vstack([out, cand[ok[0]]])
+                break
+            d2 *= 0.81
+    return out
+
+
+def reference_histogram(lattice: np.ndarray, numbers: np.ndarray, occupancy: np.ndarray, n: int, b_iso: float,
+                        draws: int = 3, min_distance: float = 1.8, seed: int = 0) -> np.ndarray:
+    """The sorted voxel values (n^3,) (e/A^3) expected of the CMED of these atoms in this cell.
+
+    A map's histogram depends mostly on what atoms there are, the cell volume and B, little on where the
+    atoms sit, as long as they do not overlap; so it is the mean over ``draws`` of the sorted CMED of the
+    atoms placed at random, ``min_distance`` (A) apart (Zhang & Main 1990 take it from similar structures).
+
+    Args:
+        lattice: (3, 3) row-vector cell (A).
+        numbers, occupancy: atomic numbers and occupancies of the atoms in the cell.
+        n: grid points per axis.
+        b_iso: B of the map (A^2).
+        draws: random placements averaged.
+        min_distance: closest approach of two atoms (A), relaxed where the cell is too full.
+        seed: seeds the placements, so the reference is reproducible.
+    """
+    from powdersolve.density import DensityConfig, density_grid
+    from powdersolve.structures.crystal import Crystal
+
+    numbers = np.asarray(numbers)
+    if len(numbers) == 0:
+        raise InputError("histogram matching needs the atoms per cell; give the composition")
+    rng = np.random.default_rng(seed)
+    cfg = DensityConfig(b_iso=b_iso, grid=n)
+    occ = np.ones(len(numbers)) if occupancy is None else np.asarray(occupancy, dtype=np.float64)
+    ref = np.zeros(n**3)
+    for _ in range(draws):
+        crystal = Crystal(lattice=np.asarray(lattice, dtype=np.float64),
+                          frac=spread_positions(lattice, len(numbers), min_distance, rng), numbers=numbers,
+                          occupancy=occ)
+        ref += np.sort(density_grid(crystal, cfg).ravel())
+    return ref / draws
+
+
+def match_histogram(grids: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Maps (..., N, N, N) whose voxel values are ``reference`` (sorted, (N^3,)) in the order of the input's:
+    the k-th lowest voxel of each map gets the k-th lowest reference value."""
+    g = np.asarray(grids)
+    flat = g.reshape(-1, g.shape[-1] ** 3)
+    out = np.empty_like(flat, dtype=np.float64)
+    np.put_along_axis(out, np.argsort(flat, axis=1, kind="stable"),
+                      np.broadcast_to(reference, flat.shape), axis=1)
+    return out.reshape(g.shape)
 
 
 def modify_density(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray,
@@ -104,6 +181,14 @@ def modify_density_symmetric(grids: np.ndarray, lattice: np.ndarray, peak_q: np.
     that falls outside the grid (reflections beyond its Nyquist index) is dropped. Reflections
     beyond ``q_limit`` keep the map's coefficients, and F(000) is the electron count of the
     composition (``numbers``, ``occupancy``). The magnitudes are damped by ``cfg.b_iso``.
+
+    Steps: ``cfg.cycles`` error-reduction cycles (density >= 0, observed magnitudes); the most symmetric
+    space group each map plausibly obeys is found (:func:`powdersolve.solve.mapsymmetry.symmetrise_found`)
+    and the map averaged over it at its standard origin; the magnitudes are shared again by the averaged
+    map's |F|^2 (symmetry mates under one peak then get equal shares); ``cfg.cycles`` more cycles average
+    over the group in each real-space step; the map is clipped at 0 (``cfg.final == "density"``) and moved
+    back to the input's origin (``cfg.origin == "map"``). ``cfg.histogram`` adds histogram matching to the
+    real-space steps or to the returned map.
 
     Args:
         grids: predicted maps (e/A^3), any leading shape.
@@ -185,12 +270,20 @@ def _modify(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: 
         out[..., 0, 0, 0] = electrons * to_fft
         return out
 
+    if cfg.histogram != "none":
+        reference = reference_histogram(lattice, numbers, occupancy, n, cfg.b_iso)
+        work_reference = (reference if b_work == cfg.b_iso
+                          else reference_histogram(lattice, numbers, occupancy, n, b_work))
+
     def cycles(c: np.ndarray, mag: np.ndarray, project: Callable[[np.ndarray], np.ndarray] | None = None
                ) -> np.ndarray:
         c = impose(c, mag)
         for _ in range(cfg.cycles):
             rho = np.maximum(np.fft.ifftn(c, axes=axes).real, 0.0)
-            c = impose(np.fft.fftn(rho if project is None else project(rho), axes=axes), mag)
+            rho = rho if project is None else project(rho)
+            if cfg.histogram == "cycles":
+                rho = match_histogram(rho, work_reference)
+            c = impose(np.fft.fftn(rho, axes=axes), mag)
         return c
 
     coef = cycles(coef, observed(coef))
@@ -216,4 +309,6 @@ def _modify(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: 
     if b_work < cfg.b_iso:  # back to the map's B; unmeasured coefficients never left it
         c = np.fft.fftn(rho, axes=axes)
         rho = np.fft.ifftn(np.where(measured, c * np.exp(-(cfg.b_iso - b_work) * s2), c), axes=axes).real
+    if cfg.histogram != "none":
+        rho = match_histogram(rho, reference)
     return rho, groups

@@ -114,6 +114,10 @@ class PredictConfig:
     def __post_init__(self) -> None:
         if self.formula_units is not None and self.formula_units < 1:
             raise InputError(f"--formula-units {self.formula_units}: give a whole number >= 1")
+        if (self.modify is not None and self.modify.histogram != "none"
+                and (self.composition is None or self.formula_units is None)):
+            raise InputError("histogram matching (--modify-histogram) needs the atoms per cell: give --composition "
+                             "with ratios and --formula-units")
         if not MIN_GRID <= int(self.grid) <= MAX_GRID:
             raise InputError(f"--grid {self.grid} is outside {MIN_GRID}-{MAX_GRID}; 50 matches the models")
         if not 1 <= int(self.samples) <= MAX_SAMPLES:
@@ -566,7 +570,7 @@ def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: n
     electrons_map = float(mean.astype(np.float64).mean() * volume)
     parsed = parse_composition(composition) if composition else None
     info: dict = {"cycles": cfg.cycles, "b_work_A2": cfg.b_work, "final": cfg.final, "peaks": int(peak_q.size),
-                  "symmetry_constrained": cfg.symmetry}
+                  "symmetry_constrained": cfg.symmetry, "histogram_matching": cfg.histogram}
     if parsed is not None and parsed.ratios_known and formula_units is not None:
         # One site per atom (fractional amounts share their sites): the Wilson sum weights occupancy squared.
         per_cell = np.array(list(parsed.amounts.values()), dtype=np.float64) * formula_units
@@ -575,6 +579,9 @@ def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: n
         occupancy = np.repeat(per_cell / sites, sites)
         electrons = None
         info.update(scale="wilson", formula_units_per_cell=formula_units)
+    elif cfg.histogram != "none":
+        raise InputError("histogram matching (--modify-histogram) needs the atoms per cell: give --composition "
+                         "with ratios and --formula-units")
     else:
         cfg = replace(cfg, scale="model")
         numbers, occupancy, electrons = None, None, electrons_map

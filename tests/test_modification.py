@@ -105,7 +105,7 @@ def test_wilson_sum_is_the_sum_of_squared_form_factors() -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"cycles": -1}, {"scale": "guess"}, {"final": "x"}, {"b_work": 9.0},
-                                    {"origin": "here"}])
+                                    {"origin": "here"}, {"histogram": "always"}])
 def test_bad_settings_are_refused(kwargs: dict) -> None:
     with pytest.raises(InputError):
         ModificationConfig(**kwargs)
@@ -132,3 +132,56 @@ def test_symmetry_constrained_modification_finds_the_group_and_its_origin() -> N
     at_map, _ = modify_density_symmetric(*args, ModificationConfig(cycles=5))
     assert np.allclose(at_map, np.maximum(from_standard_origin(out, groups), 0.0))
     assert np.allclose(np.roll(at_map[0], (-3, -5, -7), axis=(0, 1, 2)), out[0], atol=1e-3 * out.max())
+
+
+def test_random_positions_keep_their_distance() -> None:
+    from powdersolve.modification import spread_positions
+
+    lattice = np.diag([6.0, 6.0, 6.0])
+    frac = spread_positions(lattice, 12, 2.0, np.random.default_rng(0))
+    d = frac[:, None] - frac[None]
+    d -= np.round(d)
+    r = np.linalg.norm(d @ lattice, axis=-1) + 100 * np.eye(12)
+    assert frac.shape == (12, 3) and r.min() >= 2.0
+    # A cell too full for the distance asked still gets all its atoms, a little closer.
+    assert spread_positions(np.diag([3.0] * 3), 8, 2.5, np.random.default_rng(0)).shape == (8, 3)
+
+
+def test_the_reference_histogram_is_that_of_the_crystal() -> None:
+    # The values of a CMED depend on the atoms, the cell and B, little on where the atoms sit.
+    from powdersolve.modification import reference_histogram
+
+    c = _crystal()
+    truth = np.sort(density_grid(c, DensityConfig(b_iso=8.0, grid=N)).ravel())
+    ref = reference_histogram(c.lattice, c.numbers, c.occupancy, N, 8.0, min_distance=2.3)
+    assert ref.shape == (N**3,) and np.all(np.diff(ref) >= 0)
+    assert np.isclose(ref.mean(), c.n_electrons / c.volume, rtol=1e-3)  # the electron count (aliases aside)
+    q = [0.1, 0.5, 0.9, 0.99, 0.999]
+    assert np.allclose(np.quantile(ref, q), np.quantile(truth, q), rtol=0.25)
+    with pytest.raises(InputError):
+        reference_histogram(c.lattice, np.zeros(0, dtype=int), None, N, 8.0)
+
+
+def test_histogram_matching_keeps_the_order_and_takes_the_values() -> None:
+    from powdersolve.modification import match_histogram
+
+    rng = np.random.default_rng(1)
+    maps = rng.normal(size=(2, 6, 6, 6))
+    ref = np.sort(rng.gamma(2.0, size=6**3))
+    out = match_histogram(maps, ref)
+    for m, o in zip(maps, out):
+        assert np.array_equal(np.sort(o.ravel()), ref)
+        assert np.array_equal(np.argsort(m.ravel()), np.argsort(o.ravel()))
+
+
+def test_modification_with_histogram_matching_returns_the_expected_values() -> None:
+    from powdersolve.modification import reference_histogram
+
+    c = _crystal()
+    truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
+    damaged = _damaged(c, truth, 6.0, 0.02, 0)
+    for where in ("final", "cycles"):
+        out = _modify(c, damaged[None], ModificationConfig(cycles=3, histogram=where))
+        ref = reference_histogram(c.lattice, c.numbers, c.occupancy, N, 8.0)
+        assert np.allclose(np.sort(out[0].ravel()), ref)
+        assert score_predictions(out, truth).cc > score_predictions(damaged[None], truth).cc

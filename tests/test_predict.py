@@ -159,7 +159,9 @@ def test_parse_cell() -> None:
 
 @pytest.mark.parametrize("args", [["--cell", "5.4 5.4"], ["--cell", "5 6 7 90 90 90"], ["--grid", 4],
                                   ["--grid", 200], ["--samples", 0], ["--composition", "Xx2"],
-                                  ["--modify", -1], ["--formula-units", 0], ["--modify-symmetry"]])
+                                  ["--modify", -1], ["--formula-units", 0], ["--modify-symmetry"],
+                                  ["--modify-histogram", "final"], ["--modify", 2, "--modify-histogram", "cycles"],
+                                  ["--modify", 2, "--modify-histogram", "most"]])
 def test_bad_arguments_exit_2(tmp_path: Path, cu_xy: Path, weights: Path, args: list,
                               capsys: pytest.CaptureFixture) -> None:
     full = [cu_xy, "--weights", weights, "--out", tmp_path / "o", *args]
@@ -340,3 +342,22 @@ def test_modify_without_a_formula_scales_to_the_map(tmp_path: Path, cu_xy: Path,
     # F(000) is the map's own electron count; clipping the negative part can only add to it.
     assert np.isfinite(modified).all() and modified.min() >= 0
     assert modified.mean() >= mean.mean() * (1 - 1e-5)
+
+
+def test_modify_with_histogram_matching_has_the_expected_values(tmp_path: Path, cu_xy: Path, weights: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """The matched map's values are those the formula, Z and cell lead one to expect, in the map's order."""
+    from powdersolve.composition import parse_composition
+    from powdersolve.modification import reference_histogram
+
+    code, err = run_cli([cu_xy, "--weights", weights, "--cell", CAF2_A, "--grid", 16, "--samples", 1, "--modify", 2,
+                         "--modify-histogram", "cycles", "--composition", "CaF2", "--formula-units", 4,
+                         "--out", tmp_path / "o"], capsys)
+    assert code == 0, err
+    info = json.loads((tmp_path / "o" / "summary.json").read_text())["modification"]
+    assert info["histogram_matching"] == "cycles" and info["scale"] == "wilson"
+    modified = np.load(tmp_path / "o" / "density_modified.npy").astype(np.float64)
+    a = float(CAF2_A)
+    numbers = np.repeat(parse_composition("CaF2").atomic_numbers(), [4, 8])
+    ref = reference_histogram(np.diag([a, a, a]), numbers, np.ones(12), 16, 8.0)
+    assert np.allclose(np.sort(modified.ravel()), ref, rtol=1e-5, atol=1e-5 * ref.max())

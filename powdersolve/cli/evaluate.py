@@ -36,10 +36,13 @@ def register(group: click.Group) -> None:
 @click.option("--modify-symmetry", is_flag=True,
               help="With --modify: also score the maps modified with the space group found in each one "
                    "(CYCLES more rounds averaging over it, at the map's own origin).")
+@click.option("--modify-histogram", default="none", show_default=True, type=click.Choice(["none", "final", "cycles"]),
+              help="With --modify: match the modified maps' histogram to the one the composition and cell lead "
+                   "one to expect, on the returned map or in every cycle too.")
 @click.option("--json", "json_out", default=None, type=click.Path(), help="Write the full report here.")
 @click.option("--save-grids", default=None, type=click.Path(), help="Write <name>_gt.npy / <name>_pred.npy here.")
 def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, composition_kind, no_baselines, compare,
-                 symmetrise, sharpen, modify_cycles, modify_symmetry, json_out, save_grids) -> None:
+                 symmetrise, sharpen, modify_cycles, modify_symmetry, modify_histogram, json_out, save_grids) -> None:
     """Predict the CMED of real structures from their simulated patterns and score it."""
     from powdersolve.errors import InputError
     from powdersolve.evaluate import EvalConfig, evaluate
@@ -49,6 +52,8 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
 
     if modify_symmetry and modify_cycles is None:
         raise InputError("--modify-symmetry needs --modify CYCLES")
+    if modify_histogram != "none" and modify_cycles is None:
+        raise InputError("--modify-histogram needs --modify CYCLES")
     if weights is None:
         weights = shipped_weights(system or "cubic")
     extra = {}
@@ -60,8 +65,8 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
     cfg = EvalConfig(grid=grid, samples=samples, seed=seed, system=system, q_limit=q_limit,
                      baselines=not no_baselines, composition=composition_kind, symmetrise=symmetrise,
                      sharpen=parse_sharpen(sharpen),
-                     modify=None if modify_cycles is None else ModificationConfig(cycles=modify_cycles,
-                                                                                  symmetry=modify_symmetry))
+                     modify=None if modify_cycles is None else ModificationConfig(
+                         cycles=modify_cycles, symmetry=modify_symmetry, histogram=modify_histogram))
     report = evaluate(weights, structures, cfg, save_grids, extra)
     line = (f"n={report['n']}  map CC {report['cc_mean']:.3f} (median {report['cc_median']:.3f})  "
             f"paper SSIM {report['ssim_mean']:.3f}  PSNR {report['psnr_mean']:.1f} dB")

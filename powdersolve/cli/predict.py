@@ -48,6 +48,10 @@ def _echo(msg: str) -> None:
 @click.option("--modify-symmetry", is_flag=True,
               help="With --modify: then find the space group the modified map shows and run CYCLES more rounds "
                    "averaging over it (density_modified.* stays at the map's origin).")
+@click.option("--modify-histogram", default="none", show_default=True, type=click.Choice(["none", "final", "cycles"]),
+              help="With --modify: match the modified map's histogram to the one the composition and cell lead "
+                   "one to expect, on the returned map or in every cycle too (needs --composition and "
+                   "--formula-units).")
 @click.option("--formula-units", type=int, default=None, metavar="Z",
               help="Formula units of --composition per cell; puts --modify on the absolute (Wilson) scale.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
@@ -55,8 +59,8 @@ def _echo(msg: str) -> None:
 def predict_command(pattern: Path, wavelength: str | None, composition: str | None, cell: str | None, system: str,
                     samples: int, grid: int, weights: Path | None, fmt: str | None, no_background: bool,
                     no_kalpha2_strip: bool, min_two_theta: float, save_samples: bool, seed: int, symmetrise: bool,
-                    modify_cycles: int | None, modify_symmetry: bool, formula_units: int | None, out: Path,
-                    overwrite: bool) -> None:
+                    modify_cycles: int | None, modify_symmetry: bool, modify_histogram: str, formula_units: int | None,
+                    out: Path, overwrite: bool) -> None:
     """Predict the electron density (CMED) of the cell that diffracts PATTERN.
 
     Writes density.ccp4 / density.cube / CHGCAR / density.npy (mean over samples), density_std.*
@@ -64,6 +68,8 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
     """
     if modify_symmetry and modify_cycles is None:
         raise InputError("--modify-symmetry needs --modify CYCLES")
+    if modify_histogram != "none" and modify_cycles is None:
+        raise InputError("--modify-histogram needs --modify CYCLES")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise OutputError(f"{out}: already exists; pass --overwrite or choose another --out")
     config = PredictConfig(
@@ -72,7 +78,8 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
         cell=parse_cell(cell) if cell is not None else None,
         wavelength=parse_wavelength(wavelength) if wavelength is not None else None,
         weights=weights, format=fmt, keep_samples=save_samples, symmetrise=symmetrise,
-        modify=None if modify_cycles is None else ModificationConfig(cycles=modify_cycles, symmetry=modify_symmetry),
+        modify=None if modify_cycles is None else ModificationConfig(cycles=modify_cycles, symmetry=modify_symmetry,
+                                                                     histogram=modify_histogram),
         formula_units=formula_units,
     )
     result = predict(pattern, config, progress=_echo)
