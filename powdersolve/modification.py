@@ -111,7 +111,7 @@ def spread_positions(lattice: np.ndarray, count: int, min_distance: float, rng: 
     return out
 
 
-def reference_histogram(lattice: np.ndarray, numbers: np.ndarray, occupancy: np.ndarray, n: int, b_iso: float,
+def reference_histogram(lattice: np.ndarray, numbers: np.ndarray, occupancy: np.ndarray | None, n: int, b_iso: float,
                         draws: int = 3, min_distance: float = 1.8, seed: int = 0) -> np.ndarray:
     """The sorted voxel values (n^3,) (e/A^3) expected of the CMED of these atoms in this cell.
 

@@ -122,3 +122,15 @@ def test_cli_refuses_a_bad_sharpen_setting(tiny_weights: Path, two_cifs: Path) -
                          timeout=300)
     assert res.returncode == 2
     assert "--sharpen" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_histogram_matched_modification_is_recorded_and_scored(tiny_weights: Path, two_cifs: Path) -> None:
+    cfg = EvalConfig(grid=12, samples=1, modify=ModificationConfig(cycles=1, histogram="final"))
+    rep = evaluate(tiny_weights, two_cifs, cfg, progress=False)
+    assert rep["protocol"]["modify"]["histogram"] == "final"
+    assert all(-1 <= r["cc_modified"] <= 1 for r in rep["per_crystal"])
+    res = subprocess.run([sys.executable, "-m", "powdersolve", "evaluate", "--weights", str(tiny_weights),
+                          "--structures", str(two_cifs), "--modify-histogram", "final"], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 2
+    assert "--modify-histogram needs --modify" in res.stderr and "Traceback" not in res.stderr
