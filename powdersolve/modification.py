@@ -272,6 +272,7 @@ def _modify(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: 
 
     if cfg.histogram != "none":
         reference = reference_histogram(lattice, numbers, occupancy, n, cfg.b_iso)
+    if cfg.histogram == "cycles":
         work_reference = (reference if b_work == cfg.b_iso
                           else reference_histogram(lattice, numbers, occupancy, n, b_work))
 

@@ -115,7 +115,8 @@ class PredictConfig:
         if self.formula_units is not None and self.formula_units < 1:
             raise InputError(f"--formula-units {self.formula_units}: give a whole number >= 1")
         if (self.modify is not None and self.modify.histogram != "none"
-                and (self.composition is None or self.formula_units is None)):
+                and (self.composition is None or self.formula_units is None
+                     or not parse_composition(self.composition).ratios_known)):
             raise InputError("histogram matching (--modify-histogram) needs the atoms per cell: give --composition "
                              "with ratios and --formula-units")
         if not MIN_GRID <= int(self.grid) <= MAX_GRID:
@@ -579,9 +580,6 @@ def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: n
         occupancy = np.repeat(per_cell / sites, sites)
         electrons = None
         info.update(scale="wilson", formula_units_per_cell=formula_units)
-    elif cfg.histogram != "none":
-        raise InputError("histogram matching (--modify-histogram) needs the atoms per cell: give --composition "
-                         "with ratios and --formula-units")
     else:
         cfg = replace(cfg, scale="model")
         numbers, occupancy, electrons = None, None, electrons_map

@@ -161,7 +161,9 @@ def test_parse_cell() -> None:
                                   ["--grid", 200], ["--samples", 0], ["--composition", "Xx2"],
                                   ["--modify", -1], ["--formula-units", 0], ["--modify-symmetry"],
                                   ["--modify-histogram", "final"], ["--modify", 2, "--modify-histogram", "cycles"],
-                                  ["--modify", 2, "--modify-histogram", "most"]])
+                                  ["--modify", 2, "--modify-histogram", "most"],
+                                  ["--modify", 2, "--modify-histogram", "final", "--composition", "Ca,F",
+                                   "--formula-units", 4]])
 def test_bad_arguments_exit_2(tmp_path: Path, cu_xy: Path, weights: Path, args: list,
                               capsys: pytest.CaptureFixture) -> None:
     full = [cu_xy, "--weights", weights, "--out", tmp_path / "o", *args]
