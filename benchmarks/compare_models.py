@@ -86,6 +86,12 @@ def main() -> None:
                 entry.update({f"{key}_a": float(a[key].mean()), f"{key}_b": float(b[key].mean()),
                               f"{key}_diff": float(d.mean()),
                               f"{key}_diff_se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None})
+        elemental = np.array([len(set(r.crystal.numbers.tolist())) == 1 for r in sel])
+        if 1 < elemental.sum() < len(sel):  # elements' own structures, apart: the benchmark sets hold many
+            d = b["cc"][elemental] - a["cc"][elemental]
+            entry["elements"] = {"n": int(elemental.sum()), "cc_a": float(a["cc"][elemental].mean()),
+                                 "cc_b": float(b["cc"][elemental].mean()), "diff": float(d.mean()),
+                                 "diff_se": float(d.std(ddof=1) / np.sqrt(len(d)))}
         doc["generators"][gen] = entry
         print(gen, json.dumps(entry), flush=True)
     atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")

@@ -72,6 +72,11 @@ class BuildConfig:
         max_atoms: largest conventional cell (atoms).
         timeout_s: per-candidate generator time limit (seconds).
         fractions: train/val/test fractions of the hash split.
+        paper_encoding: store the paper's Mo K-alpha 2-theta encoding (zeros otherwise).
+        perturb: prototypes: largest symmetry-keeping displacement of each site (Angstrom).
+        group_swap: prototypes: an element's own structure may take another element of its group.
+        variants: crystals kept per (formula, space group) at load time; more than 1 only makes
+            sense with ``perturb`` (free-coordinate variants of one compound).
     """
 
     generators: tuple[str, ...] = ("prototypes",)
@@ -86,6 +91,9 @@ class BuildConfig:
     timeout_s: float = 5.0
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     paper_encoding: bool = True
+    perturb: float = 0.0
+    group_swap: bool = False
+    variants: int = 1
 
     def __post_init__(self) -> None:
         if self.count <= 0:
@@ -94,6 +102,10 @@ class BuildConfig:
             raise InputError(f"--shard-size {self.shard_size} must be a positive integer")
         if self.workers <= 0:
             raise InputError(f"--workers {self.workers} must be a positive integer")
+        if self.perturb < 0:
+            raise InputError(f"--perturb {self.perturb} must be a non-negative distance in Angstrom")
+        if self.variants <= 0:
+            raise InputError(f"--variants {self.variants} must be a positive integer")
         if not self.generators:
             raise InputError("--generator is empty; use prototypes, random or files:DIR")
         for g in self.generators:
@@ -105,8 +117,10 @@ class BuildConfig:
         """Settings that determine the shard contents (workers excluded)."""
         d = dataclasses.asdict(self)
         d.pop("workers")
-        if self.paper_encoding:  # the default; left out so folders built before the option still resume
-            d.pop("paper_encoding")
+        # Settings at their defaults are left out, so folders built before the options still resume.
+        for name, default in (("paper_encoding", True), ("perturb", 0.0), ("group_swap", False), ("variants", 1)):
+            if d[name] == default:
+                d.pop(name)
         d["generators"] = list(self.generators)
         d["fractions"] = list(self.fractions)
         return d
@@ -170,7 +184,8 @@ def _shard_crystals(cfg: BuildConfig, task: ShardTask) -> list[Crystal]:
         return found[task.offset:task.offset + task.count]
     return generate(task.generator, cfg.system, task.count, [cfg.seed, task.index],
                     min_distance=cfg.min_distance, covalent_factor=cfg.covalent_factor,
-                    max_atoms=cfg.max_atoms, timeout_s=cfg.timeout_s)
+                    max_atoms=cfg.max_atoms, timeout_s=cfg.timeout_s, perturb=cfg.perturb,
+                    group_swap=cfg.group_swap)
 
 
 def shard_arrays(crystals: Sequence[Crystal], generator: str,
@@ -288,18 +303,30 @@ def read_shard(path: str | Path) -> list[Record]:
     return out
 
 
+def build_variants(directory: str | Path) -> int:
+    """Crystals a dataset folder keeps per (formula, space group): its build's ``variants`` (1 without a build.json)."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        return 1
+    try:
+        return int(json.loads(path.read_text()).get("variants", 1))
+    except (ValueError, TypeError, AttributeError):
+        raise InputError(f"{path}: not a build config written by `powdersolve data build`") from None
+
+
 def load_dataset(directory: str | Path, split: str | None = None) -> list[Record]:
-    """Records of a dataset folder, deduplicated by (formula, space group) keeping the first in shard order,
-    optionally only one split ('train', 'val', 'test')."""
+    """Records of a dataset folder, deduplicated by (formula, space group) keeping the first in shard order
+    (the first ``variants`` of its build), optionally only one split ('train', 'val', 'test')."""
     if split not in (None, "train", "val", "test"):
         raise InputError(f"split '{split}' must be train, val or test")
-    seen: set[tuple[str, int]] = set()
+    keep = build_variants(directory)
+    seen: Counter[tuple[str, int]] = Counter()
     out = []
     for f in shard_files(directory):
         for r in read_shard(f):
-            if r.crystal.key in seen:
+            if seen[r.crystal.key] >= keep:
                 continue
-            seen.add(r.crystal.key)
+            seen[r.crystal.key] += 1
             if split is None or r.split == split:
                 out.append(r)
     return out
@@ -307,14 +334,13 @@ def load_dataset(directory: str | Path, split: str | None = None) -> list[Record
 
 def load_datasets(directories: Sequence[str | Path], split: str | None = None) -> list[Record]:
     """Records of several dataset folders, deduplicated by (formula, space group) across them (the first
-    folder that holds a crystal keeps it), optionally only one split."""
+    folder that holds a crystal keeps it, with its variants), optionally only one split."""
     seen: set[tuple[str, int]] = set()
     out = []
     for d in directories:
-        for r in load_dataset(d, split):
-            if r.crystal.key not in seen:
-                seen.add(r.crystal.key)
-                out.append(r)
+        mine = load_dataset(d, split)
+        out += [r for r in mine if r.crystal.key not in seen]
+        seen |= {r.crystal.key for r in mine}
     return out
 
 
@@ -369,9 +395,15 @@ def _card_markdown(card: dict) -> str:
         return f"## {title}\n\n| value | count |\n|---|---|\n{rows}\n"
 
     s = card["settings"]
-    head = (f"# Data card\n\n{card['n_records']} unique crystals ({card['n_stored']} generated, "
+    variants = int(s.get("variants", 1))
+    kept = "unique crystals" if variants == 1 else f"crystals, up to {variants} per (formula, space group)"
+    extra = ""
+    if s.get("perturb", 0.0) or s.get("group_swap", False):
+        extra = (f"- prototype variation: sites moved by up to {s.get('perturb', 0.0)} A keeping the space group; "
+                 f"elements' own structures swapped within their group: {'yes' if s.get('group_swap') else 'no'}\n")
+    head = (f"# Data card\n\n{card['n_records']} {kept} ({card['n_stored']} generated, "
             f"{card['n_duplicates_removed']} duplicates of (formula, space group) removed).\n\n"
-            f"- generators: {', '.join(s['generators'])}; system: {s['system']}; seed: {s['seed']}\n"
+            f"- generators: {', '.join(s['generators'])}; system: {s['system']}; seed: {s['seed']}\n{extra}"
             f"- filters: min distance {s['min_distance']} A, {s['covalent_factor']} x covalent radii, "
             f"<= {s['max_atoms']} atoms; benchmark exclusion list applied\n"
             f"- card hash (sha256 of shard hashes): `{card['card_hash']}`\n\n")

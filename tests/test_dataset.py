@@ -146,3 +146,26 @@ def test_cli_sigkill_then_resume(tmp_path):
     assert _bytes(killed) == _bytes(ref)
     assert card_hash(killed) == card_hash(ref)
     assert len(read_shard(killed / "shard-00000.npz")) == 3
+
+
+def test_variants_keep_several_crystals_per_key(tmp_path):
+    cfg = BuildConfig(generators=("prototypes",), system="166", count=12, seed=2, shard_size=6, workers=1,
+                      max_atoms=12, perturb=0.3, group_swap=True, variants=3)
+    out = tmp_path / "v"
+    card = build_dataset(cfg, out, progress=False)
+    records = load_dataset(out)
+    counts = {}
+    for r in records:
+        counts[r.crystal.key] = counts.get(r.crystal.key, 0) + 1
+    assert 1 < max(counts.values()) <= 3 and len(records) == card["n_records"]
+    assert json.loads((out / "build.json").read_text())["variants"] == 3
+    assert "up to 3 per (formula, space group)" in (out / "data_card.md").read_text()
+    # The plain build of the same settings keeps one per key.
+    plain = tmp_path / "p"
+    build_dataset(BuildConfig(generators=("prototypes",), system="166", count=12, seed=2, shard_size=6,
+                              workers=1, max_atoms=12, perturb=0.3, group_swap=True), plain, progress=False)
+    assert len(load_dataset(plain)) == len(counts)
+    with pytest.raises(InputError):
+        BuildConfig(variants=0)
+    with pytest.raises(InputError):
+        BuildConfig(perturb=-1.0)

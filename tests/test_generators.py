@@ -100,3 +100,50 @@ def test_bad_generator():
         generate("nope", "cubic", 1, 0)
     with pytest.raises(InputError):
         generate("random", "cubic", 0, 0)
+
+
+def _trigonal_template(formula: str, spacegroup: int):
+    from powdersolve.structures.generators import _templates
+
+    return next(c for c, sg, _ in _templates(parse_system("trigonal"), 20)
+                if c.composition.reduced_formula == formula and sg == spacegroup)
+
+
+@pytest.mark.parametrize("formula, spacegroup", [("Se", 152), ("As", 166), ("Sm", 166)])
+def test_perturbation_keeps_space_group_and_moves_free_coordinates(formula, spacegroup):
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from powdersolve.structures.generators import perturb_symmetric
+
+    s = _trigonal_template(formula, spacegroup)
+    moved = [perturb_symmetric(s, np.random.default_rng(k), 0.3) for k in range(4)]
+    for m in moved:
+        assert len(m) == len(s)
+        assert SpacegroupAnalyzer(m, symprec=1e-3).get_space_group_number() == spacegroup
+        # Each atom moved at most the amount (the nearest old site of the same orbit is within it).
+        d = m.lattice.get_all_distances(m.frac_coords, s.frac_coords)
+        assert d.min(axis=1).max() <= 0.3 + 1e-6
+    assert max(np.abs(m.frac_coords - s.frac_coords).max() for m in moved) > 1e-3  # not a fixed point
+    again = perturb_symmetric(s, np.random.default_rng(0), 0.3)
+    assert np.allclose(again.frac_coords, moved[0].frac_coords)
+
+
+def test_group_swap_gives_elements_their_group_neighbours():
+    from powdersolve.structures.generators import _substitute
+
+    s = _trigonal_template("As", 166)
+    plain = {_substitute(s, (), np.random.default_rng(k)).composition.reduced_formula for k in range(30)}
+    swapped = {_substitute(s, (), np.random.default_rng(k), group_swap=True).composition.reduced_formula
+               for k in range(30)}
+    assert plain == {"As"}
+    assert len(swapped) > 1 and swapped <= {"N", "P", "As", "Sb", "Bi"}
+
+
+def test_perturbed_prototypes_pass_the_filters():
+    crystals = generate("prototypes", "trigonal", 6, [5, 0], max_atoms=20, perturb=0.3, group_swap=True)
+    for c in crystals:
+        sg = spglib.get_symmetry_dataset((c.lattice, c.frac, c.numbers), symprec=0.1).number
+        assert sg == c.spacegroup and 143 <= sg <= 167
+        assert distances_ok(c, 1.0, 0.6) and not is_excluded(c.formula, c.spacegroup)
+    with pytest.raises(InputError):
+        generate("prototypes", "trigonal", 1, 0, perturb=-0.1)

@@ -35,9 +35,16 @@ def data() -> None:
               help="Smallest interatomic distance (Angstrom).")
 @click.option("--no-paper-encoding", is_flag=True,
               help="Skip the paper's Mo 0-180 deg encoding (stored as zeros): several times faster for large cells.")
+@click.option("--perturb", type=float, default=0.0, show_default=True,
+              help="Prototypes: move each site by up to this many Angstrom, keeping the space group.")
+@click.option("--group-swap", is_flag=True,
+              help="Prototypes: an element's own structure may take another element of its periodic-table group.")
+@click.option("--variants", type=int, default=1, show_default=True,
+              help="Crystals kept per (formula, space group); >1 keeps --perturb's free-coordinate variants.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build(generator: str, system: str, count: int, out: str, workers: int, seed: int, shard: str | None,
-          shard_size: int, max_atoms: int, min_distance: float, no_paper_encoding: bool, quiet: bool) -> None:
+          shard_size: int, max_atoms: int, min_distance: float, no_paper_encoding: bool, perturb: float,
+          group_swap: bool, variants: int, quiet: bool) -> None:
     """Generate crystals, their stick patterns and paper encodings into OUT/shard-*.npz.
 
     Rerunning the same command resumes an interrupted build; the result is byte-identical.
@@ -51,7 +58,8 @@ def build(generator: str, system: str, count: int, out: str, workers: int, seed:
         raise InputError("--max-atoms must be positive and --min-distance non-negative")
     cfg = BuildConfig(generators=gens, system=system, count=count, seed=seed, shard_size=shard_size,
                       workers=workers, max_atoms=max_atoms, min_distance=min_distance,
-                      paper_encoding=not no_paper_encoding)
+                      paper_encoding=not no_paper_encoding, perturb=perturb, group_swap=group_swap,
+                      variants=variants)
     part = parse_shard(shard) if shard is not None else None
     t0 = time.perf_counter()
     card = build_dataset(cfg, out, shard=part, progress=not quiet)
@@ -59,5 +67,5 @@ def build(generator: str, system: str, count: int, out: str, workers: int, seed:
     if card is None:
         click.echo(f"built shard part {shard} of {out} in {wall:.1f} s; rerun without --shard for the data card")
     else:
-        click.echo(f"{out}: {card['n_records']} unique crystals ({card['n_duplicates_removed']} duplicates "
+        click.echo(f"{out}: {card['n_records']} crystals ({card['n_duplicates_removed']} duplicates "
                    f"removed) in {wall:.1f} s; card hash {card['card_hash'][:16]}")

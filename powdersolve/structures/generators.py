@@ -203,9 +203,14 @@ def _templates(groups: tuple[int, ...], max_atoms: int) -> tuple[tuple[Structure
     return tuple(out)
 
 
-def _substitute(template: Structure, ox: tuple, rng: np.random.Generator) -> Structure | None:
+def _substitute(template: Structure, ox: tuple, rng: np.random.Generator,
+                group_swap: bool = False) -> Structure | None:
     """Swap each element for one of the same oxidation state (or, without one, a similar metal),
-    preferring similar electronegativity; distinct elements stay distinct so symmetry is kept."""
+    preferring similar electronegativity; distinct elements stay distinct so symmetry is kept.
+
+    A non-metal without an oxidation state (an element's own structure: Se chains, As layers) stays
+    itself, or with ``group_swap`` takes an element of its periodic-table group (As -> P, Sb, Bi).
+    """
     old = sorted({sp.symbol for sp in template.species})
     states = dict(ox)
     mapping: dict[str, str] = {}
@@ -217,6 +222,8 @@ def _substitute(template: Structure, ox: tuple, rng: np.random.Generator) -> Str
             pool = [e for e in _elements() if q in e.common_oxidation_states]
         elif e_old.is_metal:
             pool = [e for e in _elements() if e.is_metal]
+        elif group_swap:
+            pool = [e for e in _elements() if e.group == e_old.group and (e.row > 1 or e == e_old)]
         else:
             pool = [e_old]
         pool = [e for e in pool if e.symbol not in used] or [e_old]
@@ -249,6 +256,39 @@ def _strain(s: Structure, sg: int, rng: np.random.Generator, amount: float = 0.0
     return out
 
 
+def perturb_symmetric(s: Structure, rng: np.random.Generator, amount: float, symprec: float = 0.1) -> Structure:
+    """The structure with every symmetry-distinct site moved by up to ``amount`` Angstrom, keeping its space group.
+
+    Each orbit's representative gets a random displacement averaged over the site's stabiliser (so a
+    special position moves only along its free directions), and the orbit is regenerated from it by
+    the space-group operations. The lattice is unchanged.
+    """
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    sga = SpacegroupAnalyzer(s, symprec=symprec)
+    ops = sga.get_space_group_operations()
+    rot = np.array([op.rotation_matrix for op in ops])
+    trans = np.array([op.translation_vector for op in ops])
+    inv_lat = np.linalg.inv(s.lattice.matrix)
+    species, coords = [], []
+    for group in sga.get_symmetrized_structure().equivalent_sites:
+        x = group[0].frac_coords
+        images = np.einsum("kij,j->ki", rot, x) + trans
+        diff = images - x
+        stabiliser = np.all(np.abs(diff - np.rint(diff)) < 1e-3, axis=1)
+        direction = rng.normal(size=3)
+        cart = direction / np.linalg.norm(direction) * rng.uniform(0.0, amount)
+        d = np.einsum("kij,j->i", rot[stabiliser], cart @ inv_lat) / stabiliser.sum()
+        orbit = (np.einsum("kij,j->ki", rot, x + d) + trans) % 1.0
+        unique: list[np.ndarray] = []
+        for y in orbit:
+            if not any(np.all(np.abs((y - u) - np.rint(y - u)) < 1e-4) for u in unique):
+                unique.append(y)
+        species += [group[0].species] * len(unique)
+        coords += unique
+    return Structure(s.lattice, species, coords)
+
+
 @functools.cache
 def _volume_predictor():
     from pymatgen.analysis.structure_prediction.volume_predictor import DLSVolumePredictor
@@ -256,16 +296,19 @@ def _volume_predictor():
     return DLSVolumePredictor()
 
 
-def _prototype_candidate(groups: tuple[int, ...], max_atoms: int, rng: np.random.Generator) -> Structure | None:
+def _prototype_candidate(groups: tuple[int, ...], max_atoms: int, rng: np.random.Generator,
+                         perturb: float = 0.0, group_swap: bool = False) -> Structure | None:
     templates = _templates(groups, max_atoms)
     if not templates:
         raise InputError(f"no AFLOW prototype has a space group in {groups[0]}-{groups[-1]} with <= {max_atoms} "
                          "atoms; use --generator random")
     conv, sg, ox = templates[int(rng.integers(len(templates)))]
-    s = _substitute(conv, ox, rng)
+    s = _substitute(conv, ox, rng, group_swap)
     if s is None:
         return None
     s = _strain(s, sg, rng)
+    if perturb > 0:
+        s = perturb_symmetric(s, rng, perturb)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # DLS falls back to atomic radii with a warning per call
@@ -379,7 +422,8 @@ def _warm_up(kind: str, groups: tuple[int, ...], max_atoms: int) -> None:
 
 def generate(kind: str, system: str | Sequence[int], count: int, seed: int | Sequence[int], *,
              min_distance: float = DEFAULT_MIN_DISTANCE, covalent_factor: float = DEFAULT_COVALENT_FACTOR,
-             max_atoms: int = DEFAULT_MAX_ATOMS, timeout_s: float = 5.0) -> list[Crystal]:
+             max_atoms: int = DEFAULT_MAX_ATOMS, timeout_s: float = 5.0, perturb: float = 0.0,
+             group_swap: bool = False) -> list[Crystal]:
     """``count`` filtered crystals from generator ``kind`` ('prototypes', 'random' or 'files:DIR').
 
     Args:
@@ -390,6 +434,10 @@ def generate(kind: str, system: str | Sequence[int], count: int, seed: int | Seq
         covalent_factor: smallest allowed distance as a fraction of the sum of covalent radii.
         max_atoms: largest conventional cell (atoms).
         timeout_s: CPU-time limit per candidate in seconds (main thread only; 0 disables).
+        perturb: prototypes only: largest symmetry-keeping displacement of each site in Angstrom
+            (:func:`perturb_symmetric`), so one prototype yields many free-coordinate variants.
+        group_swap: prototypes only: an element's own structure may take another element of its
+            periodic-table group (see :func:`_substitute`).
 
     Raises:
         InputError: bad arguments, or fewer than ``count`` crystals after
@@ -406,7 +454,12 @@ def generate(kind: str, system: str | Sequence[int], count: int, seed: int | Seq
         return found[:count]
     if kind not in KINDS:
         raise InputError(f"unknown generator '{kind}'; use prototypes, random or files:DIR")
-    make = _prototype_candidate if kind == "prototypes" else _random_candidate
+    if perturb < 0:
+        raise InputError(f"perturb {perturb} must be a non-negative distance in Angstrom")
+    if kind == "prototypes":
+        make = functools.partial(_prototype_candidate, perturb=perturb, group_swap=group_swap)
+    else:
+        make = _random_candidate
     _warm_up(kind, groups, max_atoms)
     seeds = [int(seed)] if isinstance(seed, int | np.integer) else [int(s) for s in seed]
     rng = np.random.default_rng(np.random.SeedSequence(seeds))
