@@ -4,7 +4,8 @@ Each model predicts the posterior-mean map (true cell, no augmentation) of the s
 crystals of a dataset, per generator; map correlation (24 rotations x all origin shifts, grid 24)
 against the true CMED. With ``--samples N`` it also scores the best of the posterior mean and N - 1
 latent draws, by map CC and by the paper's SSIM (the evaluate protocol at this grid). Prints and saves
-the means and the paired differences with their standard errors.
+the means and the paired differences with their standard errors, and the same CC figures for the
+elements among the crystals (``elements``; the real benchmark sets hold many).
 
     python benchmarks/compare_models.py --data data/build/trigonal_r \
         --a powdersolve/weights/trigonal.safetensors --b runs/trigonal_r/best.safetensors

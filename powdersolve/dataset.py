@@ -7,7 +7,8 @@ and a killed build resumes by skipping shards that exist (each is written atomic
 config gives byte-identical shards (``np.savez`` stamps every member with 1980-01-01).
 
 Duplicates of (reduced formula, space group) are removed at load time, keeping the first
-occurrence in shard order; the data card describes the deduplicated set.
+occurrence in shard order (the first ``variants`` of them for a build made with several variants
+per compound); the data card describes the deduplicated set.
 
 Per record a shard stores the crystal, its stick pattern (Q up to 8.5 1/A, B = 0), the paper's
 1024-bin Mo K-alpha 2-theta encoding and the split. Variable-length arrays are flattened with
