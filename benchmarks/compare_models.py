@@ -56,6 +56,13 @@ def scores(weights: Path, records: list, grid: int, samples: int = 1) -> dict[st
     return {k: np.array(v) for k, v in out.items() if v}
 
 
+def _paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float | None]:
+    """Means of ``a`` and ``b``, the mean paired difference b - a and its standard error (None for one crystal)."""
+    d = b - a
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None
+    return float(a.mean()), float(b.mean()), float(d.mean()), se
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -78,21 +85,16 @@ def main() -> None:
     for gen in sorted({r.generator for r in records}):
         sel = [r for r in records if r.generator == gen][: args.limit]
         a, b = scores(args.a, sel, args.grid, args.samples), scores(args.b, sel, args.grid, args.samples)
-        d = b["cc"] - a["cc"]
-        entry = {"n": len(sel), "cc_a": float(a["cc"].mean()), "cc_b": float(b["cc"].mean()), "diff": float(d.mean()),
-                 "diff_se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None}
+        cc_a, cc_b, diff, se = _paired(a["cc"], b["cc"])
+        entry = {"n": len(sel), "cc_a": cc_a, "cc_b": cc_b, "diff": diff, "diff_se": se}
         for key in ("cc_best", "ssim_best"):
             if key in a:
-                d = b[key] - a[key]
-                entry.update({f"{key}_a": float(a[key].mean()), f"{key}_b": float(b[key].mean()),
-                              f"{key}_diff": float(d.mean()),
-                              f"{key}_diff_se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None})
+                ma, mb, diff, se = _paired(a[key], b[key])
+                entry.update({f"{key}_a": ma, f"{key}_b": mb, f"{key}_diff": diff, f"{key}_diff_se": se})
         elemental = np.array([len(set(r.crystal.numbers.tolist())) == 1 for r in sel])
         if 1 < elemental.sum() < len(sel):  # elements' own structures, apart: the benchmark sets hold many
-            d = b["cc"][elemental] - a["cc"][elemental]
-            entry["elements"] = {"n": int(elemental.sum()), "cc_a": float(a["cc"][elemental].mean()),
-                                 "cc_b": float(b["cc"][elemental].mean()), "diff": float(d.mean()),
-                                 "diff_se": float(d.std(ddof=1) / np.sqrt(len(d)))}
+            cc_a, cc_b, diff, se = _paired(a["cc"][elemental], b["cc"][elemental])
+            entry["elements"] = {"n": int(elemental.sum()), "cc_a": cc_a, "cc_b": cc_b, "diff": diff, "diff_se": se}
         doc["generators"][gen] = entry
         print(gen, json.dumps(entry), flush=True)
     atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
