@@ -5,7 +5,8 @@ crystals of a dataset, per generator; map correlation (24 rotations x all origin
 against the true CMED. With ``--samples N`` it also scores the best of the posterior mean and N - 1
 latent draws, by map CC and by the paper's SSIM (the evaluate protocol at this grid). Prints and saves
 the means and the paired differences with their standard errors, and the same CC figures for the
-elements among the crystals (``elements``; the real benchmark sets hold many).
+elements among the crystals (``elements``; the real benchmark sets hold many) and for the chiral ones
+(``chiral``, Sohncke groups: their hand is not in the pattern).
 
     python benchmarks/compare_models.py --data data/build/trigonal_r \
         --a powdersolve/weights/trigonal.safetensors --b runs/trigonal_r/best.safetensors
@@ -24,6 +25,7 @@ from powdersolve.dataset import load_dataset
 from powdersolve.density import DensityConfig, density_grid
 from powdersolve.fileio import atomic_write_text
 from powdersolve.metrics import map_correlation, score_predictions
+from powdersolve.structures import is_chiral
 from powdersolve.train import TrainConfig, TrainingSet, aux_of
 from powdersolve.weights import load_model
 
@@ -91,10 +93,21 @@ def main() -> None:
             if key in a:
                 ma, mb, diff, se = _paired(a[key], b[key])
                 entry.update({f"{key}_a": ma, f"{key}_b": mb, f"{key}_diff": diff, f"{key}_diff_se": se})
-        elemental = np.array([len(set(r.crystal.numbers.tolist())) == 1 for r in sel])
-        if 1 < elemental.sum() < len(sel):  # elements' own structures, apart: the benchmark sets hold many
-            cc_a, cc_b, diff, se = _paired(a["cc"][elemental], b["cc"][elemental])
-            entry["elements"] = {"n": int(elemental.sum()), "cc_a": cc_a, "cc_b": cc_b, "diff": diff, "diff_se": se}
+        subsets = {
+            # elements' own structures, apart: the benchmark sets hold many
+            "elements": np.array([len(set(r.crystal.numbers.tolist())) == 1 for r in sel]),
+            # chiral crystals (Sohncke groups), whose hand the pattern cannot tell
+            "chiral": np.array([is_chiral(r.crystal.spacegroup) for r in sel]),
+        }
+        for name, mask in subsets.items():
+            if 1 < mask.sum() < len(sel):
+                sub = {"n": int(mask.sum())}
+                # The same key names as the whole set's: cc_a, ..., diff_se; cc_best_a, ..., cc_best_diff_se.
+                for key, names in (("cc", ("cc_a", "cc_b", "diff", "diff_se")),
+                                   ("cc_best", ("cc_best_a", "cc_best_b", "cc_best_diff", "cc_best_diff_se"))):
+                    if key in a:
+                        sub.update(zip(names, _paired(a[key][mask], b[key][mask])))
+                entry[name] = sub
         doc["generators"][gen] = entry
         print(gen, json.dumps(entry), flush=True)
     atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")

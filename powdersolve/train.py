@@ -44,6 +44,7 @@ from powdersolve.inputs import (
     xrd_input_from_sticks,
 )
 from powdersolve.model import CONFIGS, CMEDNet, ModelConfig, build_model, shift_invariant_l2
+from powdersolve.structures import is_chiral
 from powdersolve.weights import save_model
 
 
@@ -67,6 +68,12 @@ class TrainConfig:
             crystal whose pattern leaves phases open is then not pulled to the shrunken average of its
             answers, and the latent samples learn distinct answers that best-of-N scoring and the solver
             can use. 1 = the paper's single draw.
+        invert: probability that a chiral training crystal's (Sohncke group's) target is its inverse
+            rho(-x), the enantiomorph. A powder pattern cannot tell a structure from its inverse (Friedel's
+            law), so the stored hand of a chiral crystal is an arbitrary label; with ``hypotheses`` > 1 the
+            draws can learn both hands instead of one. Achiral crystals are never inverted: their inverse
+            is a rotated copy (which the scores allow for), and the stored orientation is a convention
+            the network can learn (0 = targets as stored).
         val_every: epochs between validations; val_grid / val_max: grid and number of crystals.
         ckpt_every: steps between checkpoints (plus one at every epoch end).
         augment: stick-pattern augmentations; 'paper' for the paper's only.
@@ -85,6 +92,7 @@ class TrainConfig:
     points_side: int = 10
     shift_grid: int = 0
     hypotheses: int = 1
+    invert: float = 0.0
     val_every: int = 5
     val_grid: int = 24
     val_max: int = 64
@@ -118,6 +126,7 @@ class TrainingSet:
         self.tcfg = train_cfg
         self.aug = Augment.paper() if train_cfg.augment == "paper" else Augment()
         self.amounts = [composition_amounts(r.crystal) for r in records]
+        self.chiral = np.array([is_chiral(r.crystal.spacegroup) for r in records], dtype=bool)
         if model_cfg.arch == "fourier":
             tg = [fourier_targets(r.crystal, model_cfg) for r in records]
             self.dc = torch.tensor([t[0] for t in tg], dtype=torch.float32)
@@ -157,13 +166,20 @@ class TrainingSet:
         if mcfg.amplitudes:
             out["amp"], out["mask"] = torch.from_numpy(np.stack(amps)), torch.from_numpy(np.stack(masks))
             out["logv"] = self.logv[torch.as_tensor(idx, dtype=torch.long)]
+        # Drawn only when used, so runs without inversion keep their random streams.
+        flip = np.zeros(len(idx), bool)
+        if augment and self.tcfg.invert > 0:
+            flip = (rng.random(len(idx)) < self.tcfg.invert) & self.chiral[idx]
         if self.mcfg.arch == "fourier":
             t = torch.as_tensor(idx, dtype=torch.long)
-            out["dc"], out["coef"] = self.dc[t], self.coef[t]
+            coef = self.coef[t]
+            # rho(-x) has coefficients F(-h) = conj F(h) on the half space.
+            out["dc"], out["coef"] = self.dc[t], torch.where(torch.from_numpy(flip)[:, None], coef.conj(), coef)
         else:
             side = self.tcfg.points_side
             pts = np.stack([stratified_points(side, rng) for _ in idx])
-            rho = np.stack([density_at(self.records[i].crystal, p, self.mcfg.b_iso) for i, p in zip(idx, pts)])
+            rho = np.stack([density_at(self.records[i].crystal, np.where(f, -p % 1.0, p), self.mcfg.b_iso)
+                            for i, p, f in zip(idx, pts, flip)])
             out["points"] = torch.from_numpy(pts.astype(np.float32))
             out["rho"] = torch.from_numpy(rho.astype(np.float32))
         return out

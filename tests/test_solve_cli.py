@@ -228,3 +228,20 @@ def test_shipped_model_solves_the_bundled_example(tmp_path: Path, capsys: pytest
     assert doc["candidates"][0]["spacegroup"] == 225 and doc["candidates"][0]["rwp"] < 0.15
     assert len(list((out / "candidates").glob("rank_*.cif"))) == len(doc["candidates"])
     assert StructureMatcher().fit(read_structure(out / "refined.cif"), truth)
+
+
+def test_modified_map_is_read_first(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--modified-map: the density-modified mean map, at its group's standard origin, gives the solution."""
+    from powdersolve.structures import read_structure
+
+    root = Path(__file__).resolve().parents[1] / "powdersolve" / "examples"
+    out = tmp_path / "solved"
+    code, _, err = run_cli([root / "CaF2_CuKa.xy", "--composition", "CaF2", "--samples", 2, "--modified-map",
+                            "--out", out], capsys)
+    assert code == 0, err
+    doc = json.loads((out / "solution.json").read_text())
+    assert any(m.startswith("modified mean averaged over Fm-3m") for m in doc["candidates"][0]["from_maps"])
+    assert doc["modification"]["symmetry"]["number"] == 225
+    assert (out / "density" / "density_modified.ccp4").exists()
+    truth = load_crystal(root / "CaF2_225.cif").to_structure()
+    assert StructureMatcher().fit(read_structure(out / "refined.cif"), truth)

@@ -102,6 +102,55 @@ def test_multiple_hypotheses_take_the_best_draw(tiny_data: Path) -> None:
     assert len({round(float(s.mean()), 6) for s in singles}) > 1  # the draws differ
 
 
+@pytest.mark.parametrize("arch", ["fourier", "query"])
+def test_inversion_augmentation_trains_chiral_crystals_on_their_enantiomorph(tmp_path: Path, arch: str) -> None:
+    """invert=1: a chiral crystal's target is its inverse; an achiral one's stays as stored."""
+    from powdersolve.density import density_at
+    from powdersolve.inputs import fourier_targets
+
+    crystals = []
+    # FeSi type, P2_13 (chiral), and zinc blende, F-43m (acentric, achiral); one record per formula + group.
+    for a, metal, anion in ((4.4, "Fe", "S"), (4.6, "Co", "Se")):
+        s = Structure.from_spacegroup("P2_13", Lattice.cubic(a), [metal, "Si"], [[0.137] * 3, [0.842] * 3])
+        crystals.append(Crystal.from_structure(s, 198))
+        s = Structure.from_spacegroup("F-43m", Lattice.cubic(a + 1), ["Zn", anion], [[0, 0, 0], [0.25, 0.25, 0.25]])
+        crystals.append(Crystal.from_structure(s, 216))
+    arrays = shard_arrays(crystals, "test")
+    arrays["split"] = np.array(["train"] * 4, dtype=np.str_)
+    with open(tmp_path / SHARD_PATTERN.format(0), "wb") as fh:
+        np.savez(fh, **arrays)
+    records = load_dataset(tmp_path, "train")
+    mcfg = tiny_config(arch)
+    idx = np.arange(len(records))
+    chiral = [r.crystal.spacegroup == 198 for r in records]
+    assert sum(chiral) == 2
+    want_crystals = [Crystal(r.crystal.lattice, -r.crystal.frac % 1.0, r.crystal.numbers, r.crystal.occupancy,
+                             r.crystal.formula, r.crystal.spacegroup) if c else r.crystal
+                     for r, c in zip(records, chiral)]
+    inv = TrainingSet(records, mcfg, _tcfg(invert=1.0)).batch(idx, np.random.default_rng(0))
+    plain = TrainingSet(records, mcfg, _tcfg(invert=1.0)).batch(idx, np.random.default_rng(0), augment=False)
+    if arch == "fourier":
+        want = np.stack([fourier_targets(c, mcfg)[1] for c in want_crystals])
+        np.testing.assert_allclose(inv["coef"].numpy(), want, atol=1e-5)
+        stored = np.stack([fourier_targets(r.crystal, mcfg)[1] for r in records])
+        np.testing.assert_allclose(plain["coef"].numpy(), stored, atol=1e-5)  # no augmentation, no inversion
+        assert np.abs(want - stored).max() > 1e-3  # the two hands differ
+    else:
+        want = np.stack([density_at(c, p.numpy().astype(np.float64), mcfg.b_iso)
+                         for c, p in zip(want_crystals, inv["points"])])
+        np.testing.assert_allclose(inv["rho"].numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_chiral_groups_are_the_groups_of_proper_operations() -> None:
+    from pymatgen.symmetry.groups import SpaceGroup
+
+    from powdersolve.structures import is_chiral
+
+    for n in range(1, 231):
+        proper = all(np.linalg.det(op.rotation_matrix) > 0 for op in SpaceGroup.from_int_number(n).symmetry_ops)
+        assert is_chiral(n) == proper, n
+
+
 def test_hypotheses_need_the_fourier_decoder(tiny_data: Path, tmp_path: Path) -> None:
     from powdersolve.errors import InputError
 

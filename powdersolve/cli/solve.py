@@ -41,6 +41,9 @@ def _echo(msg: str) -> None:
               help="Distinct candidates fully refined after a short screening fit of all (0: refine all fully).")
 @click.option("--no-map-symmetry", is_flag=True,
               help="Skip the space-group search in the mean map and its averaged-map candidates (~30% faster).")
+@click.option("--modified-map", is_flag=True,
+              help="Also read atoms from the density-modified mean map (the measured peaks' magnitudes, cycles "
+                   "averaged over the space group it shows); its candidates are refined first.")
 @click.option("--format", "fmt", type=click.Choice(sorted(READERS)), default=None,
               help="Pattern file format (default: from the extension or content).")
 @click.option("--no-kalpha2-strip", is_flag=True, help="Do not strip K-alpha2 (use for K-alpha1-only data).")
@@ -51,7 +54,7 @@ def _echo(msg: str) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def solve_command(pattern: Path, composition: str | None, cell: str | None, wavelength: str | None, system: str,
                   samples: int, grid: int, weights: Path | None, max_rwp: float, top_k: int, refine_top: int,
-                  no_map_symmetry: bool, fmt: str | None,
+                  no_map_symmetry: bool, modified_map: bool, fmt: str | None,
                   no_kalpha2_strip: bool, min_two_theta: float, seed: int, out: Path, overwrite: bool) -> None:
     """Solve the crystal structure that diffracts PATTERN.
 
@@ -75,7 +78,7 @@ def solve_command(pattern: Path, composition: str | None, cell: str | None, wave
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise OutputError(f"{out}: already exists; pass --overwrite or choose another --out")
     config = SolveConfig(samples=samples, grid=grid, max_rwp=max_rwp, top_k=top_k, refine_top=refine_top,
-                         map_symmetry=not no_map_symmetry)
+                         map_symmetry=not no_map_symmetry, modified_map=modified_map)
     pconfig = PredictConfig(
         samples=samples, grid=grid, seed=seed, system=system, strip_kalpha2=not no_kalpha2_strip,
         min_two_theta=min_two_theta, composition=composition, cell=parse_cell(cell) if cell is not None else None,

@@ -66,6 +66,14 @@ def register(group: click.Group) -> None:
     "samples become distinct answers (fourier decoder only).",
 )
 @click.option(
+    "--invert",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Probability of training a crystal on its inverse (the enantiomorph, which a powder pattern cannot "
+    "tell apart); use with --hypotheses > 1 so the latent samples cover both hands.",
+)
+@click.option(
     "--composition",
     "composition_kind",
     type=click.Choice(["fractions", "presence", "drop", "none"]),
@@ -112,6 +120,7 @@ def train_cmd(
     points_side,
     shift_grid,
     hypotheses,
+    invert,
     composition_kind,
     no_xrd,
     no_formula,
@@ -174,6 +183,7 @@ def train_cmd(
         points_side=points_side,
         shift_grid=shift_grid,
         hypotheses=hypotheses,
+        invert=invert,
         val_every=val_every,
         val_max=val_max,
         seed=seed,

@@ -38,6 +38,7 @@ from powdersolve.errors import InputError, NoSolutionError
 from powdersolve.fileio import atomic_output_dir, atomic_write_text
 from powdersolve.formats import Pattern, read_pattern
 from powdersolve.formats.maps import write_ccp4
+from powdersolve.modification import ModificationConfig
 from powdersolve.predict import PredictConfig, Prediction, predict, save_npy
 from powdersolve.solve.atoms import FAMILY_SYSTEMS, density_to_structures, lattice_family
 from powdersolve.solve.mapsymmetry import group_operations, plausible_groups_of, symmetrise_map
@@ -96,6 +97,10 @@ class SolveConfig:
             also read atoms from it averaged over each of the ``symmetry_top`` most symmetric
             plausible groups; those candidates are refined first.
         symmetry_top: plausible groups whose averaged maps are read.
+        modified_map: also read atoms from the density-modified mean map (the measured peaks'
+            magnitudes with the map's phases, error-reduction cycles, then cycles averaged over the most
+            symmetric space group the map obeys; :mod:`powdersolve.modification`), at that group's
+            standard origin, with the group's orbits; its candidates are refined before all others.
         skip_p1_pairs: when reading candidates, two structures that spglib could only place in P1
             are merged only when one is a copy of the other (:func:`powdersolve.solve.rank.same_sites`),
             without StructureMatcher, which took a quarter of the solve time, mostly on such pairs.
@@ -122,6 +127,7 @@ class SolveConfig:
     family_first: bool = True
     map_symmetry: bool = True
     symmetry_top: int = 3
+    modified_map: bool = False
     skip_p1_pairs: bool = True
 
     def __post_init__(self) -> None:
@@ -228,6 +234,7 @@ class SolveResult:
             "maps_read": self.n_maps, "distinct_structures_refined": self.n_distinct,
             "species_note": self.species_note, "notes": self.notes,
             "processing": None if pred is None else pred.processing,
+            "modification": None if pred is None else pred.modification,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
         }
 
@@ -558,13 +565,17 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = SolveConfi
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     pcfg = replace(predict_config or PredictConfig(), samples=config.samples, grid=config.grid, keep_samples=True)
+    if config.modified_map:
+        # The solver wants the map where its group's orbits are read: the group's standard origin.
+        pcfg = replace(pcfg, modify=replace(pcfg.modify or ModificationConfig(), symmetry=True, origin="standard"))
     pred = predict(pattern, pcfg, progress=progress)
     timings["predict"] = time.perf_counter() - t0
     assert pred.samples is not None  # keep_samples=True
     grids = ([pred.mean] if config.include_mean else []) + list(pred.samples)
     labels = (["mean"] if config.include_mean else []) + [f"sample {i}" for i in range(len(pred.samples))]
+    first = _modified_first(pred) if config.modified_map else []
     result = _solve_grids(grids, labels, pred.lattice, pcfg.composition, _observed_from_prediction(pred), config,
-                          say, timings)
+                          say, timings, first)
     result.prediction = pred
     return result
 
@@ -603,8 +614,20 @@ def solve_from_structures(pattern: str | os.PathLike | Pattern, structures: Sequ
                        config)
 
 
+def _modified_first(pred: Prediction) -> list[tuple[np.ndarray, str, int | None]]:
+    """The prediction's density-modified map as (grid, label, space group) to read before all others."""
+    if pred.modified is None:
+        return []
+    found = (pred.modification or {}).get("symmetry") or {}
+    number = found.get("number")
+    label = "modified mean" + (f" averaged over {found['group']}" if number else "")
+    return [(pred.modified, label, number)]
+
+
 def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray, composition: str | None,
-                 observed: Observed, config: SolveConfig, say: Progress, timings: dict[str, float]) -> SolveResult:
+                 observed: Observed, config: SolveConfig, say: Progress, timings: dict[str, float],
+                 first: Sequence[tuple[np.ndarray, str, int | None]] = ()) -> SolveResult:
+    """Candidates from ``grids`` (the first one searched for its group) and ``first`` (read before all)."""
     t0 = time.perf_counter()
     comp, ratios_known = composition_for_atoms(composition)
     n_first = 0
@@ -616,6 +639,11 @@ def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray
         groups = list(sym_groups) + groups
         timings["map_symmetry"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+    if first:
+        grids = [g for g, _, _ in first] + list(grids)
+        labels = [label for _, label, _ in first] + list(labels)
+        groups = [number for _, _, number in first] + groups
+        n_first += len(first)
     say(f"reading atoms from {len(grids)} density maps")
     structures, origins, species_note, notes, n_priority = candidates_from_grids(
         grids, lattice, comp, ratios_known=ratios_known, labels=labels, min_distance=config.min_distance,

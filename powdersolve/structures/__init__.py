@@ -4,6 +4,7 @@ from powdersolve.structures.crystal import Crystal
 from powdersolve.structures.io import (
     crystal_system,
     deduplicate,
+    is_chiral,
     iter_structure_files,
     load_crystal,
     read_structure,
@@ -14,6 +15,7 @@ __all__ = [
     "Crystal",
     "crystal_system",
     "deduplicate",
+    "is_chiral",
     "iter_structure_files",
     "load_crystal",
     "read_structure",

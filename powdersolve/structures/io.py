@@ -1,4 +1,4 @@
-"""Reading structures (CIF, POSCAR, pymatgen JSON; files and folders) and standardising them."""
+"""Reading structures (CIF, POSCAR, pymatgen JSON; files and folders), standardising them, and facts of space groups."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ MAX_ATOMS = 2000
 MAX_VOLUME = 1.0e6
 #: Shortest lattice translation accepted (A); no crystal repeats over a shorter distance.
 MIN_LATTICE_VECTOR = 1.0
+#: The 65 Sohncke space groups: only proper operations, so a crystal in one is chiral.
+SOHNCKE_GROUPS = frozenset((
+    1, 3, 4, 5, *range(16, 25), *range(75, 81), *range(89, 99), *range(143, 147), *range(149, 156),
+    *range(168, 174), *range(177, 183), *range(195, 200), *range(207, 215),
+))
 
 
 def _is_structure_file(p: Path) -> bool:
@@ -127,6 +132,15 @@ def crystal_system(spacegroup: int) -> str:
         (167, "trigonal"), (194, "hexagonal"), (230, "cubic"),
     ]
     return next(name for top, name in bounds if spacegroup <= top)
+
+
+def is_chiral(spacegroup: int) -> bool:
+    """Whether a crystal of this space group (1-230) is chiral: its group is a Sohncke group.
+
+    Its inverse, the enantiomorph, then differs from it by no rotation, while its powder pattern is the
+    same (Friedel's law). 0 (unknown) counts as not chiral.
+    """
+    return int(spacegroup) in SOHNCKE_GROUPS
 
 
 def deduplicate(crystals: Iterable[Crystal]) -> list[Crystal]:
