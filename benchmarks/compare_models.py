@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,17 @@ def scores(weights: Path, records: list, grid: int, samples: int = 1) -> dict[st
     return {k: np.array(v) for k, v in out.items() if v}
 
 
+def random_hands(records: list, rng: np.random.Generator) -> list:
+    """The records with each chiral crystal replaced by its inverse with probability 1/2."""
+    out = []
+    for r in records:
+        c = r.crystal
+        if is_chiral(c.spacegroup) and rng.random() < 0.5:
+            r = replace(r, crystal=replace(c, frac=-c.frac % 1.0))
+        out.append(r)
+    return out
+
+
 def _paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float | None]:
     """Means of ``a`` and ``b``, the mean paired difference b - a and its standard error (None for one crystal)."""
     d = b - a
@@ -76,13 +88,18 @@ def main() -> None:
                     help="also score the best of the posterior mean and samples-1 latent draws (CC and paper SSIM)")
     ap.add_argument("--splits", default="val,test",
                     help="splits to score (comma-separated); 'test' alone when a run was selected on 'val'")
+    ap.add_argument("--random-hand", action="store_true",
+                    help="invert each chiral crystal with probability 1/2 (seeded): its pattern is unchanged, and "
+                         "real crystals come in either hand, while a generator may keep a prototype's one")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "compare_models.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     splits = tuple(s for s in args.splits.split(",") if s)
     records = [r for r in load_dataset(args.data) if r.split in splits]
+    if args.random_hand:
+        records = random_hands(records, np.random.default_rng(0))
     doc = {"data": str(args.data), "splits": list(splits), "a": str(args.a), "b": str(args.b), "grid": args.grid,
-           "samples": args.samples,
+           "samples": args.samples, "random_hand": args.random_hand,
            "generators": {}}
     for gen in sorted({r.generator for r in records}):
         sel = [r for r in records if r.generator == gen][: args.limit]
