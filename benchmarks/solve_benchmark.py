@@ -30,7 +30,7 @@ Usage:
         [--patterns stick,measured] [--json benchmarks/results/solve_benchmark.json]
         [--dataset data/build/trigonal_r --systems trigonal]  # generated crystals, for choosing settings
         [--rwp-only] [--no-map-symmetry] [--merge-p1-pairs] [--n-z-averaged 1]  # variants of the solve settings
-        [--modified-map]  # also read the density-modified mean map
+        [--no-modified-map]  # without the density-modified mean map (before session 17)
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def solve_config(args: argparse.Namespace) -> SolveConfig:
     """The solve settings of a run: the defaults, with the variant flags applied."""
     return SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K), abstain=False,
                        family_first=not args.rwp_only, map_symmetry=not args.no_map_symmetry,
-                       modified_map=args.modified_map,
+                       modified_map=not args.no_modified_map,
                        skip_p1_pairs=not args.merge_p1_pairs, n_z_averaged=args.n_z_averaged)
 
 
@@ -297,8 +297,9 @@ def main() -> None:
                          "(for choosing settings without the benchmark); --systems names its one system")
     ap.add_argument("--rwp-only", action="store_true",
                     help="variant: rank by Rwp without the family-first rule (SolveConfig.family_first=False)")
-    ap.add_argument("--modified-map", action="store_true",
-                    help="also read atoms from the density-modified mean map, refined first")
+    ap.add_argument("--no-modified-map", action="store_true",
+                    help="variant: no candidates from the density-modified mean map (SolveConfig.modified_map=False, "
+                         "the setting before session 17)")
     ap.add_argument("--no-map-symmetry", action="store_true",
                     help="variant: no space-group search in the mean map (SolveConfig.map_symmetry=False)")
     ap.add_argument("--merge-p1-pairs", action="store_true",

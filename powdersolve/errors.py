@@ -26,6 +26,10 @@ class InputError(PowdersolveError, ValueError):
     exit_code = EXIT_BAD_INPUT
 
 
+class ModificationError(InputError):
+    """Density modification has nothing to work with (no measured peak on a reflection of the cell)."""
+
+
 class OutputError(PowdersolveError):
     """The output location cannot be written or already holds results."""
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from powdersolve.density import grid_q
 from powdersolve.diffraction.peaks import peak_membership, reflections_per_peak
-from powdersolve.errors import InputError
+from powdersolve.errors import InputError, ModificationError
 from powdersolve.scattering import form_factor, reflection_q
 
 
@@ -242,7 +242,7 @@ def _modify(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: 
     coef = np.fft.fftn(g, axes=axes)
     hit = member >= 0
     if not hit.any():
-        raise InputError("density modification: no peak falls on a reflection of the cell")
+        raise ModificationError("density modification: no peak falls on a reflection of the cell")
     idx = np.where(hit, member, 0)
     if cfg.scale == "wilson":
         wilson_k = np.sqrt(wilson_sum(numbers, occupancy, q[measured]) / max(float(peak_on_grid.sum()), 1e-300))

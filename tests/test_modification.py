@@ -185,3 +185,13 @@ def test_modification_with_histogram_matching_returns_the_expected_values() -> N
         ref = reference_histogram(c.lattice, c.numbers, c.occupancy, N, 8.0)
         assert np.allclose(np.sort(out[0].ravel()), ref)
         assert score_predictions(out, truth).cc > score_predictions(damaged[None], truth).cc
+
+
+def test_peaks_off_every_reflection_raise_a_modification_error() -> None:
+    from powdersolve.errors import ModificationError
+
+    lattice = np.eye(3) * 5.0  # reflections at Q = 2 pi / 5 sqrt(n) = 1.257, 1.777, ... 1/A
+    grid = np.random.default_rng(0).random((12, 12, 12))
+    with pytest.raises(ModificationError, match="no peak falls"):
+        modify_density(grid[None], lattice, np.array([1.0, 1.5]), np.array([1.0, 1.0]), 2.0, [20], [1.0],
+                       ModificationConfig(cycles=1))

@@ -245,3 +245,26 @@ def test_modified_map_is_read_first(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert (out / "density" / "density_modified.ccp4").exists()
     truth = load_crystal(root / "CaF2_225.cif").to_structure()
     assert StructureMatcher().fit(read_structure(out / "refined.cif"), truth)
+
+
+def test_solve_goes_on_without_the_modified_map_when_modification_has_nothing(monkeypatch: pytest.MonkeyPatch
+                                                                               ) -> None:
+    """A ModificationError (no measured peak on a reflection) drops the modified map, not the solve."""
+    import powdersolve.solve.pipeline as pipeline
+    from powdersolve.errors import ModificationError
+    from powdersolve.predict import PredictConfig
+
+    real_predict = pipeline.predict
+    calls = []
+
+    def predict_without_peaks_on_the_cell(pattern, config, progress=None):
+        calls.append(config.modify is not None)
+        if config.modify is not None:
+            raise ModificationError("density modification: no peak falls on a reflection of the cell")
+        return real_predict(pattern, config, progress=progress)
+
+    monkeypatch.setattr(pipeline, "predict", predict_without_peaks_on_the_cell)
+    example = Path(__file__).resolve().parents[1] / "powdersolve" / "examples" / "CaF2_CuKa.xy"
+    result = pipeline.solve(example, SolveConfig(samples=2), PredictConfig(composition="CaF2"))
+    assert calls == [True, False]
+    assert result.prediction.modified is None and result.best.spacegroup == 225

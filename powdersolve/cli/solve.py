@@ -41,7 +41,7 @@ def _echo(msg: str) -> None:
               help="Distinct candidates fully refined after a short screening fit of all (0: refine all fully).")
 @click.option("--no-map-symmetry", is_flag=True,
               help="Skip the space-group search in the mean map and its averaged-map candidates (~30% faster).")
-@click.option("--modified-map", is_flag=True,
+@click.option("--modified-map/--no-modified-map", default=True, show_default=True,
               help="Also read atoms from the density-modified mean map (the measured peaks' magnitudes, cycles "
                    "averaged over the space group it shows); its candidates are refined first.")
 @click.option("--format", "fmt", type=click.Choice(sorted(READERS)), default=None,
