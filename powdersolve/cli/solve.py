@@ -60,9 +60,9 @@ def solve_command(pattern: Path, composition: str | None, cell: str | None, wave
 
     Predicts density maps (one per latent sample, plus their mean), reads atoms from each (for the
     two most plausible numbers of formula units) and, for a cubic or hexagonal cell, from the mean
-    map averaged over each space group it plausibly shows (atoms as whole orbits), screens every
-    distinct candidate with a short fit
-    against the pattern, fully refines the best --refine-top and ranks them by Rwp (of equally good
+    map averaged over each space group it plausibly shows (atoms as whole orbits) and from the mean
+    map density-modified with the pattern's magnitudes, screens every distinct candidate with a short
+    fit against the pattern, fully refines the best --refine-top and ranks them by Rwp (of equally good
     fits, the most symmetric first). Writes into --out:
     refined.cif (the best), candidates/rank_01.cif ..., solution.json (per candidate: formula,
     space group, Rwp, GoF, atoms; inputs, cell, timings, model checksum), fit.png and density/

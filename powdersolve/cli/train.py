@@ -70,8 +70,8 @@ def register(group: click.Group) -> None:
     default=0.0,
     show_default=True,
     type=click.FloatRange(0.0, 1.0),
-    help="Probability of training a crystal on its inverse (the enantiomorph, which a powder pattern cannot "
-    "tell apart); use with --hypotheses > 1 so the latent samples cover both hands.",
+    help="Probability of training a chiral crystal (Sohncke group) on its inverse, the enantiomorph, which a "
+    "powder pattern cannot tell apart; use with --hypotheses > 1 so the latent samples cover both hands.",
 )
 @click.option(
     "--composition",

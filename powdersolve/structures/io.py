@@ -137,8 +137,8 @@ def crystal_system(spacegroup: int) -> str:
 def is_chiral(spacegroup: int) -> bool:
     """Whether a crystal of this space group (1-230) is chiral: its group is a Sohncke group.
 
-    Its inverse, the enantiomorph, then differs from it by no rotation, while its powder pattern is the
-    same (Friedel's law). 0 (unknown) counts as not chiral.
+    No proper rotation then maps the crystal onto its inverse (the enantiomorph), although both give the
+    same powder pattern (Friedel's law). 0 (unknown) counts as not chiral.
     """
     return int(spacegroup) in SOHNCKE_GROUPS
 
