@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from powdersolve.absolute_scale import absolute_scale, model_band
 from powdersolve.baselines import baseline_grids
 from powdersolve.density import DensityConfig, density_grid
 from powdersolve.diffraction.sticks import sticks
@@ -51,6 +52,9 @@ class EvalConfig:
             gets the same treatment, so that the gain of averaging alone is measured beside.
         sharpen: (power, blur B in A^2): also score every sample after :func:`powdersolve.sharpen.sharpen_map`
             (post-processing); random atoms and the extra models get the same treatment.
+        absolute: also score every sample put on the absolute scale of the true cell content
+            (:func:`powdersolve.absolute_scale.absolute_scale`: mean F(000)/V, variance shrunk to at most
+            the atoms'; no pattern is read); random atoms and the extra models get the same treatment.
         modify: also score every sample after density modification with the pattern's magnitudes
             (:func:`powdersolve.modification.modify_density`; its B is set to the model's); random atoms
             and the extra models get the same treatment, so the gain of the magnitudes alone is measured.
@@ -67,6 +71,7 @@ class EvalConfig:
     composition: str | None = None
     symmetrise: bool = False
     sharpen: tuple[float, float] | None = None
+    absolute: bool = False
     modify: ModificationConfig | None = None
 
 
@@ -105,16 +110,19 @@ def _score_baseline(name: str, grids: np.ndarray, truth: np.ndarray, row: dict, 
 
 
 def _treatments(cfg: EvalConfig, b_iso: float, q_limit: float) -> dict[str, Callable]:
-    """Post-processing steps scored beside the raw maps: name -> fn(grids, crystal, sticks) -> grids."""
+    """Post-processing steps scored beside the raw maps: name -> fn(grids, crystal, sticks, band) -> grids,
+    ``band`` being the Miller-index box the maps are limited to (None: the grid's)."""
     out: dict[str, Callable] = {}
     if cfg.sharpen:
-        out["sharpened"] = lambda g, c, s: sharpen_map(g, c.lattice, *cfg.sharpen)
+        out["sharpened"] = lambda g, c, s, band: sharpen_map(g, c.lattice, *cfg.sharpen)
+    if cfg.absolute:
+        out["absolute"] = lambda g, c, s, band: absolute_scale(g, c.lattice, c.numbers, c.occupancy, b_iso, band)
     if cfg.modify:
         for name, symmetry in (("modified", False), ("modified_symmetric", True)):
             if symmetry and not cfg.modify.symmetry:
                 continue
             mcfg = replace(cfg.modify, b_iso=b_iso, symmetry=symmetry)
-            out[name] = lambda g, c, s, m=mcfg: modify_density(g, c.lattice, s.q, s.intensity, q_limit, c.numbers,
+            out[name] = lambda g, c, s, band, m=mcfg: modify_density(g, c.lattice, s.q, s.intensity, q_limit, c.numbers,
                                                                  c.occupancy, m)
     return out
 
@@ -176,7 +184,7 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
             row.update(cc_symmetrised=s.cc, ssim_symmetrised=s.ssim, symmetry_found=groups[s.best_sample_cc],
                        cc_symmetrised_with_inversion=max(s.cc, inv))
         for t, fn in treatments.items():
-            s = score_predictions(fn(preds, c, pattern), truth)
+            s = score_predictions(fn(preds, c, pattern, model_band(model.cfg)), truth)
             row.update({f"cc_{t}": s.cc, f"ssim_{t}": s.ssim, f"ssim_aligned_{t}": s.ssim_aligned,
                         f"psnr_{t}": s.psnr})
 
@@ -190,12 +198,12 @@ def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = Eval
                     averaged = symmetry_averaged(grids, c.lattice)[0]
                     _score_baseline("random_atoms_symmetrised", averaged, truth, row, base_rows)
                 for t, fn in treatments.items():
-                    _score_baseline(f"random_atoms_{t}", fn(grids, c, pattern), truth, row, base_rows)
+                    _score_baseline(f"random_atoms_{t}", fn(grids, c, pattern, None), truth, row, base_rows)
         for name, m in others.items():
             grids = sample_grids(m, model_inputs(m, c, cfg.q_limit), cfg.samples, cfg.grid, cfg.seed)
             _score_baseline(name, grids, truth, row, base_rows)
             for t, fn in treatments.items():
-                _score_baseline(f"{name}_{t}", fn(grids, c, pattern), truth, row, base_rows)
+                _score_baseline(f"{name}_{t}", fn(grids, c, pattern, model_band(m.cfg)), truth, row, base_rows)
         rows.append(row)
         if save_grids:
             d = Path(save_grids)

@@ -11,7 +11,9 @@
 5. choose the unit cell: given, or indexed for the model's crystal system (M20 reported);
 6. draw ``samples`` latent samples (sample 0 is the posterior mean, the rest random with a
    seeded generator), decode each to a grid in fractional coordinates, in bounded-memory chunks,
-   and reduce them to a mean map and a per-voxel standard deviation (e/A^3).
+   and reduce them to a mean map and a per-voxel standard deviation (e/A^3); with the composition
+   and the formula units per cell, each sample is first put on the absolute scale of the cell
+   content (:mod:`powdersolve.absolute_scale`).
 
 :meth:`Prediction.write` stores maps (CCP4, cube, CHGCAR, .npy), figures and ``summary.json``
 in an output folder that appears atomically.
@@ -30,6 +32,7 @@ import numpy as np
 from pymatgen.core import Lattice
 
 from powdersolve._callable import make_module_callable
+from powdersolve.absolute_scale import absolute_scale, model_band
 from powdersolve.composition import parse_composition
 from powdersolve.density import MAX_GRID
 from powdersolve.diffraction.peaks import PeakList, find_peaks, peaks_to_q_intensity
@@ -91,6 +94,9 @@ class PredictConfig:
             then error-reduction cycles (:mod:`powdersolve.modification`); None skips it.
         formula_units: formula units of ``composition`` per cell (Z), which puts the magnitudes of
             ``modify`` on the Wilson scale; None scales them to the map instead.
+        absolute_scale: with a composition with ratios and ``formula_units``, put every sample on the
+            absolute scale of the cell content (:mod:`powdersolve.absolute_scale`: mean F(000)/V, variance
+            shrunk to at most the atoms'); without them the network's own scale is kept (and logged).
     """
 
     samples: int = 20
@@ -110,6 +116,7 @@ class PredictConfig:
     symmetrise: bool = False
     modify: ModificationConfig | None = None
     formula_units: int | None = None
+    absolute_scale: bool = True
 
     def __post_init__(self) -> None:
         if self.formula_units is not None and self.formula_units < 1:
@@ -230,6 +237,7 @@ class Prediction:
     symmetry: dict | None = None
     modified: np.ndarray | None = None
     modification: dict | None = None
+    scale: dict | None = None
 
     @property
     def volume(self) -> float:
@@ -262,7 +270,7 @@ class Prediction:
                         "axes": "a, b, c; voxel [i, j, k] at fractional (i/N, j/N, k/N); C order",
                         "mean_e_per_A3": float(self.mean.mean()),
                         "integrated_electrons": float(self.mean.astype(np.float64).mean() * self.volume),
-                        "mean_std_e_per_A3": float(self.std.mean())},
+                        "mean_std_e_per_A3": float(self.std.mean()), "scale": self.scale},
             "symmetry": self.symmetry,
             "modification": self.modification,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
@@ -531,8 +539,21 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
 
     # ---- sampling
     say(f"drawing {config.samples} samples on a {config.grid}^3 grid")
-    mean, std, samples = _mean_std(iter_sample_grids(model, ModelInput(xrd, comp, aux), config.samples, config.grid,
-                                                     config.seed, CHUNK_VOXELS), config.keep_samples)
+    chunks = iter_sample_grids(model, ModelInput(xrd, comp, aux), config.samples, config.grid, config.seed,
+                               CHUNK_VOXELS)
+    atoms = _cell_atoms(config.composition, config.formula_units)
+    if config.absolute_scale and atoms is not None:
+        band = model_band(mcfg)
+        chunks = (absolute_scale(g, lattice, *atoms, mcfg.b_iso, band) for g in chunks)
+        scale = {"kind": "absolute", "formula_units_per_cell": config.formula_units,
+                 "note": "each sample's mean set to F(000)/V and any variance above the one the cell's atoms imply "
+                         "shrunk onto it"}
+        log.append(f"absolute scale: every sample put on the mean, and at most the variance, of "
+                   f"{config.composition} x {config.formula_units} per cell")
+    else:
+        scale = {"kind": "network", "note": "the network's own electron scale (give --composition with ratios and "
+                                            "--formula-units for the absolute scale)"}
+    mean, std, samples = _mean_std(chunks, config.keep_samples)
     lap("sample")
     symmetrised, symmetry = (_symmetrise(mean, lattice, log) if config.symmetrise else (None, None))
     if config.symmetrise:
@@ -553,8 +574,22 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
         wavelength={"value": lam, "source": lam_source, "effective": lam_eff}, q_coverage=coverage,
         model=model_info, timings=timings, source=source, raw=(pat.two_theta, pat.counts), processed=(tt, counts),
         peaks=peaks, n_samples=int(config.samples), seed=int(config.seed), symmetrised=symmetrised,
-        symmetry=symmetry, modified=modified, modification=modification,
+        symmetry=symmetry, modified=modified, modification=modification, scale=scale,
     )
+
+
+def _cell_atoms(composition: str | None, formula_units: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Atomic numbers and occupancies of the atoms in the cell, or None without a formula with ratios and Z.
+
+    One site per atom; fractional amounts share their sites (Mg0.5 -> one site at occupancy 0.5), which is
+    what the sums over occupancy squared (Wilson, the absolute scale) need.
+    """
+    parsed = parse_composition(composition) if composition else None
+    if parsed is None or not parsed.ratios_known or formula_units is None:
+        return None
+    per_cell = np.array(list(parsed.amounts.values()), dtype=np.float64) * formula_units
+    sites = np.maximum(1, np.ceil(per_cell - 1e-9)).astype(int)
+    return np.repeat(parsed.atomic_numbers(), sites), np.repeat(per_cell / sites, sites)
 
 
 def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,
@@ -569,15 +604,11 @@ def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: n
     """
     volume = abs(float(np.linalg.det(lattice)))
     electrons_map = float(mean.astype(np.float64).mean() * volume)
-    parsed = parse_composition(composition) if composition else None
+    atoms = _cell_atoms(composition, formula_units)
     info: dict = {"cycles": cfg.cycles, "b_work_A2": cfg.b_work, "final": cfg.final, "peaks": int(peak_q.size),
                   "symmetry_constrained": cfg.symmetry, "histogram_matching": cfg.histogram}
-    if parsed is not None and parsed.ratios_known and formula_units is not None:
-        # One site per atom (fractional amounts share their sites): the Wilson sum weights occupancy squared.
-        per_cell = np.array(list(parsed.amounts.values()), dtype=np.float64) * formula_units
-        sites = np.maximum(1, np.ceil(per_cell - 1e-9)).astype(int)
-        numbers = np.repeat(parsed.atomic_numbers(), sites)
-        occupancy = np.repeat(per_cell / sites, sites)
+    if atoms is not None:
+        numbers, occupancy = atoms
         electrons = None
         info.update(scale="wilson", formula_units_per_cell=formula_units)
     else:

@@ -58,6 +58,15 @@ def test_sharpened_scores_beside_the_raw_ones(tiny_weights: Path, two_cifs: Path
     assert rep["baselines"]["no-xrd_sharpened"]["ssim_mean"] == pytest.approx(rep["ssim_sharpened_mean"], abs=1e-6)
 
 
+def test_absolute_scale_scores_beside_the_raw_ones(tiny_weights: Path, two_cifs: Path) -> None:
+    rep = evaluate(tiny_weights, two_cifs, EvalConfig(grid=12, samples=2, absolute=True),
+                   extra_models={"no-xrd": tiny_weights}, progress=False)
+    assert {"random_atoms_absolute", "no-xrd_absolute"} <= set(rep["baselines"])
+    assert rep["baselines"]["no-xrd_absolute"]["ssim_mean"] == pytest.approx(rep["ssim_absolute_mean"], abs=1e-6)
+    # Moving and stretching a map leaves its correlation with the truth alone.
+    assert rep["cc_absolute_mean"] == pytest.approx(rep["cc_mean"], abs=1e-6)
+
+
 def test_density_modified_scores_beside_the_raw_ones(tiny_weights: Path, two_cifs: Path) -> None:
     rep = evaluate(tiny_weights, two_cifs, EvalConfig(grid=12, samples=2, modify=ModificationConfig(cycles=2)),
                    extra_models={"no-xrd": tiny_weights}, progress=False)

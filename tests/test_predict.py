@@ -332,6 +332,35 @@ def test_modify_with_symmetry_finds_the_group(tmp_path: Path, cu_xy: Path, cubic
     assert map_correlation(modified, truth) >= map_correlation(mean, truth) - 0.005
 
 
+def test_the_maps_are_put_on_the_absolute_scale_of_the_cell_content(tmp_path: Path, cu_xy: Path, weights: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """With the formula and Z every sample holds the cell's electrons and at most the variance its atoms imply;
+    without Z, or with --no-absolute-scale, the network's own scale is kept and said so."""
+    from powdersolve.absolute_scale import expected_moments, grid_hkl, model_band
+    from powdersolve.weights import load_model
+
+    args = [cu_xy, "--weights", weights, "--cell", CAF2_A, "--grid", 16, "--samples", 2, "--save-samples",
+            "--composition", "CaF2"]
+    code, err = run_cli([*args, "--formula-units", 4, "--out", tmp_path / "abs"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "abs" / "summary.json").read_text())
+    assert summary["density"]["scale"]["kind"] == "absolute"
+    lattice = np.array(summary["cell"]["lattice_A"])
+    model, _ = load_model(weights)
+    mean, var = expected_moments(lattice, np.array([20] * 4 + [9] * 8), None, model.cfg.b_iso,
+                                 grid_hkl(16, model_band(model.cfg)))
+    assert summary["density"]["integrated_electrons"] == pytest.approx(152, rel=2e-3)
+    for f in sorted((tmp_path / "abs" / "samples").glob("*.npy")):
+        g = np.load(f).astype(np.float64)
+        assert g.mean() == pytest.approx(mean, rel=1e-4) and g.var() <= var * (1 + 1e-3)  # shrunk, never stretched
+    for extra, name in (([], "noz"), (["--formula-units", 4, "--no-absolute-scale"], "off")):
+        code, err = run_cli([*args, *extra, "--out", tmp_path / name], capsys)
+        assert code == 0, err
+        kept = json.loads((tmp_path / name / "summary.json").read_text())["density"]
+        assert kept["scale"]["kind"] == "network"
+        assert kept["integrated_electrons"] != pytest.approx(152, rel=2e-3)  # an untrained model's own guess
+
+
 def test_modify_without_a_formula_scales_to_the_map(tmp_path: Path, cu_xy: Path, weights: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
     code, err = run_cli([cu_xy, "--weights", weights, "--cell", CAF2_A, "--grid", 16, "--samples", 1, "--modify", 2,

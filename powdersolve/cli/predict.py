@@ -53,14 +53,17 @@ def _echo(msg: str) -> None:
                    "one to expect, on the returned map or in every cycle too (needs --composition and "
                    "--formula-units).")
 @click.option("--formula-units", type=int, default=None, metavar="Z",
-              help="Formula units of --composition per cell; puts --modify on the absolute (Wilson) scale.")
+              help="Formula units of --composition per cell; puts the maps, and --modify, on the absolute scale.")
+@click.option("--absolute-scale/--no-absolute-scale", default=True, show_default=True,
+              help="With --composition (ratios) and --formula-units: set every sample's mean to F(000)/V and shrink "
+                   "any variance above the one the cell's atoms imply; otherwise the network's own scale is kept.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def predict_command(pattern: Path, wavelength: str | None, composition: str | None, cell: str | None, system: str,
                     samples: int, grid: int, weights: Path | None, fmt: str | None, no_background: bool,
                     no_kalpha2_strip: bool, min_two_theta: float, save_samples: bool, seed: int, symmetrise: bool,
                     modify_cycles: int | None, modify_symmetry: bool, modify_histogram: str, formula_units: int | None,
-                    out: Path, overwrite: bool) -> None:
+                    absolute_scale: bool, out: Path, overwrite: bool) -> None:
     """Predict the electron density (CMED) of the cell that diffracts PATTERN.
 
     Writes density.ccp4 / density.cube / CHGCAR / density.npy (mean over samples), density_std.*
@@ -80,7 +83,7 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
         weights=weights, format=fmt, keep_samples=save_samples, symmetrise=symmetrise,
         modify=None if modify_cycles is None else ModificationConfig(cycles=modify_cycles, symmetry=modify_symmetry,
                                                                      histogram=modify_histogram),
-        formula_units=formula_units,
+        formula_units=formula_units, absolute_scale=absolute_scale,
     )
     result = predict(pattern, config, progress=_echo)
     result.write(out, overwrite=overwrite, save_samples=save_samples, progress=_echo)

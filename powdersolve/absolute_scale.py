@@ -1,0 +1,115 @@
+"""The absolute scale of a density map, from the atoms in the cell.
+
+A powder pattern fixes where a cell's electrons are far better than how many there are: its
+intensities come on an arbitrary scale, and a formula such as "Ne" does not say how many atoms the
+cell holds. A network trained on absolute densities must guess the scale from the composition it is
+given, and for elements it saw rarely it guesses badly (the shipped cubic model puts 5.7 times too
+many electrons in solid neon's cell). Map correlation does not see the error; the paper's SSIM, PSNR
+and anyone reading e/A^3 off the map do.
+
+Once the cell's content is known (the formula and the number of formula units Z), two moments of its
+CMED follow from the atoms alone, whatever their positions:
+
+- the mean is F(000) / V = sum_j occ_j f_j(0) / V (f_j(0) = Z_j);
+- the variance over the cell of the map band-limited to the Miller indices H is
+
+      var = [ sum_{h in H + (000)} sum_j (occ_j f_j(s_h))^2 exp(-2 B s_h^2) - F(000)^2 ] / V^2,
+
+  by Parseval's theorem, because sum_h |F_h|^2 over all h splits by Poisson summation into each
+  atom's density overlapping itself (the sum_j f_j^2 terms, Wilson 1942) and different atoms'
+  densities overlapping each other, which is negligible for atoms ~2 A or more apart at B = 8 A^2.
+  Counting h = (000) and subtracting F(000)^2 is what makes this exact for small and centred cells,
+  where Wilson's sum over h != 0 alone is 5-25% too high (few reflections, many systematically absent).
+  For a band that stops short (d_min above ~1.5 A) the interatomic terms left outside it no longer
+  average away, and the variance can be off by tens of percent; the shipped models' band reaches
+  d_min = a / 8.
+
+:func:`absolute_scale` puts each map on the mean, and shrinks any excess variance onto the expected
+one: its shape (and so its map correlation) is unchanged. Conventions: grids are (..., N, N, N) on
+fractional coordinates, lattice rows in A, densities in e/A^3, B in A^2, s = sin(theta)/lambda = 1/(2d)
+in 1/A.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from powdersolve.errors import InputError
+from powdersolve.scattering import form_factor
+
+
+def grid_hkl(n: int, box: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Miller indices (M, 3) of every Fourier coefficient of an n^3 grid except (000), in numpy FFT
+    order, restricted to |h_i| <= box_i when ``box`` is given (a band-limited prediction)."""
+    f = np.rint(np.fft.fftfreq(n) * n).astype(np.int64)
+    hkl = np.stack(np.meshgrid(f, f, f, indexing="ij"), -1).reshape(-1, 3)
+    keep = np.any(hkl != 0, axis=1)
+    if box is not None:
+        keep &= np.all(np.abs(hkl) <= np.asarray(box), axis=1)
+    return hkl[keep]
+
+
+def expected_moments(lattice: np.ndarray, numbers: np.ndarray, occupancy: np.ndarray | None, b_iso: float,
+                     hkl: np.ndarray) -> tuple[float, float]:
+    """Mean (e/A^3) and variance ((e/A^3)^2) over the cell of the CMED of these atoms, band-limited to ``hkl``.
+
+    Args:
+        lattice: (3, 3) row-vector cell (A).
+        numbers: atomic numbers of the atoms in the cell (not per formula unit).
+        occupancy: their site occupancies (None = all 1).
+        b_iso: Debye-Waller B of the map (A^2).
+        hkl: (M, 3) Miller indices the map carries, without (000) (see :func:`grid_hkl`).
+
+    Raises :class:`InputError` when the atoms cannot fit the cell without overlapping (the variance
+    comes out <= 0), which is what a wrong number of formula units usually does.
+    """
+    lattice = np.asarray(lattice, dtype=np.float64)
+    numbers = np.asarray(numbers)
+    if numbers.size == 0:
+        raise InputError("the absolute scale needs the atoms in the cell; give the composition")
+    occ = np.ones(numbers.size) if occupancy is None else np.asarray(occupancy, dtype=np.float64)
+    volume = abs(float(np.linalg.det(lattice)))
+    zs, inverse = np.unique(numbers, return_inverse=True)
+    # f(0) of the IT92 fit, not Z: it differs by up to ~0.1%, and the CMED is built from the fit.
+    f0 = form_factor(zs, np.zeros(1))[:, 0]
+    f000 = float(np.bincount(inverse, weights=occ) @ f0)
+    weight = np.bincount(inverse, weights=occ**2)  # sum of occ^2 per element
+    s2 = (np.linalg.norm(np.asarray(hkl, dtype=np.float64) @ np.linalg.inv(lattice).T, axis=1) / 2) ** 2
+    self_sum = float((weight[:, None] * form_factor(zs, s2) ** 2).sum(0) @ np.exp(-2.0 * b_iso * s2))
+    self_sum += float(weight @ f0**2)  # the (000) term
+    variance = (self_sum - f000**2) / volume**2
+    if variance <= 0:
+        raise InputError(f"{numbers.size} atoms ({f000:.0f} electrons) cannot fit a {volume:.1f} A^3 cell without "
+                         "overlapping; check the composition and the number of formula units")
+    return f000 / volume, variance
+
+
+def absolute_scale(grids: np.ndarray, lattice: np.ndarray, numbers: np.ndarray, occupancy: np.ndarray | None,
+                   b_iso: float, box: tuple[int, int, int] | None = None, stretch: bool = False) -> np.ndarray:
+    """Maps (..., N, N, N) (e/A^3) moved onto the mean, and shrunk onto the variance, the cell's atoms imply.
+
+    Each map becomes ``mean + (map - map.mean()) * k`` with (mean, var) from :func:`expected_moments`
+    over the Miller indices the map carries (the grid's, within ``box`` for a band-limited prediction)
+    and ``k = min(1, sqrt(var / map.var()))``: a map with more variance than its atoms can give is
+    shrunk onto it, one with less keeps its own. A regression network shrinks what it is unsure of,
+    and stretching a partly wrong map amplifies its errors with its signal; on generated validation
+    crystals shrinking only beat setting the variance both ways (``stretch=True``, k = sqrt(var / map.var())).
+    A constant map only gets the mean. Shape and dtype are kept.
+    """
+    g = np.asarray(grids)
+    n = g.shape[-1]
+    if g.ndim < 3 or g.shape[-3:] != (n, n, n):
+        raise InputError(f"absolute_scale needs (..., N, N, N) grids, got shape {g.shape}")
+    mean, variance = expected_moments(lattice, numbers, occupancy, b_iso, grid_hkl(n, box))
+    flat = g.reshape(-1, n**3).astype(np.float64)
+    centred = flat - flat.mean(axis=1, keepdims=True)
+    std = centred.std(axis=1, keepdims=True)
+    factor = np.divide(np.sqrt(variance), std, out=np.zeros_like(std), where=std > 0)
+    if not stretch:
+        factor = np.minimum(factor, 1.0)
+    return (mean + centred * factor).reshape(g.shape).astype(g.dtype, copy=False)
+
+
+def model_band(cfg) -> tuple[int, int, int] | None:
+    """The Miller-index box a model's maps are band-limited to (``fourier`` decoder), else None."""
+    return tuple(cfg.hkl_box) if getattr(cfg, "arch", None) == "fourier" else None

@@ -1,0 +1,102 @@
+"""Absolute scale from the cell's content: the expected mean and variance are those of the true CMED,
+a map on the wrong scale is put back on the truth, its shape is kept, and impossible contents are refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from powdersolve.absolute_scale import absolute_scale, expected_moments, grid_hkl, model_band
+from powdersolve.density import DensityConfig, density_grid
+from powdersolve.errors import InputError
+from powdersolve.metrics import map_correlation
+from powdersolve.model import ModelConfig
+from powdersolve.structures import Crystal
+
+N = 32
+
+
+def _crystal(group: str, a: float, species: list[str], coords: list[list[float]], number: int) -> Crystal:
+    return Crystal.from_structure(Structure.from_spacegroup(group, Lattice.cubic(a), species, coords), number)
+
+
+CRYSTALS = {
+    "Au (fcc, 4 atoms, all centring-related)": _crystal("Fm-3m", 4.08, ["Au"], [[0, 0, 0]], 225),
+    "Ne (light, large cell)": _crystal("Fm-3m", 4.46, ["Ne"], [[0, 0, 0]], 225),
+    "NaCl": _crystal("Fm-3m", 5.64, ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]], 225),
+    "CsCl": _crystal("Pm-3m", 4.12, ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]], 221),
+}
+
+
+@pytest.mark.parametrize("name", list(CRYSTALS))
+def test_expected_moments_are_those_of_the_true_density(name: str) -> None:
+    c = CRYSTALS[name]
+    truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
+    mean, var = expected_moments(c.lattice, c.numbers, c.occupancy, 8.0, grid_hkl(N))
+    assert mean == pytest.approx(truth.mean(), rel=1e-6)  # F(000)/V exactly
+    assert var == pytest.approx(truth.var(), rel=0.02)  # atoms >= 2.8 A apart barely overlap at B = 8
+
+
+def test_wilson_without_the_000_term_is_too_high_for_a_centred_cell() -> None:
+    """Why the (000) term is counted: Wilson's sum over h != 0 alone overestimates small centred cells."""
+    c = CRYSTALS["Au (fcc, 4 atoms, all centring-related)"]
+    hkl = grid_hkl(N)
+    _, var = expected_moments(c.lattice, c.numbers, c.occupancy, 8.0, hkl)
+    wilson = var + (np.sum(c.numbers) ** 2 - np.sum(c.numbers.astype(float) ** 2)) / c.volume**2
+    assert wilson > 1.05 * density_grid(c, DensityConfig(b_iso=8.0, grid=N)).var()
+
+
+def test_a_map_on_the_wrong_scale_is_put_back_on_the_truth() -> None:
+    c = CRYSTALS["NaCl"]
+    truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
+    wrong = np.stack([5.7 * truth + 1.0, 0.3 * truth - 0.2]).astype(np.float32)
+    fixed = absolute_scale(wrong, c.lattice, c.numbers, c.occupancy, 8.0, stretch=True)
+    assert fixed.dtype == np.float32 and fixed.shape == wrong.shape
+    np.testing.assert_allclose(fixed, np.stack([truth, truth]), atol=0.01 * truth.max())
+    assert map_correlation(fixed[0], truth) == pytest.approx(map_correlation(wrong[0], truth), abs=1e-6)
+
+
+def test_a_band_limited_map_gets_the_variance_of_its_band() -> None:
+    c = CRYSTALS["NaCl"]
+    truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
+    coef = np.fft.fftn(truth)
+    f = np.rint(np.fft.fftfreq(N) * N)
+    h = np.stack(np.meshgrid(f, f, f, indexing="ij"), -1)
+    band = np.abs(h).max(-1) <= 4
+    limited = np.fft.ifftn(np.where(band, coef, 0)).real
+    fixed = absolute_scale(2 * limited, c.lattice, c.numbers, c.occupancy, 8.0, box=(4, 4, 4))  # shrunk
+    np.testing.assert_allclose(fixed, limited, atol=0.02 * limited.max())  # d_min 1.4 A: interatomic terms ~3%
+
+
+def test_a_constant_map_gets_the_mean_only() -> None:
+    c = CRYSTALS["CsCl"]
+    out = absolute_scale(np.full((1, N, N, N), 3.0), c.lattice, c.numbers, c.occupancy, 8.0)
+    assert np.allclose(out, expected_moments(c.lattice, c.numbers, None, 8.0, grid_hkl(N))[0])
+    assert np.allclose(out, np.sum(c.numbers) / c.volume, rtol=1e-3)  # f(0) = Z
+
+
+def test_too_many_atoms_for_the_cell_are_refused() -> None:
+    c = CRYSTALS["Au (fcc, 4 atoms, all centring-related)"]
+    with pytest.raises(InputError, match="cannot fit"):
+        expected_moments(c.lattice, np.full(400, 79), None, 8.0, grid_hkl(N))
+    with pytest.raises(InputError, match="composition"):
+        expected_moments(c.lattice, np.zeros(0, dtype=int), None, 8.0, grid_hkl(N))
+    with pytest.raises(InputError, match="grids"):
+        absolute_scale(np.zeros((N, N)), c.lattice, c.numbers, None, 8.0)
+
+
+def test_the_model_band_is_the_fourier_box() -> None:
+    assert model_band(ModelConfig(arch="fourier", hkl_box=(6, 6, 5))) == (6, 6, 5)
+    assert model_band(ModelConfig(arch="mlp")) is None
+    assert len(grid_hkl(8)) == 8**3 - 1 and len(grid_hkl(8, (1, 1, 1))) == 26
+
+
+def test_by_default_a_map_is_shrunk_never_stretched() -> None:
+    c = CRYSTALS["NaCl"]
+    truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
+    mean = truth.mean()
+    both = np.stack([mean + 3 * (truth - mean), mean + 0.5 * (truth - mean)]) + 1.0
+    out = absolute_scale(both, c.lattice, c.numbers, c.occupancy, 8.0)
+    np.testing.assert_allclose(out[0], truth, atol=0.01 * truth.max())  # too much variance: shrunk onto the truth
+    np.testing.assert_allclose(out[1], mean + 0.5 * (truth - mean), atol=0.01 * truth.max())  # too little: kept
