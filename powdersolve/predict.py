@@ -558,24 +558,44 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
     symmetrised, symmetry = (_symmetrise(mean, lattice, log) if config.symmetrise else (None, None))
     if config.symmetrise:
         lap("symmetrise")
-    modified = modification = None
-    if config.modify is not None:
-        modified, modification = _modify(mean, lattice, q_peaks[keep], i_peaks[keep], q_hi, config.composition,
-                                         config.formula_units, replace(config.modify, b_iso=mcfg.b_iso,
-                                                                       tol=PEAK_TOL_Q), log)
-        lap("modify")
     model_info = {"weights": str(wpath), "sha256": side.get("sha256") or weights_checksum(wpath),
                   "arch": mcfg.arch, "xrd_input": mcfg.xrd_input, "q_max": mcfg.q_max, "xrd_bins": mcfg.xrd_bins,
                   "composition": mcfg.composition, "b_iso_A2": mcfg.b_iso, "system": mcfg.system,
                   "metadata": side.get("metadata", {})}
-    return Prediction(
+    pred = Prediction(
         mean=mean, std=std, samples=samples, cell=cell, lattice=lattice, cell_source=cell_source, indexing=indexing,
         system=system, model_input=xrd, composition=comp_info, processing=log,
         wavelength={"value": lam, "source": lam_source, "effective": lam_eff}, q_coverage=coverage,
         model=model_info, timings=timings, source=source, raw=(pat.two_theta, pat.counts), processed=(tt, counts),
         peaks=peaks, n_samples=int(config.samples), seed=int(config.seed), symmetrised=symmetrised,
-        symmetry=symmetry, modified=modified, modification=modification, scale=scale,
+        symmetry=symmetry, scale=scale,
     )
+    if config.modify is not None:
+        modify_prediction(pred, config.modify, config.composition, config.formula_units)
+    return pred
+
+
+def modify_prediction(pred: Prediction, cfg: ModificationConfig, composition: str | None = None,
+                      formula_units: int | None = None) -> Prediction:
+    """Density-modify ``pred``'s mean map with its measured peaks (in place; ``pred`` is returned).
+
+    Sets ``pred.modified`` (N, N, N) e/A^3 and ``pred.modification`` (how), logs the step and times it;
+    the magnitudes are damped to the model's B. ``composition`` and ``formula_units`` put them on the
+    Wilson scale (see :class:`PredictConfig`). Raises :class:`~powdersolve.errors.ModificationError`,
+    leaving ``pred`` as it was, when no measured peak falls on a reflection of the cell.
+    """
+    t0 = time.perf_counter()
+    lam = pred.wavelength["effective"]
+    q_peaks, i_peaks = peaks_to_q_intensity(pred.peaks, lam)
+    q_hi = float(q_from_two_theta(pred.processed[0].max(), lam))
+    keep = q_peaks <= q_hi
+    log: list[str] = []
+    modified, modification = _modify(pred.mean, pred.lattice, q_peaks[keep], i_peaks[keep], q_hi, composition,
+                                     formula_units, replace(cfg, b_iso=pred.model["b_iso_A2"], tol=PEAK_TOL_Q), log)
+    pred.modified, pred.modification = modified, modification
+    pred.processing.extend(log)
+    pred.timings["modify"] = time.perf_counter() - t0
+    return pred
 
 
 def _cell_atoms(composition: str | None, formula_units: int | None) -> tuple[np.ndarray, np.ndarray] | None:

@@ -249,7 +249,8 @@ def test_modified_map_is_read_first(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_solve_goes_on_without_the_modified_map_when_modification_has_nothing(monkeypatch: pytest.MonkeyPatch
                                                                                ) -> None:
-    """A ModificationError (no measured peak on a reflection) drops the modified map, not the solve."""
+    """A ModificationError (no measured peak on a reflection) drops the modified map, not the solve,
+    and the network is sampled once."""
     import powdersolve.solve.pipeline as pipeline
     from powdersolve.errors import ModificationError
     from powdersolve.predict import PredictConfig
@@ -257,14 +258,16 @@ def test_solve_goes_on_without_the_modified_map_when_modification_has_nothing(mo
     real_predict = pipeline.predict
     calls = []
 
-    def predict_without_peaks_on_the_cell(pattern, config, progress=None):
-        calls.append(config.modify is not None)
-        if config.modify is not None:
-            raise ModificationError("density modification: no peak falls on a reflection of the cell")
+    def counted_predict(pattern, config, progress=None):
+        calls.append(config.modify)
         return real_predict(pattern, config, progress=progress)
 
-    monkeypatch.setattr(pipeline, "predict", predict_without_peaks_on_the_cell)
+    def no_peak_on_the_cell(pred, cfg, composition=None, formula_units=None):
+        raise ModificationError("density modification: no peak falls on a reflection of the cell")
+
+    monkeypatch.setattr(pipeline, "predict", counted_predict)
+    monkeypatch.setattr(pipeline, "modify_prediction", no_peak_on_the_cell)
     example = Path(__file__).resolve().parents[1] / "powdersolve" / "examples" / "CaF2_CuKa.xy"
     result = pipeline.solve(example, SolveConfig(samples=2), PredictConfig(composition="CaF2"))
-    assert calls == [True, False]
+    assert calls == [None]
     assert result.prediction.modified is None and result.best.spacegroup == 225

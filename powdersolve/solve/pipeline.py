@@ -39,7 +39,7 @@ from powdersolve.fileio import atomic_output_dir, atomic_write_text
 from powdersolve.formats import Pattern, read_pattern
 from powdersolve.formats.maps import write_ccp4
 from powdersolve.modification import ModificationConfig
-from powdersolve.predict import PredictConfig, Prediction, predict, save_npy
+from powdersolve.predict import PredictConfig, Prediction, modify_prediction, predict, save_npy
 from powdersolve.solve.atoms import FAMILY_SYSTEMS, density_to_structures, lattice_family
 from powdersolve.solve.mapsymmetry import group_operations, plausible_groups_of, symmetrise_map
 from powdersolve.solve.origin import align_to_map
@@ -567,18 +567,15 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = SolveConfi
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     pcfg = replace(predict_config or PredictConfig(), samples=config.samples, grid=config.grid, keep_samples=True)
+    pred = predict(pattern, replace(pcfg, modify=None), progress=progress)
     if config.modified_map:
         # The solver wants the map where its group's orbits are read: the group's standard origin.
-        modifying = replace(pcfg, modify=replace(pcfg.modify or ModificationConfig(), symmetry=config.map_symmetry,
-                                                 origin="standard"))
+        modifying = replace(pcfg.modify or ModificationConfig(), symmetry=config.map_symmetry, origin="standard")
         try:
-            pred = predict(pattern, modifying, progress=progress)
+            modify_prediction(pred, modifying, pcfg.composition, pcfg.formula_units)
         except ModificationError as exc:
             # The modified map is an extra candidate source; without it the solve still stands.
             say(f"{exc}; solving without the modified map")
-            pred = predict(pattern, pcfg, progress=progress)
-    else:
-        pred = predict(pattern, pcfg, progress=progress)
     timings["predict"] = time.perf_counter() - t0
     assert pred.samples is not None  # keep_samples=True
     grids = ([pred.mean] if config.include_mean else []) + list(pred.samples)
