@@ -36,6 +36,7 @@ from powdersolve.errors import InputError
 from powdersolve.fileio import atomic_path
 from powdersolve.scattering import form_factor_coefficients, hkl_sphere
 from powdersolve.structures.io import crystal_system
+from powdersolve.structures.sitesymmetry import site_projector
 
 _DT = torch.float64
 #: Step sizes that make one unit of each scaled parameter a comparable change of the pattern.
@@ -181,10 +182,7 @@ def _site_constraints(structure: Structure, symprec: float) -> tuple[_Orbits, li
     for g, members in enumerate(groups):
         r = members[0]
         images = np.einsum("oij,j->oi", rots, frac[r]) + trans  # (ops, 3)
-        d_self = images - frac[r]
-        d_self -= np.round(d_self)
-        stab = np.linalg.norm(d_self @ lat, axis=1) < 1e-3 + 0.05 * symprec
-        proj = rots[stab].mean(axis=0)
+        proj = site_projector(rots, trans, frac[r], lat, 1e-3 + 0.05 * symprec)
         n_free += int(round(np.trace(proj)))
         for j in members:
             d = images - frac[j]

@@ -30,6 +30,7 @@ from powdersolve.errors import InputError
 from powdersolve.structures.crystal import Crystal
 from powdersolve.structures.exclusion import is_excluded
 from powdersolve.structures.io import iter_structure_files, load_crystal, standardize
+from powdersolve.structures.sitesymmetry import site_projector
 
 #: Space-group ranges of the seven crystal systems (inclusive).
 SYSTEMS: dict[str, tuple[int, int]] = {
@@ -273,12 +274,9 @@ def perturb_symmetric(s: Structure, rng: np.random.Generator, amount: float, sym
     species, coords = [], []
     for group in sga.get_symmetrized_structure().equivalent_sites:
         x = group[0].frac_coords
-        images = np.einsum("kij,j->ki", rot, x) + trans
-        diff = images - x
-        stabiliser = np.all(np.abs(diff - np.rint(diff)) < 1e-3, axis=1)
         direction = rng.normal(size=3)
         cart = direction / np.linalg.norm(direction) * rng.uniform(0.0, amount)
-        d = np.einsum("kij,j->i", rot[stabiliser], cart @ inv_lat) / stabiliser.sum()
+        d = site_projector(rot, trans, x, s.lattice.matrix, 1e-3 + 0.05 * symprec) @ (cart @ inv_lat)
         orbit = (np.einsum("kij,j->ki", rot, x + d) + trans) % 1.0
         unique: list[np.ndarray] = []
         for y in orbit:
