@@ -79,8 +79,8 @@ def expected_moments(lattice: np.ndarray, numbers: np.ndarray, occupancy: np.nda
     self_sum += float(weight @ f0**2)  # the (000) term
     variance = (self_sum - f000**2) / volume**2
     if variance <= 0:
-        raise InputError(f"{numbers.size} atoms ({f000:.0f} electrons) cannot fit a {volume:.1f} A^3 cell without "
-                         "overlapping; check the composition and the number of formula units")
+        raise InputError(f"{numbers.size} atoms ({float(occ @ numbers):g} electrons) cannot fit a {volume:.1f} A^3 "
+                         "cell without overlapping; check the composition and the number of formula units")
     return f000 / volume, variance
 
 

@@ -361,6 +361,14 @@ def test_the_maps_are_put_on_the_absolute_scale_of_the_cell_content(tmp_path: Pa
         assert kept["integrated_electrons"] != pytest.approx(152, rel=2e-3)  # an untrained model's own guess
 
 
+def test_formula_units_the_cell_cannot_hold_are_refused(tmp_path: Path, cu_xy: Path, weights: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    code, err = run_cli([cu_xy, "--weights", weights, "--cell", CAF2_A, "--grid", 8, "--samples", 1,
+                         "--composition", "CaF2", "--formula-units", 400, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "cannot fit" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_modify_without_a_formula_scales_to_the_map(tmp_path: Path, cu_xy: Path, weights: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
     code, err = run_cli([cu_xy, "--weights", weights, "--cell", CAF2_A, "--grid", 16, "--samples", 1, "--modify", 2,
