@@ -63,8 +63,15 @@ def test_absolute_scale_scores_beside_the_raw_ones(tiny_weights: Path, two_cifs:
                    extra_models={"no-xrd": tiny_weights}, progress=False)
     assert {"random_atoms_absolute", "no-xrd_absolute"} <= set(rep["baselines"])
     assert rep["baselines"]["no-xrd_absolute"]["ssim_mean"] == pytest.approx(rep["ssim_absolute_mean"], abs=1e-6)
-    # Moving and stretching a map leaves its correlation with the truth alone.
+    # Moving and shrinking a map leaves its correlation with the truth alone.
     assert rep["cc_absolute_mean"] == pytest.approx(rep["cc_mean"], abs=1e-6)
+
+
+def test_absolute_scale_of_a_query_model_uses_the_whole_grid(two_cifs: Path, tmp_path: Path) -> None:
+    """The paper's query decoder is not band-limited: its maps are scaled over every grid index."""
+    weights = save_model(build_model(tiny_config(arch="query")), tmp_path / "q.safetensors", {"note": "untrained"})
+    rep = evaluate(weights, two_cifs, EvalConfig(grid=12, samples=1, baselines=False, absolute=True), progress=False)
+    assert rep["n"] == 2 and rep["cc_absolute_mean"] == pytest.approx(rep["cc_mean"], abs=1e-5)  # float32 maps
 
 
 def test_density_modified_scores_beside_the_raw_ones(tiny_weights: Path, two_cifs: Path) -> None:
