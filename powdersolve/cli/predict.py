@@ -92,6 +92,10 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
     click.echo(f"{out}: {result.system} cell {a:.4f} {b:.4f} {c:.4f} {al:g} {be:g} {ga:g} ({how}); "
                f"{result.n_samples} samples on {grid}^3; composition encoding '{result.composition['encoding']}'; "
                f"Q coverage {100 * result.q_coverage['fraction_of_model_axis']:.0f}%")
+    electrons = result.summary()["density"]["integrated_electrons"]
+    scale = ("the cell content's (absolute)" if result.scale["kind"] == "absolute"
+             else "the network's guess; give --composition with ratios and --formula-units for the absolute one")
+    click.echo(f"electron scale: {scale}; {electrons:.1f} electrons in the cell")
     if result.symmetry is not None:
         found = result.symmetry.get("group")
         click.echo(f"symmetry found in the map: {found} (density_symmetrised.*)" if found else
