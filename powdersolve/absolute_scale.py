@@ -19,7 +19,7 @@ CMED follow from the atoms alone, whatever their positions:
   atom's density overlapping itself (the sum_j f_j^2 terms, Wilson 1942) and different atoms'
   densities overlapping each other, which is negligible for atoms ~2 A or more apart at B = 8 A^2.
   Counting h = (000) and subtracting F(000)^2 is what makes this exact for small and centred cells,
-  where Wilson's sum over h != 0 alone is 5-25% too high (few reflections, many systematically absent).
+  where Wilson's sum over h != 0 alone is 3-25% too high (few reflections, many systematically absent).
   For a band that stops short (d_min above ~1.5 A) the interatomic terms left outside it no longer
   average away, and the variance can be off by tens of percent; the shipped models' band reaches
   d_min = a / 8.
@@ -32,10 +32,15 @@ in 1/A.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from powdersolve.errors import InputError
 from powdersolve.scattering import form_factor
+
+if TYPE_CHECKING:
+    from powdersolve.model import ModelConfig
 
 
 def grid_hkl(n: int, box: tuple[int, int, int] | None = None) -> np.ndarray:
@@ -110,6 +115,7 @@ def absolute_scale(grids: np.ndarray, lattice: np.ndarray, numbers: np.ndarray, 
     return (mean + centred * factor).reshape(g.shape).astype(g.dtype, copy=False)
 
 
-def model_band(cfg) -> tuple[int, int, int] | None:
-    """The Miller-index box a model's maps are band-limited to (``fourier`` decoder), else None."""
-    return tuple(cfg.hkl_box) if getattr(cfg, "arch", None) == "fourier" else None
+def model_band(cfg: ModelConfig) -> tuple[int, int, int] | None:
+    """The Miller-index box a model's maps are band-limited to (``fourier`` decoder), else None (the
+    paper's query decoder can put density at any frequency the grid holds)."""
+    return tuple(cfg.hkl_box) if cfg.arch == "fourier" else None
