@@ -122,8 +122,8 @@ def _treatments(cfg: EvalConfig, b_iso: float, q_limit: float) -> dict[str, Call
             if symmetry and not cfg.modify.symmetry:
                 continue
             mcfg = replace(cfg.modify, b_iso=b_iso, symmetry=symmetry)
-            out[name] = lambda g, c, s, band, m=mcfg: modify_density(g, c.lattice, s.q, s.intensity, q_limit, c.numbers,
-                                                                 c.occupancy, m)
+            out[name] = lambda g, c, s, band, m=mcfg: modify_density(g, c.lattice, s.q, s.intensity, q_limit,
+                                                                       c.numbers, c.occupancy, m)
     return out
 
 

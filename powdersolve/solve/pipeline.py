@@ -568,9 +568,10 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = SolveConfi
     t0 = time.perf_counter()
     pcfg = replace(predict_config or PredictConfig(), samples=config.samples, grid=config.grid, keep_samples=True)
     pred = predict(pattern, replace(pcfg, modify=None), progress=progress)
-    if config.modified_map:
-        # The solver wants the map where its group's orbits are read: the group's standard origin.
-        modifying = replace(pcfg.modify or ModificationConfig(), symmetry=config.map_symmetry, origin="standard")
+    # The solver wants the modified map where its group's orbits are read: the group's standard origin.
+    modifying = (replace(pcfg.modify or ModificationConfig(), symmetry=config.map_symmetry, origin="standard")
+                 if config.modified_map else pcfg.modify)
+    if modifying is not None:
         try:
             modify_prediction(pred, modifying, pcfg.composition, pcfg.formula_units)
         except ModificationError as exc:
