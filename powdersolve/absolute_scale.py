@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from powdersolve.errors import InputError
-from powdersolve.scattering import form_factor
+from powdersolve.scattering import form_factor, wilson_sum
 
 if TYPE_CHECKING:
     from powdersolve.model import ModelConfig
@@ -74,14 +74,10 @@ def expected_moments(lattice: np.ndarray, numbers: np.ndarray, occupancy: np.nda
         raise InputError("the absolute scale needs the atoms in the cell; give the composition")
     occ = np.ones(numbers.size) if occupancy is None else np.asarray(occupancy, dtype=np.float64)
     volume = abs(float(np.linalg.det(lattice)))
-    zs, inverse = np.unique(numbers, return_inverse=True)
     # f(0) of the IT92 fit, not Z: it differs by up to ~0.1%, and the CMED is built from the fit.
-    f0 = form_factor(zs, np.zeros(1))[:, 0]
-    f000 = float(np.bincount(inverse, weights=occ) @ f0)
-    weight = np.bincount(inverse, weights=occ**2)  # sum of occ^2 per element
-    s2 = (np.linalg.norm(np.asarray(hkl, dtype=np.float64) @ np.linalg.inv(lattice).T, axis=1) / 2) ** 2
-    self_sum = float((weight[:, None] * form_factor(zs, s2) ** 2).sum(0) @ np.exp(-2.0 * b_iso * s2))
-    self_sum += float(weight @ f0**2)  # the (000) term
+    f000 = float(occ @ form_factor(numbers, np.zeros(1))[:, 0])
+    q = 2 * np.pi * np.linalg.norm(np.asarray(hkl, dtype=np.float64) @ np.linalg.inv(lattice).T, axis=1)
+    self_sum = wilson_sum(numbers, occ, np.append(q, 0.0), b_iso)  # with the (000) term
     variance = (self_sum - f000**2) / volume**2
     if variance <= 0:
         raise InputError(f"{numbers.size} atoms ({float(occ @ numbers):g} electrons) cannot fit a {volume:.1f} A^3 "

@@ -23,7 +23,7 @@ import numpy as np
 from powdersolve.density import grid_q
 from powdersolve.diffraction.peaks import peak_membership, reflections_per_peak
 from powdersolve.errors import InputError, ModificationError
-from powdersolve.scattering import form_factor, reflection_q
+from powdersolve.scattering import reflection_q, wilson_sum
 
 
 @dataclass(frozen=True)
@@ -76,15 +76,6 @@ class ModificationConfig:
                              f"(got {self.histogram!r})")
         if self.b_work is not None and not 0 <= self.b_work <= self.b_iso:
             raise InputError(f"density modification needs 0 <= b_work <= b_iso (got {self.b_work}, {self.b_iso})")
-
-
-def wilson_sum(numbers: np.ndarray, occupancy: np.ndarray, q: np.ndarray) -> float:
-    """Sum over reflections at ``q`` (1/A) of sum_j (occ_j f_j)^2 (electrons^2): the expected sum of
-    |F|^2 of atoms at rest and at random positions (Wilson 1942)."""
-    zs, inverse = np.unique(np.asarray(numbers), return_inverse=True)
-    weight = np.bincount(inverse, weights=np.asarray(occupancy, dtype=np.float64) ** 2)
-    f = form_factor(zs, (q / (4 * np.pi)) ** 2)
-    return float((weight[:, None] * f**2).sum())
 
 
 def spread_positions(lattice: np.ndarray, count: int, min_distance: float, rng: np.random.Generator,

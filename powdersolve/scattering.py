@@ -51,6 +51,17 @@ def form_factor(numbers: np.ndarray, s2: np.ndarray) -> np.ndarray:
     return np.einsum("ni,nim->nm", a, np.exp(-b[:, :, None] * s2[None, None, :])) + c[:, None]
 
 
+def wilson_sum(numbers: np.ndarray, occupancy: np.ndarray, q: np.ndarray, b_iso: float = 0.0) -> float:
+    """Sum over reflections at ``q`` (Q = 2 pi / d, 1/A) of sum_j (occ_j f_j)^2 exp(-2 B s^2)
+    (electrons^2): the expected sum of |F|^2 of atoms at random positions (Wilson 1942), at rest by
+    default or with Debye-Waller B = ``b_iso`` (A^2)."""
+    zs, inverse = np.unique(np.asarray(numbers), return_inverse=True)
+    weight = np.bincount(inverse, weights=np.asarray(occupancy, dtype=np.float64) ** 2)
+    s2 = (np.asarray(q, dtype=np.float64) / (4 * np.pi)) ** 2
+    f = form_factor(zs, s2)
+    return float((weight[:, None] * f**2).sum(0) @ np.exp(-2.0 * b_iso * s2))
+
+
 def hkl_sphere(reciprocal: np.ndarray, q_max: float) -> np.ndarray:
     """All integer (h, k, l) with reciprocal-vector length |h a* + k b* + l c*| <= ``q_max`` (1/A).
 

@@ -11,7 +11,8 @@ from powdersolve.density import DensityConfig, density_grid, grid_q
 from powdersolve.diffraction.sticks import sticks
 from powdersolve.errors import InputError
 from powdersolve.metrics import score_predictions
-from powdersolve.modification import ModificationConfig, modify_density, wilson_sum
+from powdersolve.modification import ModificationConfig, modify_density
+from powdersolve.scattering import wilson_sum
 from powdersolve.sharpen import gaussian_blur
 from powdersolve.structures import Crystal
 
