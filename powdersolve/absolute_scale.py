@@ -28,6 +28,10 @@ CMED follow from the atoms alone, whatever their positions:
 one: its shape (and so its map correlation) is unchanged. Conventions: grids are (..., N, N, N) on
 fractional coordinates, lattice rows in A, densities in e/A^3, B in A^2, s = sin(theta)/lambda = 1/(2d)
 in 1/A.
+
+A user often knows the formula but not Z. :func:`formula_units_from_map` reads Z from the
+network's own map, by counting its peaks (scale-free, so a map with the wrong electron scale still
+gives the right Z), and returns it only when it is clear; otherwise the network's scale stays.
 """
 
 from __future__ import annotations
@@ -35,12 +39,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pymatgen.core import Composition
 
+from powdersolve.composition import parse_composition
 from powdersolve.errors import InputError
 from powdersolve.scattering import form_factor, wilson_sum
 
 if TYPE_CHECKING:
     from powdersolve.model import ModelConfig
+
+#: Z read from a map is used only when its peaks miss the formula's electrons by at most this fraction
+#: (:func:`powdersolve.solve.atoms.ranked_formula_units`'s cost) ...
+MAX_Z_COST = 0.3
+#: ... and the next best Z misses them by at least 1 / this times as much. Chosen on 200 generated
+#: validation crystals (cubic_e, trigonal_e2): no wrong Z accepted; 55% and 83% of the maps get a Z
+#: (``benchmarks/formula_units_sweep.py``).
+MAX_Z_COST_RATIO = 0.6
 
 
 def grid_hkl(n: int, box: tuple[int, int, int] | None = None) -> np.ndarray:
@@ -111,7 +125,65 @@ def absolute_scale(grids: np.ndarray, lattice: np.ndarray, numbers: np.ndarray, 
     return (mean + centred * factor).reshape(g.shape).astype(g.dtype, copy=False)
 
 
+def cell_atoms(composition: str | None, formula_units: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Atomic numbers and occupancies of the atoms in the cell, or None without a formula with ratios and Z.
+
+    One site per atom; fractional amounts share their sites (Mg0.5 -> one site at occupancy 0.5), which is
+    what the sums over occupancy squared (Wilson, the absolute scale) need.
+    """
+    parsed = parse_composition(composition) if composition else None
+    if parsed is None or not parsed.ratios_known or formula_units is None:
+        return None
+    per_cell = np.array(list(parsed.amounts.values()), dtype=np.float64) * formula_units
+    sites = np.maximum(1, np.ceil(per_cell - 1e-9)).astype(int)
+    return np.repeat(parsed.atomic_numbers(), sites), np.repeat(per_cell / sites, sites)
+
+
 def model_band(cfg: ModelConfig) -> tuple[int, int, int] | None:
     """The Miller-index box a model's maps are band-limited to (``fourier`` decoder), else None (the
     paper's query decoder can put density at any frequency the grid holds)."""
     return tuple(cfg.hkl_box) if cfg.arch == "fourier" else None
+
+
+def formula_units_from_map(grid: np.ndarray, lattice: np.ndarray, composition: Composition
+                           ) -> tuple[int | None, list[tuple[int, float]]]:
+    """Formula units of ``composition`` per cell (Z) read from a map's peaks, when they make it clear.
+
+    Args:
+        grid: (N, N, N) density on any scale (the posterior-mean map), voxel [i, j, k] at (i/N, j/N, k/N).
+        lattice: (3, 3) row vectors in Angstrom.
+        composition: the formula; Z counts its reduced formula.
+
+    Returns:
+        (Z or None, candidates): Z per reduced formula when the best candidate's cost is at most
+        :data:`MAX_Z_COST` and at most :data:`MAX_Z_COST_RATIO` of the next one's, else None; the
+        candidates are (Z, cost) for up to three, best first (cost: electrons misplaced over the
+        formula's, see :func:`powdersolve.solve.atoms.ranked_formula_units`).
+    """
+    # Imported here: the solve package loads the refinement, which predict alone does not need.
+    from powdersolve.solve.atoms import formula_units_from_map as ranked
+
+    ranked_z = ranked(grid, lattice, composition)
+    candidates = [(int(z), float(cost)) for z, _scale, cost in ranked_z[:3]]
+    best = candidates[0][1]
+    second = candidates[1][1] if len(candidates) > 1 else float("inf")
+    clear = np.isfinite(best) and best <= MAX_Z_COST and best <= MAX_Z_COST_RATIO * second
+    return (candidates[0][0] if clear else None), candidates
+
+
+def absolute_scale_from_map(grids: np.ndarray, lattice: np.ndarray, formula: str, b_iso: float,
+                            box: tuple[int, int, int] | None = None) -> tuple[np.ndarray, int | None]:
+    """:func:`absolute_scale` of ``formula`` with Z read from the first of ``grids`` (the posterior mean).
+
+    Returns the maps and Z per reduced formula; the maps unchanged, and None, when the first map does
+    not make Z clear (:func:`formula_units_from_map`) or that Z cannot fit the cell.
+    """
+    reduced = Composition(parse_composition(formula).amounts).reduced_formula
+    z, _ = formula_units_from_map(np.asarray(grids)[0], lattice, Composition(reduced))
+    if z is None:
+        return grids, None
+    try:
+        return absolute_scale(grids, lattice, *cell_atoms(reduced, z), b_iso, box), z
+    except InputError:  # the peaks' Z overfills the cell: not a Z to use
+        return grids, None
+

@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from pymatgen.core import Element
 
-from powdersolve.absolute_scale import absolute_scale, model_band
+from powdersolve.absolute_scale import absolute_scale, absolute_scale_from_map, model_band
 from powdersolve.baselines import baseline_grids
 from powdersolve.density import DensityConfig, density_grid
 from powdersolve.diffraction.sticks import sticks
@@ -55,6 +56,8 @@ class EvalConfig:
         absolute: also score every sample put on the absolute scale of the true cell content
             (:func:`powdersolve.absolute_scale.absolute_scale`: mean F(000)/V, variance shrunk to at most
             the atoms'; no pattern is read); random atoms and the extra models get the same treatment.
+        absolute_map: the same with the formula only, Z read from the first map's peaks where they make
+            it clear, the map's own scale kept otherwise (what ``predict`` does without ``--formula-units``).
         modify: also score every sample after density modification with the pattern's magnitudes
             (:func:`powdersolve.modification.modify_density`; its B is set to the model's); random atoms
             and the extra models get the same treatment, so the gain of the magnitudes alone is measured.
@@ -72,6 +75,7 @@ class EvalConfig:
     symmetrise: bool = False
     sharpen: tuple[float, float] | None = None
     absolute: bool = False
+    absolute_map: bool = False
     modify: ModificationConfig | None = None
 
 
@@ -117,6 +121,9 @@ def _treatments(cfg: EvalConfig, b_iso: float, q_limit: float) -> dict[str, Call
         out["sharpened"] = lambda g, c, s, band: sharpen_map(g, c.lattice, *cfg.sharpen)
     if cfg.absolute:
         out["absolute"] = lambda g, c, s, band: absolute_scale(g, c.lattice, c.numbers, c.occupancy, b_iso, band)
+    if cfg.absolute_map:
+        out["absolute_map"] = lambda g, c, s, band: absolute_scale_from_map(g, c.lattice, cell_formula(c), b_iso,
+                                                                            band)[0]
     if cfg.modify:
         for name, symmetry in (("modified", False), ("modified_symmetric", True)):
             if symmetry and not cfg.modify.symmetry:
@@ -125,6 +132,11 @@ def _treatments(cfg: EvalConfig, b_iso: float, q_limit: float) -> dict[str, Call
             out[name] = lambda g, c, s, band, m=mcfg: modify_density(g, c.lattice, s.q, s.intensity, q_limit,
                                                                        c.numbers, c.occupancy, m)
     return out
+
+
+def cell_formula(crystal: Crystal) -> str:
+    """The cell's content as a formula string, e.g. 'Ca4F8' (occupancy-weighted amounts)."""
+    return "".join(f"{Element.from_Z(z).symbol}{amount:g}" for z, amount in composition_amounts(crystal).items())
 
 
 def _summary(values: list[float]) -> dict[str, float]:

@@ -12,8 +12,9 @@
 6. draw ``samples`` latent samples (sample 0 is the posterior mean, the rest random with a
    seeded generator), decode each to a grid in fractional coordinates, in bounded-memory chunks,
    and reduce them to a mean map and a per-voxel standard deviation (e/A^3); with the composition
-   and the formula units per cell, each sample is first put on the absolute scale of the cell
-   content (:mod:`powdersolve.absolute_scale`).
+   and the formula units per cell (given, or read from the posterior-mean map's peaks when they make
+   it clear), each sample is first put on the absolute scale of the cell content
+   (:mod:`powdersolve.absolute_scale`).
 
 :meth:`Prediction.write` stores maps (CCP4, cube, CHGCAR, .npy), figures and ``summary.json``
 in an output folder that appears atomically.
@@ -29,10 +30,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Lattice
+from pymatgen.core import Composition, Lattice
 
 from powdersolve._callable import make_module_callable
-from powdersolve.absolute_scale import absolute_scale, model_band
+from powdersolve.absolute_scale import (
+    absolute_scale,
+    cell_atoms,
+    expected_moments,
+    formula_units_from_map,
+    grid_hkl,
+    model_band,
+)
 from powdersolve.composition import parse_composition
 from powdersolve.density import MAX_GRID
 from powdersolve.diffraction.peaks import PeakList, find_peaks, peaks_to_q_intensity
@@ -94,9 +102,11 @@ class PredictConfig:
             then error-reduction cycles (:mod:`powdersolve.modification`); None skips it.
         formula_units: formula units of ``composition`` per cell (Z), which puts the magnitudes of
             ``modify`` on the Wilson scale; None scales them to the map instead.
-        absolute_scale: with a composition with ratios and ``formula_units``, put every sample on the
-            absolute scale of the cell content (:mod:`powdersolve.absolute_scale`: mean F(000)/V, variance
-            shrunk to at most the atoms'); without them the network's own scale is kept (and logged).
+        absolute_scale: with a composition with ratios, put every sample on the absolute scale of the
+            cell content (:mod:`powdersolve.absolute_scale`: mean F(000)/V, variance shrunk to at most the
+            atoms'). Without ``formula_units`` Z is read from the posterior-mean map's peaks, and used only
+            when it is clear (:func:`powdersolve.absolute_scale.formula_units_from_map`); otherwise, and
+            without a composition with ratios, the network's own scale is kept (and logged).
     """
 
     samples: int = 20
@@ -541,18 +551,39 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
     say(f"drawing {config.samples} samples on a {config.grid}^3 grid")
     chunks = iter_sample_grids(model, ModelInput(xrd, comp, aux), config.samples, config.grid, config.seed,
                                CHUNK_VOXELS)
-    atoms = _cell_atoms(config.composition, config.formula_units)
+    formula, z_cell, z_source, z_note = config.composition, config.formula_units, "given", {}
+    if config.absolute_scale and z_cell is None and cell_atoms(formula, 1) is not None:
+        say("reading Z from the posterior-mean map")
+        first = next(iter_sample_grids(model, ModelInput(xrd, comp, aux), 1, config.grid, config.seed,
+                                       CHUNK_VOXELS))[0]
+        reduced = Composition(parse_composition(formula).amounts).reduced_formula
+        z_map, candidates = formula_units_from_map(first, lattice, Composition(reduced))
+        z_note = {"formula_units_candidates": [{"Z": z, "cost": round(c, 4)} for z, c in candidates]}
+        if z_map is not None and not _fits(lattice, cell_atoms(reduced, z_map), mcfg.b_iso, config.grid,
+                                           model_band(mcfg)):
+            log.append(f"Z = {z_map} x {reduced} read from the map's peaks cannot fit the cell; not used")
+            z_map = None
+        if z_map is not None:
+            formula, z_cell, z_source = reduced, z_map, "read from the map's peaks"
+            log.append(f"Z = {z_map} x {reduced} per cell read from the posterior-mean map's peaks "
+                       f"(electrons misplaced {candidates[0][1]:.2f} of the formula's)")
+        else:
+            log.append("Z not clear from the map's peaks (" + ", ".join(f"Z={z}: {c:.2f}" for z, c in candidates)
+                       + "); the network's electron scale kept")
+    atoms = cell_atoms(formula, z_cell)
     if config.absolute_scale and atoms is not None:
         band = model_band(mcfg)
         chunks = (absolute_scale(g, lattice, *atoms, mcfg.b_iso, band) for g in chunks)
-        scale = {"kind": "absolute", "formula_units_per_cell": config.formula_units,
+        scale = {"kind": "absolute", "formula": formula, "formula_units_per_cell": z_cell,
+                 "formula_units_source": z_source, **z_note,
                  "note": "each sample's mean set to F(000)/V and any variance above the one the cell's atoms imply "
                          "shrunk onto it"}
         log.append(f"absolute scale: every sample put on the mean, and at most the variance, of "
-                   f"{config.composition} x {config.formula_units} per cell")
+                   f"{formula} x {z_cell} per cell")
     else:
-        scale = {"kind": "network", "note": "the network's own electron scale (give --composition with ratios and "
-                                            "--formula-units for the absolute scale)"}
+        scale = {"kind": "network", **z_note,
+                 "note": "the network's own electron scale (give --composition with ratios, and --formula-units "
+                         "where the map does not make Z clear, for the absolute scale)"}
     mean, std, samples = _mean_std(chunks, config.keep_samples)
     lap("sample")
     symmetrised, symmetry = (_symmetrise(mean, lattice, log) if config.symmetrise else (None, None))
@@ -573,6 +604,16 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
     if config.modify is not None:
         modify_prediction(pred, config.modify, config.composition, config.formula_units)
     return pred
+
+
+def _fits(lattice: np.ndarray, atoms: tuple[np.ndarray, np.ndarray], b_iso: float, grid: int,
+          band: tuple[int, int, int] | None) -> bool:
+    """Whether these atoms fit the cell without overlapping (:func:`expected_moments` accepts them)."""
+    try:
+        expected_moments(lattice, *atoms, b_iso, grid_hkl(grid, band))
+    except InputError:
+        return False
+    return True
 
 
 def modify_prediction(pred: Prediction, cfg: ModificationConfig, composition: str | None = None,
@@ -598,20 +639,6 @@ def modify_prediction(pred: Prediction, cfg: ModificationConfig, composition: st
     return pred
 
 
-def _cell_atoms(composition: str | None, formula_units: int | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """Atomic numbers and occupancies of the atoms in the cell, or None without a formula with ratios and Z.
-
-    One site per atom; fractional amounts share their sites (Mg0.5 -> one site at occupancy 0.5), which is
-    what the sums over occupancy squared (Wilson, the absolute scale) need.
-    """
-    parsed = parse_composition(composition) if composition else None
-    if parsed is None or not parsed.ratios_known or formula_units is None:
-        return None
-    per_cell = np.array(list(parsed.amounts.values()), dtype=np.float64) * formula_units
-    sites = np.maximum(1, np.ceil(per_cell - 1e-9)).astype(int)
-    return np.repeat(parsed.atomic_numbers(), sites), np.repeat(per_cell / sites, sites)
-
-
 def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,
             composition: str | None, formula_units: int | None, cfg: ModificationConfig,
             log: list[str]) -> tuple[np.ndarray, dict]:
@@ -624,7 +651,7 @@ def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: n
     """
     volume = abs(float(np.linalg.det(lattice)))
     electrons_map = float(mean.astype(np.float64).mean() * volume)
-    atoms = _cell_atoms(composition, formula_units)
+    atoms = cell_atoms(composition, formula_units)
     info: dict = {"cycles": cfg.cycles, "b_work_A2": cfg.b_work, "final": cfg.final, "peaks": int(peak_q.size),
                   "symmetry_constrained": cfg.symmetry, "histogram_matching": cfg.histogram}
     if atoms is not None:

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Composition, Lattice, Structure
 
-from powdersolve.absolute_scale import absolute_scale, expected_moments, grid_hkl, model_band
+from powdersolve.absolute_scale import (
+    MAX_Z_COST,
+    absolute_scale,
+    absolute_scale_from_map,
+    expected_moments,
+    formula_units_from_map,
+    grid_hkl,
+    model_band,
+)
 from powdersolve.density import DensityConfig, density_grid
 from powdersolve.errors import InputError
 from powdersolve.metrics import map_correlation
@@ -100,3 +108,42 @@ def test_by_default_a_map_is_shrunk_never_stretched() -> None:
     out = absolute_scale(both, c.lattice, c.numbers, c.occupancy, 8.0)
     np.testing.assert_allclose(out[0], truth, atol=0.01 * truth.max())  # too much variance: shrunk onto the truth
     np.testing.assert_allclose(out[1], mean + 0.5 * (truth - mean), atol=0.01 * truth.max())  # too little: kept
+
+
+@pytest.mark.parametrize(("name", "formula", "z"), [("Au (fcc, 4 atoms, all centring-related)", "Au", 4),
+                                                    ("NaCl", "NaCl", 4), ("CsCl", "CsCl", 1)])
+def test_z_is_read_from_the_map_whatever_its_electron_scale(name: str, formula: str, z: int) -> None:
+    """The count is scale-free: the network's 5.7-fold over-scaled neon map must still give its Z."""
+    c = CRYSTALS[name]
+    truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
+    for factor in (1.0, 5.7, 0.4):
+        found, candidates = formula_units_from_map(truth * factor, c.lattice, Composition(formula))
+        assert found == z and candidates[0][0] == z and candidates[0][1] <= MAX_Z_COST
+
+
+def test_an_unclear_z_is_not_guessed() -> None:
+    """A gold map with a ghost at the body centre, 40% of the atom's height: one atom and a ghost, or two
+    atoms, fit about equally badly, so no Z is read (the network's scale is kept)."""
+    lattice = np.eye(3) * 4.0
+    x = np.arange(N) / N
+    axes = np.meshgrid(x, x, x, indexing="ij")
+
+    def atom(centre: float) -> np.ndarray:
+        d2 = sum((((v - centre + 0.5) % 1.0 - 0.5) * 4.0) ** 2 for v in axes)  # A^2, minimum image
+        return np.exp(-d2 / 0.5)
+
+    found, candidates = formula_units_from_map(atom(0.0) + 0.4 * atom(0.5), lattice, Composition("Au"))
+    assert found is None and [z for z, _ in candidates][:2] in ([1, 2], [2, 1])
+
+
+def test_a_map_on_the_wrong_scale_is_put_back_with_z_read_from_it() -> None:
+    """NaCl's map with 5.7 times its electrons, the formula given without Z, comes back on the truth."""
+    from powdersolve.evaluate import cell_formula
+
+    c = CRYSTALS["NaCl"]
+    truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
+    assert cell_formula(c) == "Na4Cl4"
+    scaled, z = absolute_scale_from_map(truth[None] * 5.7, c.lattice, "NaCl", 8.0)
+    assert z == 4
+    assert scaled[0].mean() == pytest.approx(truth.mean(), rel=1e-6)
+    assert np.abs(scaled[0] - truth).max() < 0.02 * truth.max()

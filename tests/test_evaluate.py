@@ -67,6 +67,15 @@ def test_absolute_scale_scores_beside_the_raw_ones(tiny_weights: Path, two_cifs:
     assert rep["cc_absolute_mean"] == pytest.approx(rep["cc_mean"], abs=1e-6)
 
 
+def test_absolute_scale_with_z_from_the_map_is_scored_for_every_model(tiny_weights: Path, two_cifs: Path) -> None:
+    """Every model and baseline gets the step; the untrained model's maps make no Z clear and keep their scale."""
+    rep = evaluate(tiny_weights, two_cifs, EvalConfig(grid=24, samples=2, absolute_map=True),
+                   extra_models={"no-xrd": tiny_weights}, progress=False)
+    assert {"random_atoms_absolute_map", "no-xrd_absolute_map"} <= set(rep["baselines"])
+    assert rep["cc_absolute_map_mean"] == pytest.approx(rep["cc_mean"], abs=1e-6)
+    assert rep["ssim_absolute_map_mean"] == pytest.approx(rep["ssim_mean"], abs=1e-6)
+
+
 def test_absolute_scale_of_a_query_model_uses_the_whole_grid(two_cifs: Path, tmp_path: Path) -> None:
     """The paper's query decoder is not band-limited: its maps are scaled over every grid index."""
     import torch

@@ -335,7 +335,8 @@ def test_modify_with_symmetry_finds_the_group(tmp_path: Path, cu_xy: Path, cubic
 def test_the_maps_are_put_on_the_absolute_scale_of_the_cell_content(tmp_path: Path, cu_xy: Path, weights: Path,
                                                                       capsys: pytest.CaptureFixture) -> None:
     """With the formula and Z every sample holds the cell's electrons and at most the variance its atoms imply;
-    without Z, or with --no-absolute-scale, the network's own scale is kept and said so."""
+    without Z (an untrained model's map makes none clear), or with --no-absolute-scale, the network's own scale
+    is kept and said so."""
     from powdersolve.absolute_scale import expected_moments, grid_hkl, model_band
     from powdersolve.weights import load_model
 
@@ -359,6 +360,40 @@ def test_the_maps_are_put_on_the_absolute_scale_of_the_cell_content(tmp_path: Pa
         kept = json.loads((tmp_path / name / "summary.json").read_text())["density"]
         assert kept["scale"]["kind"] == "network"
         assert kept["integrated_electrons"] != pytest.approx(152, rel=2e-3)  # an untrained model's own guess
+
+
+EXAMPLE_XY = Path(__file__).resolve().parents[1] / "powdersolve" / "examples" / "CaF2_CuKa.xy"
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "cubic.safetensors").exists(), reason="shipped cubic weights not built yet")
+@pytest.mark.parametrize("formula", ["CaF2", "Ca2F4"])
+def test_z_is_read_from_the_shipped_models_map(tmp_path: Path, formula: str, capsys: pytest.CaptureFixture) -> None:
+    """The formula without Z (written as any multiple): Z = 4 x CaF2 read from the posterior-mean map's peaks,
+    so the maps hold the cell's 152 electrons."""
+    code, err = run_cli([EXAMPLE_XY, "--composition", formula, "--samples", 1, "--out", tmp_path / "o"], capsys)
+    assert code == 0, err
+    density = json.loads((tmp_path / "o" / "summary.json").read_text())["density"]
+    scale = density["scale"]
+    assert scale["kind"] == "absolute" and scale["formula"] == "CaF2" and scale["formula_units_per_cell"] == 4
+    assert scale["formula_units_source"] == "read from the map's peaks"
+    assert scale["formula_units_candidates"][0]["Z"] == 4
+    assert density["integrated_electrons"] == pytest.approx(152, rel=2e-3)
+
+
+def test_an_unclear_z_keeps_the_networks_scale(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the map does not make Z clear the network's scale is kept, and the candidates are reported."""
+    import powdersolve.predict as predict_module
+
+    candidates = [(4, 0.42), (8, 0.45)]
+    monkeypatch.setattr(predict_module, "formula_units_from_map", lambda *_: (None, candidates))
+    code, err = run_cli([EXAMPLE_XY, "--weights", weights, "--cell", CAF2_A, "--grid", 12, "--samples", 1,
+                         "--composition", "CaF2", "--out", tmp_path / "o"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["density"]["scale"]["kind"] == "network"
+    assert summary["density"]["scale"]["formula_units_candidates"] == [{"Z": 4, "cost": 0.42}, {"Z": 8, "cost": 0.45}]
+    assert any("Z not clear" in line for line in summary["processing"])
 
 
 def test_formula_units_the_cell_cannot_hold_are_refused(tmp_path: Path, cu_xy: Path, weights: Path,

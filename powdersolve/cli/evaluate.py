@@ -33,6 +33,9 @@ def register(group: click.Group) -> None:
 @click.option("--absolute-scale", "absolute", is_flag=True,
               help="Also score each map put on the absolute scale of the true cell content: mean F(000)/V, variance "
                    "shrunk to at most its atoms' (post-processing that reads the cell content, not the pattern).")
+@click.option("--absolute-scale-from-map", "absolute_map", is_flag=True,
+              help="Also score each map on the absolute scale of the formula with Z read from the map's own peaks "
+                   "where they make it clear (what predict does without --formula-units).")
 @click.option("--modify", "modify_cycles", default=None, type=click.IntRange(0, 500), metavar="CYCLES",
               help="Also score each map after density modification: the pattern's magnitudes with the map's "
                    "phases, then CYCLES rounds of positivity (post-processing, not the network).")
@@ -45,8 +48,8 @@ def register(group: click.Group) -> None:
 @click.option("--json", "json_out", default=None, type=click.Path(), help="Write the full report here.")
 @click.option("--save-grids", default=None, type=click.Path(), help="Write <name>_gt.npy / <name>_pred.npy here.")
 def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, composition_kind, no_baselines, compare,
-                 symmetrise, sharpen, absolute, modify_cycles, modify_symmetry, modify_histogram, json_out,
-                 save_grids) -> None:
+                 symmetrise, sharpen, absolute, absolute_map, modify_cycles, modify_symmetry, modify_histogram,
+                 json_out, save_grids) -> None:
     """Predict the CMED of real structures from their simulated patterns and score it."""
     from powdersolve.errors import InputError
     from powdersolve.evaluate import EvalConfig, evaluate
@@ -68,7 +71,7 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
         extra[name] = path
     cfg = EvalConfig(grid=grid, samples=samples, seed=seed, system=system, q_limit=q_limit,
                      baselines=not no_baselines, composition=composition_kind, symmetrise=symmetrise,
-                     sharpen=parse_sharpen(sharpen), absolute=absolute,
+                     sharpen=parse_sharpen(sharpen), absolute=absolute, absolute_map=absolute_map,
                      modify=None if modify_cycles is None else ModificationConfig(
                          cycles=modify_cycles, symmetry=modify_symmetry, histogram=modify_histogram))
     report = evaluate(weights, structures, cfg, save_grids, extra)
@@ -85,6 +88,9 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
     if absolute:
         click.echo(f"  on the absolute scale of the cell content: CC {report['cc_absolute_mean']:.3f}  "
                    f"SSIM {report['ssim_absolute_mean']:.3f}  PSNR {report['psnr_absolute_mean']:.1f} dB")
+    if absolute_map:
+        click.echo(f"  on the absolute scale, Z read from the map: CC {report['cc_absolute_map_mean']:.3f}  "
+                   f"SSIM {report['ssim_absolute_map_mean']:.3f}  PSNR {report['psnr_absolute_map_mean']:.1f} dB")
     if modify_cycles is not None:
         click.echo(f"  density-modified ({modify_cycles} cycles): CC {report['cc_modified_mean']:.3f}  "
                    f"SSIM {report['ssim_modified_mean']:.3f}  PSNR {report['psnr_modified_mean']:.1f} dB")

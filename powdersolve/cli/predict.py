@@ -53,10 +53,12 @@ def _echo(msg: str) -> None:
                    "one to expect, on the returned map or in every cycle too (needs --composition and "
                    "--formula-units).")
 @click.option("--formula-units", type=int, default=None, metavar="Z",
-              help="Formula units of --composition per cell; puts the maps, and --modify, on the absolute scale.")
+              help="Formula units of --composition per cell; puts the maps, and --modify, on the absolute scale. "
+                   "Without it Z is read from the map's peaks where they make it clear (maps only).")
 @click.option("--absolute-scale/--no-absolute-scale", default=True, show_default=True,
-              help="With --composition (ratios) and --formula-units: set every sample's mean to F(000)/V and shrink "
-                   "any variance above the one the cell's atoms imply; otherwise the network's own scale is kept.")
+              help="With --composition (ratios) and Z (given, or clear from the map): set every sample's mean to "
+                   "F(000)/V and shrink any variance above the one the cell's atoms imply; otherwise the network's "
+                   "own scale is kept.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def predict_command(pattern: Path, wavelength: str | None, composition: str | None, cell: str | None, system: str,
@@ -93,8 +95,13 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
                f"{result.n_samples} samples on {grid}^3; composition encoding '{result.composition['encoding']}'; "
                f"Q coverage {100 * result.q_coverage['fraction_of_model_axis']:.0f}%")
     electrons = result.summary()["density"]["integrated_electrons"]
-    scale = ("the cell content's (absolute)" if result.scale["kind"] == "absolute"
-             else "the network's guess; give --composition with ratios and --formula-units for the absolute one")
+    if result.scale["kind"] == "absolute":
+        z = result.scale["formula_units_per_cell"]
+        scale = (f"the cell content's (absolute; Z = {z} x {result.scale['formula']}, "
+                 f"{result.scale['formula_units_source']})")
+    else:
+        scale = ("the network's guess; give --composition with ratios, and --formula-units where the map does not "
+                 "make Z clear, for the absolute one")
     click.echo(f"electron scale: {scale}; {electrons:.1f} electrons in the cell")
     if result.symmetry is not None:
         found = result.symmetry.get("group")

@@ -393,6 +393,53 @@ def symmetrise(structure: Structure, symprec: float, family: str | None = None
     return (*first, "")
 
 
+def map_peaks(grid: np.ndarray, lattice: np.ndarray, family: str | None, min_distance: float = 0.7,
+              rel_threshold: float = 0.02) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 1-3 of the module: the map's merged peaks and the electrons in each.
+
+    ``family`` ('cubic', 'hexagonal' or None): the lattice centring the map obeys in that family is
+    found and imposed first (:func:`detect_centring`; None imposes none). Returns the (possibly
+    centring-averaged) grid, the lattice points per cell, and per merged peak, strongest first: its
+    fractional position (n, 3), height (n,) e/A^3 and integrated electrons (n,).
+    """
+    centring, grid = detect_centring(grid, family) if family else ("P", grid)
+    multiple = 1 + len(CENTRINGS.get(family or "", {}).get(centring, ()))
+    idx, frac, height = find_peaks(grid, rel_threshold)
+    label = merge_peaks(frac, height, lattice, min_distance)
+    first = np.array([np.flatnonzero(label == k)[0] for k in range(int(label.max()) + 1)])
+    volume = abs(float(np.linalg.det(lattice)))
+    electrons = integrate_basins(grid, idx, label, volume / grid.size, lattice)
+    return grid, multiple, frac[first], height[first], electrons
+
+
+def formula_units_from_map(grid: np.ndarray, lattice: np.ndarray, composition: Composition,
+                           min_distance: float = 0.7, rel_threshold: float = 0.02, centre: bool = True
+                           ) -> list[tuple[int, float, float]]:
+    """Numbers of formula units Z per cell that the map's peaks support, best first.
+
+    Args:
+        grid: (N0, N1, N2) density (any scale: the count is scale-free), voxel [i, j, k] at (i/N0, j/N1, k/N2);
+            negative values are read as 0.
+        lattice: (3, 3) row vectors in Angstrom.
+        composition: the formula (any multiple of it; reduced here).
+        centre: impose the lattice centring the map obeys, if any (Z then a multiple of its lattice points).
+
+    Returns:
+        (Z, electron scale, cost) per feasible Z as :func:`ranked_formula_units` gives them, with
+        at least :data:`MIN_VOLUME_PER_ATOM` A^3
+        per atom imposed.
+    """
+    # Electrons are counted on the non-negative part: a band-limited or untrained map's negative
+    # ripples would otherwise enter the basins as negative electrons and make a bad fit look good.
+    grid = np.maximum(np.asarray(grid, dtype=np.float64), 0.0)
+    lattice = np.asarray(lattice, dtype=np.float64).reshape(3, 3)
+    family = lattice_family(lattice) if centre else None
+    _, multiple, _, _, electrons = map_peaks(grid, lattice, family, min_distance, rel_threshold)
+    reduced = composition.get_reduced_composition_and_factor()[0]
+    volume = abs(float(np.linalg.det(lattice)))
+    return ranked_formula_units(electrons, reduced, multiple=multiple, max_atoms=int(volume / MIN_VOLUME_PER_ATOM))
+
+
 def density_to_structure(
     grid: np.ndarray,
     lattice: np.ndarray,
@@ -455,15 +502,10 @@ def density_to_structures(
     if volume < 1.0:
         raise InputError(f"cell volume {volume:.3g} A^3 is not physical; check the lattice")
     family = lattice_family(lattice) if escalate else None
-    centring, grid = detect_centring(grid, family) if centre else ("P", grid)
-    multiple = 1 + len(CENTRINGS.get(family or "", {}).get(centring, ()))  # lattice points per cell
-    idx, frac, height = find_peaks(grid, rel_threshold)
-    label = merge_peaks(frac, height, lattice, min_distance)
-    n_kept = int(label.max()) + 1
-    first = np.array([np.flatnonzero(label == k)[0] for k in range(n_kept)])
-    electrons = integrate_basins(grid, idx, label, volume / grid.size, lattice)
+    grid, multiple, kfrac, kheight, electrons = map_peaks(grid, lattice, family if centre else None,
+                                                          min_distance, rel_threshold)
+    n_kept = len(electrons)
     total = float(grid.sum() * volume / grid.size)
-    kfrac, kheight = frac[first], height[first]
 
     comp = None
     if composition:

@@ -567,7 +567,9 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = SolveConfi
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     pcfg = replace(predict_config or PredictConfig(), samples=config.samples, grid=config.grid, keep_samples=True)
-    pred = predict(pattern, replace(pcfg, modify=None), progress=progress)
+    # Atoms are read scale-free, and the solve benchmarks were measured on the network's own scale;
+    # the absolute scale (an affine change of each map) would move the basins' electron counts.
+    pred = predict(pattern, replace(pcfg, modify=None, absolute_scale=False), progress=progress)
     # The solver wants the modified map where its group's orbits are read: the group's standard origin.
     modifying = (replace(pcfg.modify or ModificationConfig(), symmetry=config.map_symmetry, origin="standard")
                  if config.modified_map else pcfg.modify)
