@@ -1,6 +1,6 @@
 """Z (formula units per cell) read from the network's own map, and the absolute scale it gives.
 
-A user often knows the formula but not Z. :func:`powdersolve.solve.atoms.formula_units_from_map`
+A user often knows the formula but not Z. :func:`powdersolve.solve.atoms.ranked_formula_units_in_map`
 counts Z from the peaks of the posterior-mean map (sample 0), scale-free. This sweep measures, on
 generated crystals (Z known), how often its best Z is right, how far ahead of the next one it is,
 and the paper SSIM of the absolute scale (shrink only, the predict default) with the true Z
@@ -22,7 +22,7 @@ from postprocess_sweep import run_sweep
 from pymatgen.core import Composition, Element
 
 from powdersolve.absolute_scale import absolute_scale, cell_atoms, model_band
-from powdersolve.solve.atoms import formula_units_from_map
+from powdersolve.solve.atoms import ranked_formula_units_in_map
 
 
 def variants(preds: np.ndarray, crystal, model, truth) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -41,7 +41,7 @@ def variants(preds: np.ndarray, crystal, model, truth) -> tuple[dict[str, np.nda
     out = {"true_z": scaled(int(round(z_true)))}
     extra = {"z_true": float(z_true)}
     for name, centre in (("map_z", True), ("map_z_p", False)):
-        ranked = formula_units_from_map(preds[0], c.lattice, reduced, centre=centre)
+        ranked = ranked_formula_units_in_map(preds[0], c.lattice, reduced, centre=centre)
         z_map = ranked[0][0]
         out[name] = out["true_z"] if z_map == round(z_true) else scaled(z_map)
         second = ranked[1][2] if len(ranked) > 1 else float("inf")

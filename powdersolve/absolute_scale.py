@@ -161,9 +161,9 @@ def formula_units_from_map(grid: np.ndarray, lattice: np.ndarray, composition: C
         formula's, see :func:`powdersolve.solve.atoms.ranked_formula_units`).
     """
     # Imported here: the solve package loads the refinement, which predict alone does not need.
-    from powdersolve.solve.atoms import formula_units_from_map as ranked
+    from powdersolve.solve.atoms import ranked_formula_units_in_map
 
-    ranked_z = ranked(grid, lattice, composition)
+    ranked_z = ranked_formula_units_in_map(grid, lattice, composition)
     candidates = [(int(z), float(cost)) for z, _scale, cost in ranked_z[:3]]
     best = candidates[0][1]
     second = candidates[1][1] if len(candidates) > 1 else float("inf")

@@ -412,9 +412,9 @@ def map_peaks(grid: np.ndarray, lattice: np.ndarray, family: str | None, min_dis
     return grid, multiple, frac[first], height[first], electrons
 
 
-def formula_units_from_map(grid: np.ndarray, lattice: np.ndarray, composition: Composition,
-                           min_distance: float = 0.7, rel_threshold: float = 0.02, centre: bool = True
-                           ) -> list[tuple[int, float, float]]:
+def ranked_formula_units_in_map(grid: np.ndarray, lattice: np.ndarray, composition: Composition,
+                                min_distance: float = 0.7, rel_threshold: float = 0.02, centre: bool = True
+                                ) -> list[tuple[int, float, float]]:
     """Numbers of formula units Z per cell that the map's peaks support, best first.
 
     Args:
