@@ -171,19 +171,34 @@ def formula_units_from_map(grid: np.ndarray, lattice: np.ndarray, composition: C
     return (candidates[0][0] if clear else None), candidates
 
 
+def read_formula_units(mean_map: np.ndarray, lattice: np.ndarray, formula: str, b_iso: float,
+                       box: tuple[int, int, int] | None = None) -> tuple[str, int | None, list[tuple[int, float]], str]:
+    """Z of ``formula`` for the absolute scale, read from a posterior-mean map (see :func:`formula_units_from_map`).
+
+    Returns (reduced formula, Z per reduced formula or None, candidates (Z, cost), verdict): the
+    verdict is 'clear' (Z given), 'unclear' (the peaks do not single one out) or 'overfills' (that
+    many atoms cannot fit the cell without overlapping, :func:`expected_moments` at ``b_iso`` over
+    the map's band ``box``).
+    """
+    reduced = Composition(parse_composition(formula).amounts).reduced_formula
+    z, candidates = formula_units_from_map(mean_map, lattice, Composition(reduced))
+    if z is None:
+        return reduced, None, candidates, "unclear"
+    try:
+        expected_moments(lattice, *cell_atoms(reduced, z), b_iso, grid_hkl(np.shape(mean_map)[-1], box))
+    except InputError:
+        return reduced, None, candidates, "overfills"
+    return reduced, z, candidates, "clear"
+
+
 def absolute_scale_from_map(grids: np.ndarray, lattice: np.ndarray, formula: str, b_iso: float,
                             box: tuple[int, int, int] | None = None) -> tuple[np.ndarray, int | None]:
     """:func:`absolute_scale` of ``formula`` with Z read from the first of ``grids`` (the posterior mean).
 
     Returns the maps and Z per reduced formula; the maps unchanged, and None, when the first map does
-    not make Z clear (:func:`formula_units_from_map`) or that Z cannot fit the cell.
+    not give a usable Z (:func:`read_formula_units`).
     """
-    reduced = Composition(parse_composition(formula).amounts).reduced_formula
-    z, _ = formula_units_from_map(np.asarray(grids)[0], lattice, Composition(reduced))
+    reduced, z, _, _ = read_formula_units(np.asarray(grids)[0], lattice, formula, b_iso, box)
     if z is None:
         return grids, None
-    try:
-        return absolute_scale(grids, lattice, *cell_atoms(reduced, z), b_iso, box), z
-    except InputError:  # the peaks' Z overfills the cell: not a Z to use
-        return grids, None
-
+    return absolute_scale(grids, lattice, *cell_atoms(reduced, z), b_iso, box), z

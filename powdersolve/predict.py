@@ -30,17 +30,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Composition, Lattice
+from pymatgen.core import Lattice
 
 from powdersolve._callable import make_module_callable
-from powdersolve.absolute_scale import (
-    absolute_scale,
-    cell_atoms,
-    expected_moments,
-    formula_units_from_map,
-    grid_hkl,
-    model_band,
-)
+from powdersolve.absolute_scale import absolute_scale, cell_atoms, model_band, read_formula_units
 from powdersolve.composition import parse_composition
 from powdersolve.density import MAX_GRID
 from powdersolve.diffraction.peaks import PeakList, find_peaks, peaks_to_q_intensity
@@ -556,20 +549,8 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
         say("reading Z from the posterior-mean map")
         first = next(iter_sample_grids(model, ModelInput(xrd, comp, aux), 1, config.grid, config.seed,
                                        CHUNK_VOXELS))[0]
-        reduced = Composition(parse_composition(formula).amounts).reduced_formula
-        z_map, candidates = formula_units_from_map(first, lattice, Composition(reduced))
-        z_note = {"formula_units_candidates": [{"Z": z, "cost": round(c, 4)} for z, c in candidates]}
-        if z_map is not None and not _fits(lattice, cell_atoms(reduced, z_map), mcfg.b_iso, config.grid,
-                                           model_band(mcfg)):
-            log.append(f"Z = {z_map} x {reduced} read from the map's peaks cannot fit the cell; not used")
-            z_map = None
-        if z_map is not None:
-            formula, z_cell, z_source = reduced, z_map, "read from the map's peaks"
-            log.append(f"Z = {z_map} x {reduced} per cell read from the posterior-mean map's peaks "
-                       f"(electrons misplaced {candidates[0][1]:.2f} of the formula's)")
-        else:
-            log.append("Z not clear from the map's peaks (" + ", ".join(f"Z={z}: {c:.2f}" for z, c in candidates)
-                       + "); the network's electron scale kept")
+        formula, z_cell, z_note = _formula_units_of_map(first, lattice, formula, mcfg, log)
+        z_source = "read from the map's peaks"
     atoms = cell_atoms(formula, z_cell)
     if config.absolute_scale and atoms is not None:
         band = model_band(mcfg)
@@ -606,14 +587,20 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
     return pred
 
 
-def _fits(lattice: np.ndarray, atoms: tuple[np.ndarray, np.ndarray], b_iso: float, grid: int,
-          band: tuple[int, int, int] | None) -> bool:
-    """Whether these atoms fit the cell without overlapping (:func:`expected_moments` accepts them)."""
-    try:
-        expected_moments(lattice, *atoms, b_iso, grid_hkl(grid, band))
-    except InputError:
-        return False
-    return True
+def _formula_units_of_map(mean_map: np.ndarray, lattice: np.ndarray, formula: str, mcfg: ModelConfig,
+                          log: list[str]) -> tuple[str, int | None, dict]:
+    """(reduced formula, Z or None, summary fields) read from the posterior-mean map; the step is logged."""
+    reduced, z, candidates, verdict = read_formula_units(mean_map, lattice, formula, mcfg.b_iso, model_band(mcfg))
+    note = {"formula_units_candidates": [{"Z": zc, "cost": round(c, 4)} for zc, c in candidates]}
+    if verdict == "clear":
+        log.append(f"Z = {z} x {reduced} per cell read from the posterior-mean map's peaks "
+                   f"(electrons misplaced {candidates[0][1]:.2f} of the formula's)")
+    elif verdict == "overfills":
+        log.append(f"Z = {candidates[0][0]} x {reduced} read from the map's peaks cannot fit the cell; not used")
+    else:
+        log.append("Z not clear from the map's peaks (" + ", ".join(f"Z={zc}: {c:.2f}" for zc, c in candidates)
+                   + "); the network's electron scale kept")
+    return reduced, z, note
 
 
 def modify_prediction(pred: Prediction, cfg: ModificationConfig, composition: str | None = None,

@@ -15,6 +15,7 @@ from powdersolve.absolute_scale import (
     formula_units_from_map,
     grid_hkl,
     model_band,
+    read_formula_units,
 )
 from powdersolve.density import DensityConfig, density_grid
 from powdersolve.errors import InputError
@@ -147,3 +148,15 @@ def test_a_map_on_the_wrong_scale_is_put_back_with_z_read_from_it() -> None:
     assert z == 4
     assert scaled[0].mean() == pytest.approx(truth.mean(), rel=1e-6)
     assert np.abs(scaled[0] - truth).max() < 0.02 * truth.max()
+
+
+def test_a_z_that_overfills_the_cell_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clear Z whose atoms cannot fit the cell (here 400 NaCl in a 5.64 A cube) is refused, not an error."""
+    import powdersolve.absolute_scale as module
+
+    c = CRYSTALS["NaCl"]
+    truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
+    monkeypatch.setattr(module, "formula_units_from_map", lambda *_: (400, [(400, 0.1), (4, 0.5)]))
+    assert read_formula_units(truth, c.lattice, "Na2Cl2", 8.0) == ("NaCl", None, [(400, 0.1), (4, 0.5)], "overfills")
+    grids, z = absolute_scale_from_map(truth[None], c.lattice, "NaCl", 8.0)
+    assert z is None and np.array_equal(grids[0], truth)

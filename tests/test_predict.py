@@ -386,7 +386,7 @@ def test_an_unclear_z_keeps_the_networks_scale(tmp_path: Path, weights: Path, ca
     import powdersolve.predict as predict_module
 
     candidates = [(4, 0.42), (8, 0.45)]
-    monkeypatch.setattr(predict_module, "formula_units_from_map", lambda *_: (None, candidates))
+    monkeypatch.setattr(predict_module, "read_formula_units", lambda *_: ("CaF2", None, candidates, "unclear"))
     code, err = run_cli([EXAMPLE_XY, "--weights", weights, "--cell", CAF2_A, "--grid", 12, "--samples", 1,
                          "--composition", "CaF2", "--out", tmp_path / "o"], capsys)
     assert code == 0, err

@@ -425,9 +425,8 @@ def ranked_formula_units_in_map(grid: np.ndarray, lattice: np.ndarray, compositi
         centre: impose the lattice centring the map obeys, if any (Z then a multiple of its lattice points).
 
     Returns:
-        (Z, electron scale, cost) per feasible Z as :func:`ranked_formula_units` gives them, with
-        at least :data:`MIN_VOLUME_PER_ATOM` A^3
-        per atom imposed.
+        (Z, electron scale, cost) per feasible Z as :func:`ranked_formula_units` gives them, with at
+        least :data:`MIN_VOLUME_PER_ATOM` A^3 per atom imposed.
     """
     # Electrons are counted on the non-negative part: a band-limited or untrained map's negative
     # ripples would otherwise enter the basins as negative electrons and make a bad fit look good.
