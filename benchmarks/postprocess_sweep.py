@@ -45,9 +45,14 @@ def run_sweep(description: str, variants: Variants) -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     model, _ = load_model(args.weights)
+    crystals = [r.crystal for r in load_dataset(args.data, split=args.split)[: args.limit]]
+    sweep_crystals(crystals, model, variants, args.json, {k: str(v) for k, v in vars(args).items()})
+
+
+def sweep_crystals(crystals: list[Crystal], model: CMEDNet, variants: Variants, out: Path, args: dict) -> dict:
+    """Score ``variants`` of ``model``'s 5 samples on each crystal, print, and save the JSON to ``out``."""
     rows = []
-    for r in load_dataset(args.data, split=args.split)[: args.limit]:
-        c = r.crystal
+    for c in crystals:
         truth = density_grid(c, DensityConfig(model.cfg.b_iso, 50))
         preds = sample_grids(model, model_inputs(model, c), 5, 50).astype(np.float64)
         grids, extra = variants(preds, c, model, truth)
@@ -66,6 +71,7 @@ def run_sweep(description: str, variants: Variants) -> None:
            "se": {k: float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None for k, v in diff.items()},
            **{f"{k}_per_crystal": float(np.mean([r[k] for r in rows])) for k in rows[0]
               if isinstance(rows[0][k], float)},
-           "rows": rows, "args": {k: str(v) for k, v in vars(args).items()}}
+           "rows": rows, "args": args}
     print(json.dumps({k: v for k, v in doc.items() if k not in ("rows", "args")}, indent=1))
-    atomic_write_text(args.json, json.dumps(doc, indent=1) + "\n")
+    atomic_write_text(out, json.dumps(doc, indent=1) + "\n")
+    return doc

@@ -55,7 +55,8 @@ class EvalConfig:
             (post-processing); random atoms and the extra models get the same treatment.
         absolute: also score every sample put on the absolute scale of the true cell content
             (:func:`powdersolve.absolute_scale.absolute_scale`: mean F(000)/V, variance shrunk to at most
-            the atoms'; no pattern is read); random atoms and the extra models get the same treatment.
+            the atoms', or set to it where the map's own mean is far off; no pattern is read); random
+            atoms and the extra models get the same treatment.
         absolute_map: the same with the formula only, Z read from the first map's peaks where they make
             it clear, the map's own scale kept otherwise (what ``predict`` does without ``--formula-units``).
         modify: also score every sample after density modification with the pattern's magnitudes

@@ -33,7 +33,7 @@ import numpy as np
 from pymatgen.core import Lattice
 
 from powdersolve._callable import make_module_callable
-from powdersolve.absolute_scale import absolute_scale, cell_atoms, model_band, read_formula_units
+from powdersolve.absolute_scale import STRETCH_BEYOND, absolute_scale, cell_atoms, model_band, read_formula_units
 from powdersolve.composition import parse_composition
 from powdersolve.density import MAX_GRID
 from powdersolve.diffraction.peaks import PeakList, find_peaks, peaks_to_q_intensity
@@ -97,9 +97,10 @@ class PredictConfig:
             ``modify`` on the Wilson scale; None scales them to the map instead.
         absolute_scale: with a composition with ratios, put every sample on the absolute scale of the
             cell content (:mod:`powdersolve.absolute_scale`: mean F(000)/V, variance shrunk to at most the
-            atoms'). Without ``formula_units`` Z is read from the posterior-mean map's peaks, and used only
-            when it is clear (:func:`powdersolve.absolute_scale.formula_units_from_map`); otherwise, and
-            without a composition with ratios, the network's own scale is kept (and logged).
+            atoms', or set to it where the sample's own mean is far off). Without ``formula_units`` Z is
+            read from the posterior-mean map's peaks, and used only when it is clear
+            (:func:`powdersolve.absolute_scale.read_formula_units`); otherwise, and without a composition
+            with ratios, the network's own scale is kept (and logged).
     """
 
     samples: int = 20
@@ -558,7 +559,8 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
         scale = {"kind": "absolute", "formula": formula, "formula_units_per_cell": z_cell,
                  "formula_units_source": z_source, **z_note,
                  "note": "each sample's mean set to F(000)/V and any variance above the one the cell's atoms imply "
-                         "shrunk onto it"}
+                         f"shrunk onto it (set onto it where the sample's own mean was off by over "
+                         f"{STRETCH_BEYOND:g}x)"}
         log.append(f"absolute scale: every sample put on the mean, and at most the variance, of "
                    f"{formula} x {z_cell} per cell")
     else:

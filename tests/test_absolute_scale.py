@@ -101,11 +101,11 @@ def test_the_model_band_is_the_fourier_box() -> None:
     assert len(grid_hkl(8)) == 8**3 - 1 and len(grid_hkl(8, (1, 1, 1))) == 26
 
 
-def test_by_default_a_map_is_shrunk_never_stretched() -> None:
+def test_a_map_with_the_right_mean_is_shrunk_never_stretched() -> None:
     c = CRYSTALS["NaCl"]
     truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
     mean = truth.mean()
-    both = np.stack([mean + 3 * (truth - mean), mean + 0.5 * (truth - mean)]) + 1.0
+    both = np.stack([mean + 3 * (truth - mean), mean + 0.5 * (truth - mean)]) + 0.1  # mean off by 16%: < 1.35
     out = absolute_scale(both, c.lattice, c.numbers, c.occupancy, 8.0)
     np.testing.assert_allclose(out[0], truth, atol=0.01 * truth.max())  # too much variance: shrunk onto the truth
     np.testing.assert_allclose(out[1], mean + 0.5 * (truth - mean), atol=0.01 * truth.max())  # too little: kept
@@ -160,3 +160,20 @@ def test_a_z_that_overfills_the_cell_is_not_used(monkeypatch: pytest.MonkeyPatch
     assert read_formula_units(truth, c.lattice, "Na2Cl2", 8.0) == ("NaCl", None, [(400, 0.1), (4, 0.5)], "overfills")
     grids, z = absolute_scale_from_map(truth[None], c.lattice, "NaCl", 8.0)
     assert z is None and np.array_equal(grids[0], truth)
+
+
+def test_a_map_off_by_more_than_the_factor_is_stretched_too() -> None:
+    """A half-scale map (the network's scale wrong for the whole composition) is stretched back onto the truth
+    with ``stretch_beyond``; a map whose mean is close keeps shrink-only's rule and its own, lower variance."""
+    c = CRYSTALS["NaCl"]
+    truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
+    mean, var = expected_moments(c.lattice, c.numbers, c.occupancy, 8.0, grid_hkl(N))
+    half, close = truth * 0.5, truth.mean() + (truth - truth.mean()) * 0.5
+    back = absolute_scale(np.stack([half, close]), c.lattice, c.numbers, c.occupancy, 8.0, stretch_beyond=1.2)
+    assert back[0].mean() == pytest.approx(mean, rel=1e-6) and back[0].var() == pytest.approx(var, rel=1e-6)
+    assert np.abs(back[0] - truth).max() < 0.02 * truth.max()
+    assert back[1].var() == pytest.approx(close.var(), rel=1e-6)  # mean right: not stretched
+    default = absolute_scale(half, c.lattice, c.numbers, c.occupancy, 8.0)  # off by 2 > STRETCH_BEYOND
+    assert default.var() == pytest.approx(var, rel=1e-6)
+    shrunk = absolute_scale(half, c.lattice, c.numbers, c.occupancy, 8.0, stretch_beyond=None)
+    assert shrunk.var() == pytest.approx(half.var(), rel=1e-6)

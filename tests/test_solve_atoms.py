@@ -150,6 +150,18 @@ def test_formula_units_respect_centring_and_cell_volume() -> None:
     assert all(z % 3 == 0 for z, _, _ in ranked_formula_units(electrons, comp, multiple=3))
 
 
+def test_background_ripples_are_not_missing_atoms_with_a_ghost_fraction() -> None:
+    """Four gold atoms and 40 ripples of 2 electrons each (a mis-scaled map's background): counted in full the
+    ripples make every Z a poor fit; below half a gold atom they are ignored and Z = 4 fits exactly."""
+    electrons = np.concatenate([np.full(4, 80.0), np.full(40, 2.0)])
+    comp = Structure(Lattice.cubic(4.08), ["Au"], [[0, 0, 0]]).composition
+    assert ranked_formula_units(electrons, comp)[0][2] > 0.2
+    z, _, cost = ranked_formula_units(electrons, comp, ghost_fraction=0.5)[0]
+    assert z == 4 and cost < 1e-9
+    # A real atom left out is still counted: three of the four atoms cost a whole atom.
+    assert ranked_formula_units(electrons, comp, ghost_fraction=0.5, max_atoms=3)[0][2] >= 1 / 3 - 1e-9
+
+
 def test_symmetry_tolerance_escalates_to_the_cell_family() -> None:
     """Atoms of rock salt displaced by ~0.1 A: P1 at 0.1 A, Fm-3m once the tolerance is raised."""
     s = _structure("NaCl")

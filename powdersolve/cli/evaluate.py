@@ -32,7 +32,8 @@ def register(group: click.Group) -> None:
                    "blurred by B (A^2), e.g. 1.5,2 (post-processing, not the network).")
 @click.option("--absolute-scale", "absolute", is_flag=True,
               help="Also score each map put on the absolute scale of the true cell content: mean F(000)/V, variance "
-                   "shrunk to at most its atoms' (post-processing that reads the cell content, not the pattern).")
+                   "shrunk to at most its atoms' (set to it where the map's mean is off by over 1.35x; "
+                   "post-processing that reads the cell content, not the pattern).")
 @click.option("--absolute-scale-from-map", "absolute_map", is_flag=True,
               help="Also score each map on the absolute scale of the formula with Z read from the map's own peaks "
                    "where they make it clear (what predict does without --formula-units).")

@@ -57,8 +57,8 @@ def _echo(msg: str) -> None:
                    "Without it Z is read from the map's peaks where they make it clear (maps only).")
 @click.option("--absolute-scale/--no-absolute-scale", default=True, show_default=True,
               help="With --composition (ratios) and Z (given, or clear from the map): set every sample's mean to "
-                   "F(000)/V and shrink any variance above the one the cell's atoms imply; otherwise the network's "
-                   "own scale is kept.")
+                   "F(000)/V and shrink any variance above the one the cell's atoms imply (stretch it too where "
+                   "the sample's own mean is off by over 1.35x); otherwise the network's own scale is kept.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def predict_command(pattern: Path, wavelength: str | None, composition: str | None, cell: str | None, system: str,

@@ -226,7 +226,8 @@ MIN_VOLUME_PER_ATOM = 5.0
 
 
 def ranked_formula_units(electrons: np.ndarray, composition: Composition, max_z: int = 48, multiple: int = 1,
-                         max_atoms: int | None = None) -> list[tuple[int, float, float]]:
+                         max_atoms: int | None = None, ghost_fraction: float | None = None
+                         ) -> list[tuple[int, float, float]]:
     """Every feasible number of formula units Z with its electron scale and cost, best first.
 
     Scale-free, so a predicted map whose overall density is off by tens of percent still gives the
@@ -234,8 +235,10 @@ def ranked_formula_units(electrons: np.ndarray, composition: Composition, max_z:
     formula's electrons and assigned to the element slots; the cost is the assignment error plus the
     electrons left in unassigned peaks, relative to the formula's electrons.
     ``multiple``: atoms of each element per cell must be a multiple of it (the lattice points per
-    cell of a centred lattice); ``max_atoms``: most atoms the cell may hold. Falls back to
-    [(1, 1.0, inf)] when no Z fits.
+    cell of a centred lattice); ``max_atoms``: most atoms the cell may hold. ``ghost_fraction``: an
+    unassigned peak holding less than this fraction of the lightest element's electrons (after
+    rescaling) is a ripple of the background, not a missing atom, and costs nothing (None counts
+    every unassigned electron). Falls back to [(1, 1.0, inf)] when no Z fits.
     """
     order = np.argsort(electrons)[::-1]
     atoms_fu = composition.num_atoms
@@ -252,7 +255,10 @@ def ranked_formula_units(electrons: np.ndarray, composition: Composition, max_z:
         scaled = electrons * scale
         pick = assign_species(scaled, slots.astype(np.float64))
         used = pick >= 0
-        err = np.abs(scaled[used] - slots[pick[used]]).sum() + scaled[~used].sum()
+        left = scaled[~used]
+        if ghost_fraction is not None:
+            left = left[left >= ghost_fraction * slots.min()]
+        err = np.abs(scaled[used] - slots[pick[used]]).sum() + left.sum()
         ranked.append((z, float(scale), float(err / slots.sum())))
     ranked.sort(key=lambda r: r[2])  # stable: ties keep the smaller Z first
     return ranked or [(1, 1.0, float("inf"))]
@@ -413,8 +419,8 @@ def map_peaks(grid: np.ndarray, lattice: np.ndarray, family: str | None, min_dis
 
 
 def ranked_formula_units_in_map(grid: np.ndarray, lattice: np.ndarray, composition: Composition,
-                                min_distance: float = 0.7, rel_threshold: float = 0.02, centre: bool = True
-                                ) -> list[tuple[int, float, float]]:
+                                min_distance: float = 0.7, rel_threshold: float = 0.02, centre: bool = True,
+                                ghost_fraction: float | None = None) -> list[tuple[int, float, float]]:
     """Numbers of formula units Z per cell that the map's peaks support, best first.
 
     Args:
@@ -423,6 +429,7 @@ def ranked_formula_units_in_map(grid: np.ndarray, lattice: np.ndarray, compositi
         lattice: (3, 3) row vectors in Angstrom.
         composition: the formula (any multiple of it; reduced here).
         centre: impose the lattice centring the map obeys, if any (Z then a multiple of its lattice points).
+        ghost_fraction: see :func:`ranked_formula_units`.
 
     Returns:
         (Z, electron scale, cost) per feasible Z as :func:`ranked_formula_units` gives them, with at
@@ -436,7 +443,8 @@ def ranked_formula_units_in_map(grid: np.ndarray, lattice: np.ndarray, compositi
     _, multiple, _, _, electrons = map_peaks(grid, lattice, family, min_distance, rel_threshold)
     reduced = composition.get_reduced_composition_and_factor()[0]
     volume = abs(float(np.linalg.det(lattice)))
-    return ranked_formula_units(electrons, reduced, multiple=multiple, max_atoms=int(volume / MIN_VOLUME_PER_ATOM))
+    return ranked_formula_units(electrons, reduced, multiple=multiple, max_atoms=int(volume / MIN_VOLUME_PER_ATOM),
+                                ghost_fraction=ghost_fraction)
 
 
 def density_to_structure(
