@@ -49,7 +49,8 @@ def demo_cmd(out_dir: str, samples: int) -> None:
     plot_slices(truth, out / "truth_slices.png", "CaF2 true CMED (B = 8 A^2)")
     np.save(out / "truth.npy", truth.astype(np.float32))
     if (pred.scale or {}).get("kind") == "absolute":
-        click.echo("samples on the absolute scale of Ca4F8 per cell (mean F(000)/V, variance at most the atoms')")
+        click.echo("samples on the absolute scale of Ca4F8 per cell (mean F(000)/V, variance at most the atoms'; "
+                   "set to it where a sample's own mean is off by over 1.35x)")
     click.echo(f"map correlation (best of {samples} samples, rotations + origin shifts): {score.cc:.3f}")
     click.echo(f"paper SSIM (best of {samples}, rotations): {score.ssim:.3f}   PSNR {score.psnr:.1f} dB")
     modified = score_predictions(pred.modified[None].astype(np.float64), truth)
