@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 from postprocess_sweep import run_sweep
-from pymatgen.core import Composition, Element
+from pymatgen.core import Composition
 
 from powdersolve.absolute_scale import absolute_scale, cell_atoms, model_band
+from powdersolve.evaluate import cell_formula
 from powdersolve.solve.atoms import ranked_formula_units_in_map
 
 #: ``map_z_g``: unassigned peaks with under this fraction of the lightest element's electrons are
@@ -33,11 +34,7 @@ GHOST = 0.5
 def variants(preds: np.ndarray, crystal, model, truth) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """The variants above; extra fields: true and estimated Z, whether they agree, the cost ratio."""
     c, band, b = crystal, model_band(model.cfg), model.cfg.b_iso
-    amounts: dict[str, float] = {}
-    for z, occ in zip(c.numbers, c.occupancy):
-        amounts[Element.from_Z(int(z)).symbol] = amounts.get(Element.from_Z(int(z)).symbol, 0.0) + float(occ)
-    comp = Composition(amounts)
-    reduced, z_true = comp.get_reduced_composition_and_factor()
+    reduced, z_true = Composition(cell_formula(c)).get_reduced_composition_and_factor()
     formula = reduced.formula.replace(" ", "")
 
     def scaled(z: int) -> np.ndarray:

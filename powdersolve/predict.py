@@ -22,6 +22,7 @@ in an output folder that appears atomically.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -548,9 +549,9 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = Predic
     formula, z_cell, z_source, z_note = config.composition, config.formula_units, "given", {}
     if config.absolute_scale and z_cell is None and cell_atoms(formula, 1) is not None:
         say("reading Z from the posterior-mean map")
-        first = next(iter_sample_grids(model, ModelInput(xrd, comp, aux), 1, config.grid, config.seed,
-                                       CHUNK_VOXELS))[0]
-        formula, z_cell, z_note = _formula_units_of_map(first, lattice, formula, mcfg, log)
+        head = next(chunks)  # sample 0 is the posterior mean; the chunk is scaled with the rest below
+        chunks = itertools.chain([head], chunks)
+        formula, z_cell, z_note = _formula_units_of_map(head[0], lattice, formula, mcfg, log)
         z_source = "read from the map's peaks"
     atoms = cell_atoms(formula, z_cell)
     if config.absolute_scale and atoms is not None:
