@@ -19,11 +19,11 @@ demo: $(STAMP)
 	$(BIN)/powdersolve demo --out out/demo
 
 test: $(STAMP)
-	$(BIN)/ruff check powdersolve tests benchmarks
+	$(BIN)/ruff check powdersolve tests benchmarks experiments
 	$(BIN)/python -m pytest -n 2 tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check powdersolve tests benchmarks
+	$(BIN)/ruff check powdersolve tests benchmarks experiments
 
 clean-venv:
 	rm -rf $(VENV)

@@ -27,10 +27,10 @@ a miss and its error is recorded; the run never stops on one.
 Usage:
     .venv/bin/python benchmarks/solve_benchmark.py [--weights PATH | --weights cubic=P --weights trigonal=P]
         [--systems cubic,trigonal] [--limit N] [--samples 20] [--modes model,wrong-pattern,no-model,oracle]
-        [--patterns stick,measured] [--json benchmarks/results/solve_benchmark.json]
+        [--patterns stick,measured] [--json benchmarks/results/solve_<systems>.json]
         [--dataset data/build/trigonal_r --systems trigonal]  # generated crystals, for choosing settings
         [--rwp-only] [--no-map-symmetry] [--merge-p1-pairs] [--n-z-averaged 1]  # variants of the solve settings
-        [--no-modified-map]  # without the density-modified mean map (before session 17)
+        [--no-modified-map]  # without the density-modified mean map (the default before 2026-12-03)
 """
 
 from __future__ import annotations
@@ -56,13 +56,15 @@ from powdersolve.fileio import atomic_write_text
 from powdersolve.formats.pattern import Pattern, make_pattern
 from powdersolve.metrics import score_predictions
 from powdersolve.predict import PredictConfig
-from powdersolve.solve.pipeline import SolveConfig, SolveResult, solve, solve_from_grids, solve_from_structures
+from powdersolve.solve.config import SolveConfig
+from powdersolve.solve.pipeline import solve, solve_from_grids, solve_from_structures
+from powdersolve.solve.result import SolveResult
 from powdersolve.structures import load_crystal, standardize
 from powdersolve.structures.crystal import Crystal
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "benchmark" / "real"
-RESULTS = ROOT / "benchmarks" / "results" / "solve_benchmark.json"
+RESULTS = ROOT / "benchmarks" / "results"
 MODES = ("model", "wrong-pattern", "no-model", "oracle")
 PATTERNS = ("stick", "measured")
 LINE = "CuKa1"
@@ -299,20 +301,21 @@ def main() -> None:
                     help="variant: rank by Rwp without the family-first rule (SolveConfig.family_first=False)")
     ap.add_argument("--no-modified-map", action="store_true",
                     help="variant: no candidates from the density-modified mean map (SolveConfig.modified_map=False, "
-                         "the setting before session 17)")
+                         "the default before 2026-12-03)")
     ap.add_argument("--no-map-symmetry", action="store_true",
                     help="variant: no space-group search in the mean map (SolveConfig.map_symmetry=False)")
     ap.add_argument("--merge-p1-pairs", action="store_true",
                     help="variant: StructureMatcher also compares two P1 readings "
-                         "(SolveConfig.skip_p1_pairs=False, the setting before session 10)")
+                         "(SolveConfig.skip_p1_pairs=False, the default before 2026-12-02)")
     ap.add_argument("--n-z-averaged", type=int, default=2,
                     help="variant: Z values read from each symmetry-averaged map (SolveConfig.n_z_averaged; "
-                         "1 was the setting of session 9)")
+                         "1 was the default on 2026-11-25)")
     ap.add_argument("--map-scores", action="store_true",
                     help="also score the density of the solved structures against the true CMED "
                          "(map CC and paper SSIM of the top-1 and best of the top 5)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", type=Path, default=RESULTS)
+    ap.add_argument("--json", type=Path, default=None,
+                    help="output JSON (default: benchmarks/results/solve_<systems>.json)")
     args = ap.parse_args()
     args.weights = parse_weights(args.weights)
     modes = [m for m in args.modes.split(",") if m]
@@ -320,6 +323,8 @@ def main() -> None:
     bad = [m for m in modes if m not in MODES] + [k for k in kinds if k not in PATTERNS]
     if bad:
         ap.error(f"unknown mode/pattern {bad}; choose from {MODES} / {PATTERNS}")
+    if args.json is None:
+        args.json = RESULTS / f"solve_{args.systems.replace(',', '_')}.json"
     torch.set_num_threads(args.threads)
     cases = load_cases([s for s in args.systems.split(",") if s], args.limit, args.dataset)
     rows = []

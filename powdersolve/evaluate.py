@@ -1,6 +1,11 @@
 """Evaluation on real structure files: simulate each pattern and CMED with the model's own settings,
 predict, and score with the map correlation (primary) and the paper's SSIM / PSNR protocol, beside
 the null baselines scored by the identical code.
+
+The headline is the posterior mean (sample 0), the one map a user gets: ``cc_posterior_mean``. The
+best of N samples, picked against the truth, is kept beside it as ``cc_best_of_n_oracle`` (and the
+older name ``cc_mean``): no user can make that pick. Each crystal is scored by the model of its own
+crystal system, over the rotations of its own lattice family (:func:`powdersolve.rotations.lattice_rotations`).
 """
 
 from __future__ import annotations
@@ -12,15 +17,17 @@ from pathlib import Path
 
 import numpy as np
 from pymatgen.core import Element
+from tqdm import tqdm
 
-from powdersolve.absolute_scale import absolute_scale, absolute_scale_from_map, model_band
-from powdersolve.baselines import baseline_grids
+from powdersolve.baselines import InputAmplitudes, baseline_grids
 from powdersolve.density import DensityConfig, density_grid
-from powdersolve.diffraction.sticks import sticks
+from powdersolve.diffraction.peaks import merge_tolerance
+from powdersolve.diffraction.sticks import Sticks, sticks
 from powdersolve.errors import InputError
+from powdersolve.evaluation_report import ORACLE_NOTE, TRUE_Z_TREATMENTS, per_spacegroup, per_system, summarise
 from powdersolve.inputs import (
     ModelInput,
-    amplitude_aux,
+    box_amplitudes,
     composition_amounts,
     composition_input,
     paper_channels,
@@ -28,13 +35,18 @@ from powdersolve.inputs import (
     sample_grids,
     xrd_input_from_sticks,
 )
-from powdersolve.metrics import invert, map_correlation_per_sample, score_predictions
-from powdersolve.model import CMEDNet
-from powdersolve.modification import ModificationConfig, modify_density
-from powdersolve.sharpen import sharpen_map
+from powdersolve.maps.modification import ModificationConfig, modify_density
+from powdersolve.maps.scale import absolute_scale, absolute_scale_from_map
+from powdersolve.maps.sharpen import sharpen_map
+from powdersolve.maps.symmetry import symmetrise_found
+from powdersolve.metrics import CrystalScore, invert, lattice_rotations, map_correlation_per_sample, score_predictions
+from powdersolve.model import CMEDNet, half_space_hkl, model_band
 from powdersolve.structures import Crystal, crystal_system, iter_structure_files, load_crystal
-from powdersolve.weights import load_model, weights_checksum
+from powdersolve.weights import available_systems, load_model, shipped_weights, weights_checksum
 
+#: Crystal systems scored by another system's model: hexagonal crystals share the trigonal model's
+#: hexagonal axes. They are still reported under their own system, with the model named.
+MODEL_SYSTEM = {"hexagonal": "trigonal"}
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -42,28 +54,26 @@ class EvalConfig:
 
     Attributes:
         grid: grid points per axis of truth and prediction.
-        samples: latent samples per crystal (sample 0 is the posterior mean); scores are best over samples.
+        samples: latent samples per crystal; sample 0 is the posterior mean (the primary score), the best
+            over samples is reported beside it as an oracle pick.
         seed: seeds latent samples and the random-atoms baseline.
-        system: only structures of this crystal system (None = all).
+        system: only structures of this crystal system (None = all, each with its own system's model).
         q_limit: measured range of the simulated pattern (1/A); None = the model's full axis.
-        baselines: also score the mean and random-atoms baselines.
+        baselines: also score the null baselines (:mod:`powdersolve.baselines`).
         composition: composition encoding to feed (None = the model's own).
-        symmetrise: also score every sample averaged over the most symmetric space group it
-            plausibly obeys, found in the map itself (no group is given); the random-atoms baseline
-            gets the same treatment, so that the gain of averaging alone is measured beside.
-        sharpen: (power, blur B in A^2): also score every sample after :func:`powdersolve.sharpen.sharpen_map`
-            (post-processing); random atoms and the extra models get the same treatment.
-        absolute: also score every sample put on the absolute scale of the true cell content
-            (:func:`powdersolve.absolute_scale.absolute_scale`: mean F(000)/V, variance shrunk to at most
-            the atoms', or set to it where the map's own mean is far off; no pattern is read); random
-            atoms and the extra models get the same treatment.
-        absolute_map: the same with the formula only, Z read from the first map's peaks where they make
-            it clear, the map's own scale kept otherwise (what ``predict`` does without ``--formula-units``).
-        modify: also score every sample after density modification with the pattern's magnitudes
-            (:func:`powdersolve.modification.modify_density`; its B is set to the model's); random atoms
-            and the extra models get the same treatment, so the gain of the magnitudes alone is measured.
-            With ``modify.symmetry`` the maps are scored both without (``modified``) and with the space
-            group found in each map (``modified_symmetric``).
+        symmetrise: also score every sample averaged over the most symmetric space group its own map
+            plausibly obeys (:func:`powdersolve.maps.symmetry.symmetrise_found`; no group is given).
+        sharpen: (power, blur B in A^2): also score every sample sharpened
+            (:func:`powdersolve.maps.sharpen.sharpen_map`).
+        absolute: also score every sample on the absolute scale of the true cell content, true Z included
+            (:func:`powdersolve.maps.scale.absolute_scale`).
+        absolute_map: the same with the formula only, Z read from the first map's peaks (as ``predict`` does).
+        modify: also score every sample after density modification with the pattern's magnitudes and the
+            true cell content (:func:`powdersolve.maps.modification.modify_density`, B and merging tolerance
+            the model's); with ``modify.symmetry`` also with the space group found in each map.
+
+    Every post-processing step is applied to random atoms and the extra models too, so the gain of the
+    step alone is measured beside.
     """
 
     grid: int = 50
@@ -80,13 +90,41 @@ class EvalConfig:
     modify: ModificationConfig | None = None
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model and where it came from."""
+
+    model: CMEDNet
+    weights: Path
+    metadata: dict
+
+
+@dataclass(frozen=True)
+class Case:
+    """One structure to score, the system it is reported under and the model that scores it."""
+
+    file: Path
+    crystal: Crystal
+    system: str
+    model_system: str
+
+
 def symmetry_averaged(grids: np.ndarray, lattice: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Each grid averaged over the first plausible space group its own map shows, and that group's symbol
     ('none' where no group was searched or found)."""
-    from powdersolve.solve.mapsymmetry import symmetrise_found
-
     averaged, found = symmetrise_found(grids, lattice)
     return averaged.astype(np.float32), [g.symbol if g else "none" for g in found]
+
+
+def input_amplitudes(model: CMEDNet, crystal: Crystal, pattern: Sticks, q_limit: float | None = None
+                     ) -> InputAmplitudes:
+    """The amplitudes the model reads for a crystal's pattern, on its decoder's Miller indices, matched to
+    the pattern's peaks with the shared :func:`~powdersolve.diffraction.peaks.merge_tolerance`."""
+    cfg = model.cfg
+    table = reflection_table(crystal.lattice, cfg.hkl_box, cfg.q_max)
+    amp, _ = box_amplitudes(table, pattern.q, pattern.intensity, q_limit or cfg.q_max, cfg.b_iso,
+                            merge_tolerance(cfg.q_max, cfg.xrd_bins))
+    return InputAmplitudes(half_space_hkl(cfg.hkl_box), amp)
 
 
 def model_inputs(model: CMEDNet, crystal: Crystal, q_limit: float | None = None,
@@ -101,22 +139,64 @@ def model_inputs(model: CMEDNet, crystal: Crystal, q_limit: float | None = None,
     c = composition_input(cfg, composition_amounts(crystal), composition, rng=np.random.default_rng(0))
     aux = None
     if cfg.amplitudes:
-        table = reflection_table(crystal.lattice, cfg.hkl_box, cfg.q_max)
-        aux = amplitude_aux(table, s.q, s.intensity, q_limit or cfg.q_max, cfg.b_iso, crystal.volume)
+        amp = input_amplitudes(model, crystal, s, q_limit).amp
+        mask = (reflection_table(crystal.lattice, cfg.hkl_box, cfg.q_max).q_box <= (q_limit or cfg.q_max))
+        aux = {"amp": amp, "mask": mask.astype(np.float32), "logv": np.float32(np.log(crystal.volume))}
     return ModelInput(x, c, aux)
 
 
-def _score_baseline(name: str, grids: np.ndarray, truth: np.ndarray, row: dict, base_rows: dict[str, list]) -> None:
-    """Score a baseline's grids against the truth: the score goes to ``base_rows[name]`` (for the summary)
-    and its CC and SSIM to the crystal's ``row``."""
-    s = score_predictions(grids, truth)
-    base_rows.setdefault(name, []).append(s)
-    row[f"{name}_cc"], row[f"{name}_ssim"] = s.cc, s.ssim
+def cell_formula(crystal: Crystal) -> str:
+    """The cell's content as a formula string, e.g. 'Ca4F8' (occupancy-weighted amounts)."""
+    return "".join(f"{Element.from_Z(z).symbol}{amount:g}" for z, amount in composition_amounts(crystal).items())
 
 
-def _treatments(cfg: EvalConfig, b_iso: float, q_limit: float) -> dict[str, Callable]:
+# ----------------------------------------------------------------------------- which model scores what
+
+
+def load_cases(structures: str | Path, system: str | None) -> list[Case]:
+    """Every structure file (of ``system`` only, when given) with its crystal system and model system."""
+    cases = []
+    for f in iter_structure_files(structures):
+        c = load_crystal(f)
+        s = crystal_system(max(c.spacegroup, 1))
+        if system is None or s == system:
+            cases.append(Case(f, c, s, MODEL_SYSTEM.get(s, s)))
+    if not cases:
+        raise InputError(f"{structures}: no {system or ''} structures to evaluate")
+    return cases
+
+
+def assign_models(cases: list[Case], weights: str | Path | None
+                  ) -> tuple[list[tuple[Case, LoadedModel]], list[dict]]:
+    """Each case with the model of its system: the given ``weights`` where they are that system's model,
+    the shipped one when ``weights`` is None. Cases without one are returned as skipped, with the reason."""
+    models: dict[str, LoadedModel] = {}
+    if weights is not None:
+        m, side = load_model(weights)
+        models[m.cfg.system] = LoadedModel(m, Path(weights), side.get("metadata", {}))
+    scored, skipped = [], []
+    for case in cases:
+        if weights is None and case.model_system not in models and case.model_system in available_systems():
+            path = shipped_weights(case.model_system)
+            m, side = load_model(path)
+            models[case.model_system] = LoadedModel(m, path, side.get("metadata", {}))
+        if case.model_system in models:
+            scored.append((case, models[case.model_system]))
+            continue
+        have = ", ".join(models) if weights is not None else ", ".join(available_systems())
+        reason = (f"no {case.model_system} model (weights for: {have})" if case.model_system == case.system
+                  else f"{case.system} crystals are scored by the {case.model_system} model; none given (have: {have})")
+        skipped.append({"file": case.file.name, "system": case.system, "reason": reason})
+    return scored, skipped
+
+
+# ----------------------------------------------------------------------------- scoring one crystal
+
+
+def _treatments(cfg: EvalConfig, model: CMEDNet, q_limit: float) -> dict[str, Callable]:
     """Post-processing steps scored beside the raw maps: name -> fn(grids, crystal, sticks, band) -> grids,
     ``band`` being the Miller-index box the maps are limited to (None: the grid's)."""
+    b_iso = model.cfg.b_iso
     out: dict[str, Callable] = {}
     if cfg.sharpen:
         out["sharpened"] = lambda g, c, s, band: sharpen_map(g, c.lattice, *cfg.sharpen)
@@ -126,132 +206,138 @@ def _treatments(cfg: EvalConfig, b_iso: float, q_limit: float) -> dict[str, Call
         out["absolute_map"] = lambda g, c, s, band: absolute_scale_from_map(g, c.lattice, cell_formula(c), b_iso,
                                                                             band)[0]
     if cfg.modify:
+        tol = merge_tolerance(model.cfg.q_max, model.cfg.xrd_bins)
         for name, symmetry in (("modified", False), ("modified_symmetric", True)):
             if symmetry and not cfg.modify.symmetry:
                 continue
-            mcfg = replace(cfg.modify, b_iso=b_iso, symmetry=symmetry)
+            mcfg = replace(cfg.modify, b_iso=b_iso, symmetry=symmetry, tol=tol)
             out[name] = lambda g, c, s, band, m=mcfg: modify_density(g, c.lattice, s.q, s.intensity, q_limit,
                                                                        c.numbers, c.occupancy, m)
     return out
 
 
-def cell_formula(crystal: Crystal) -> str:
-    """The cell's content as a formula string, e.g. 'Ca4F8' (occupancy-weighted amounts)."""
-    return "".join(f"{Element.from_Z(z).symbol}{amount:g}" for z, amount in composition_amounts(crystal).items())
+def _score_fields(score: CrystalScore, suffix: str = "") -> dict[str, float]:
+    """A crystal's row entries for one set of maps: oracle (best of samples) and posterior-mean scores."""
+    return {f"cc{suffix}": score.cc, f"cc{suffix}_posterior_mean": score.cc_posterior_mean,
+            f"ssim{suffix}": score.ssim, f"ssim{suffix}_posterior_mean": score.ssim_posterior_mean,
+            f"psnr{suffix}": score.psnr, f"psnr{suffix}_posterior_mean": score.psnr_posterior_mean,
+            f"ssim_aligned{suffix}": score.ssim_aligned,
+            f"ssim_aligned{suffix}_posterior_mean": score.ssim_aligned_posterior_mean}
 
 
-def _summary(values: list[float]) -> dict[str, float]:
-    a = np.asarray(values, dtype=np.float64)
-    if a.size == 0:
-        return {"mean": float("nan"), "median": float("nan"), "std": float("nan")}
-    return {"mean": float(a.mean()), "median": float(np.median(a)), "std": float(a.std())}
+def _model_maps_row(case: Case, preds: np.ndarray, truth: np.ndarray, cfg: EvalConfig, rotations: tuple,
+                    treatments: dict[str, Callable], band: tuple | None, pattern: Sticks) -> dict:
+    """Scores of the model's maps of one crystal (raw, inverted, symmetrised, post-processed)."""
+    score = score_predictions(preds, truth, rotations)
+    # Powder data cannot tell a structure from its inverse: report the CC allowing inversion beside.
+    cc_inv = map_correlation_per_sample(invert(preds), truth, rotations)[0]
+    row = {"cc_with_inversion": max(score.cc, float(np.max(cc_inv))),
+           "cc_with_inversion_posterior_mean": max(score.cc_posterior_mean, float(cc_inv[0])),
+           **_score_fields(score)}
+    if cfg.symmetrise:
+        averaged, groups = symmetry_averaged(preds, case.crystal.lattice)
+        s = score_predictions(averaged, truth, rotations)
+        inv = float(np.max(map_correlation_per_sample(invert(averaged), truth, rotations)[0]))
+        row.update(symmetry_found=groups[s.best_sample_cc], cc_symmetrised_with_inversion=max(s.cc, inv),
+                   **_score_fields(s, "_symmetrised"))
+    for t, fn in treatments.items():
+        row.update(_score_fields(score_predictions(fn(preds, case.crystal, pattern, band), truth, rotations), f"_{t}"))
+    return row
 
 
-def evaluate(weights: str | Path, structures: str | Path, cfg: EvalConfig = EvalConfig(),
+def _baseline_scores(case: Case, lm: LoadedModel, truth: np.ndarray, cfg: EvalConfig, rotations: tuple,
+                     treatments: dict[str, Callable], pattern: Sticks, others: dict[str, CMEDNet]
+                     ) -> dict[str, CrystalScore]:
+    """Scores of every null baseline and extra model on one crystal, by name."""
+    c, out = case.crystal, {}
+    dcfg = DensityConfig(b_iso=lm.model.cfg.b_iso, grid=cfg.grid)
+    if cfg.baselines:
+        amps = input_amplitudes(lm.model, c, pattern, cfg.q_limit)
+        for name, grid_list in baseline_grids(c, truth, dcfg, cfg.seed, cfg.samples, amps).items():
+            grids = np.stack(grid_list)
+            out[name] = score_predictions(grids, truth, rotations)
+            if name != "random_atoms":
+                continue
+            if cfg.symmetrise:
+                out["random_atoms_symmetrised"] = score_predictions(symmetry_averaged(grids, c.lattice)[0], truth,
+                                                                    rotations)
+            for t, fn in treatments.items():
+                out[f"random_atoms_{t}"] = score_predictions(fn(grids, c, pattern, None), truth, rotations)
+    for name, m in others.items():
+        grids = sample_grids(m, model_inputs(m, c, cfg.q_limit), cfg.samples, cfg.grid, cfg.seed)
+        out[name] = score_predictions(grids, truth, rotations)
+        for t, fn in treatments.items():
+            out[f"{name}_{t}"] = score_predictions(fn(grids, c, pattern, model_band(m.cfg)), truth, rotations)
+    return out
+
+
+def _protocol(cfg: EvalConfig, scored: list[tuple[Case, LoadedModel]], treatments: list[str]) -> dict:
+    models = {str(lm.weights): lm for _, lm in scored}
+    first = next(iter(models.values()))
+    return {**asdict(cfg), "oracle_note": ORACLE_NOTE,
+            "rotations": {c.system: len(lattice_rotations(c.system)) for c, _ in scored},
+            "shifts": "all integer origin shifts (cc only)",
+            "merge_tolerance_q": {w: merge_tolerance(lm.model.cfg.q_max, lm.model.cfg.xrd_bins)
+                                  for w, lm in models.items()},
+            "uses_true_z": {t: TRUE_Z_TREATMENTS[t] for t in treatments},
+            "B": first.model.cfg.b_iso, "xrd_input": first.model.cfg.xrd_input, "q_max": first.model.cfg.q_max,
+            "wavelengths": list(first.model.cfg.wavelengths), "weights": str(first.weights),
+            "weights_sha256": weights_checksum(first.weights), "model_config": first.model.cfg.to_dict(),
+            "training": first.metadata,
+            "models": {w: {"system": lm.model.cfg.system, "sha256": weights_checksum(w)} for w, lm in models.items()}}
+
+
+def _save_grids(folder: str | Path, stem: str, truth: np.ndarray, posterior_mean: np.ndarray) -> None:
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    np.save(d / f"{stem}_gt.npy", truth.astype(np.float32))
+    np.save(d / f"{stem}_pred.npy", posterior_mean.astype(np.float32))
+
+
+def evaluate(weights: str | Path | None, structures: str | Path, cfg: EvalConfig = EvalConfig(),
              save_grids: str | Path | None = None, extra_models: dict[str, str | Path] | None = None,
              progress: bool = True) -> dict:
-    """Score a model (and baselines, and ``extra_models`` such as the no-XRD ablation) on real structures.
+    """Score models (and baselines, and ``extra_models`` such as the no-XRD ablation) on real structures.
 
-    Returns the JSON-ready report (fields n, cc_mean, cc_median, ssim_mean, ssim_median, psnr_mean,
-    baselines, per_spacegroup, per_crystal, protocol).
+    ``weights`` None: every crystal is scored by the shipped model of its system (hexagonal by the
+    trigonal one, reported as hexagonal); given: the crystals of that model's system. Crystals without a
+    model are listed under ``skipped`` with the reason. ``save_grids`` gets the truth and the posterior
+    mean of each crystal. Returns the JSON-ready report: the summary over all crystals
+    (:func:`powdersolve.evaluation_report.summarise`: ``cc_posterior_mean`` first), ``per_system``,
+    ``per_spacegroup``, ``per_crystal``, ``skipped``, ``protocol``, ``timing``.
     """
-    model, side = load_model(weights)
+    scored, skipped = assign_models(load_cases(structures, cfg.system), weights)
+    if not scored:
+        raise InputError(f"{structures}: no structure has a model to score it: "
+                         + "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3]))
     others = {name: load_model(p)[0] for name, p in (extra_models or {}).items()}
-    files = iter_structure_files(structures)
-    crystals = []
-    for f in files:
-        c = load_crystal(f)
-        if cfg.system and crystal_system(max(c.spacegroup, 1)) != cfg.system:
-            continue
-        crystals.append((f, c))
-    if not crystals:
-        raise InputError(f"{structures}: no {cfg.system or ''} structures to evaluate")
-    dcfg = DensityConfig(b_iso=model.cfg.b_iso, grid=cfg.grid)
-    rows, base_rows = [], {"mean": [], "random_atoms": [], **{k: [] for k in others}}
-    iterator = crystals
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(crystals, desc="evaluate", unit="crystal")
-    treatments = _treatments(cfg, model.cfg.b_iso, cfg.q_limit or model.cfg.q_max)
-    t_pred = t_score = 0.0
-    for f, c in iterator:
-        truth = density_grid(c, dcfg)
-        pattern = sticks(c, q_max=model.cfg.q_max) if cfg.modify else None  # only modification reads it
+    rows, base, t_pred, t_score = [], [], 0.0, 0.0
+    treatments: list[str] = []
+    for case, lm in tqdm(scored, desc="evaluate", unit="crystal", disable=not progress):
+        model, c = lm.model, case.crystal
+        rotations = lattice_rotations(case.system)
+        steps = _treatments(cfg, model, cfg.q_limit or model.cfg.q_max)
+        treatments = list(steps)
+        truth = density_grid(c, DensityConfig(b_iso=model.cfg.b_iso, grid=cfg.grid))
+        pattern = sticks(c, q_max=model.cfg.q_max)
         t0 = time.perf_counter()
         preds = sample_grids(model, model_inputs(model, c, cfg.q_limit, cfg.composition), cfg.samples, cfg.grid,
                              cfg.seed)
         t1 = time.perf_counter()
-        score = score_predictions(preds, truth)
+        row = {"file": case.file.name, "formula": c.formula, "spacegroup": c.spacegroup, "system": case.system,
+               "model_system": model.cfg.system, "weights": str(lm.weights), "natoms": int(len(c.numbers)),
+               "rotations": len(rotations),
+               **_model_maps_row(case, preds, truth, cfg, rotations, steps, model_band(model.cfg), pattern)}
         t_score += time.perf_counter() - t1
         t_pred += t1 - t0
-        # Powder data cannot tell a structure from its inverse: report the CC allowing inversion beside.
-        cc_inv = float(np.max(map_correlation_per_sample(invert(preds), truth)[0]))
-        row = {"file": f.name, "formula": c.formula, "spacegroup": c.spacegroup, "natoms": int(len(c.numbers)),
-               "cc": score.cc, "ssim": score.ssim, "psnr": score.psnr, "ssim_aligned": score.ssim_aligned,
-               "cc_with_inversion": max(score.cc, cc_inv)}
-        if cfg.symmetrise:
-            averaged, groups = symmetry_averaged(preds, c.lattice)
-            s = score_predictions(averaged, truth)
-            inv = float(np.max(map_correlation_per_sample(invert(averaged), truth)[0]))
-            row.update(cc_symmetrised=s.cc, ssim_symmetrised=s.ssim, symmetry_found=groups[s.best_sample_cc],
-                       cc_symmetrised_with_inversion=max(s.cc, inv))
-        for t, fn in treatments.items():
-            s = score_predictions(fn(preds, c, pattern, model_band(model.cfg)), truth)
-            row.update({f"cc_{t}": s.cc, f"ssim_{t}": s.ssim, f"ssim_aligned_{t}": s.ssim_aligned,
-                        f"psnr_{t}": s.psnr})
-
-        if cfg.baselines:
-            for name, grid_list in baseline_grids(c, truth, dcfg, cfg.seed, cfg.samples).items():
-                grids = np.stack(grid_list)
-                _score_baseline(name, grids, truth, row, base_rows)
-                if name != "random_atoms":
-                    continue
-                if cfg.symmetrise:
-                    averaged = symmetry_averaged(grids, c.lattice)[0]
-                    _score_baseline("random_atoms_symmetrised", averaged, truth, row, base_rows)
-                for t, fn in treatments.items():
-                    _score_baseline(f"random_atoms_{t}", fn(grids, c, pattern, None), truth, row, base_rows)
-        for name, m in others.items():
-            grids = sample_grids(m, model_inputs(m, c, cfg.q_limit), cfg.samples, cfg.grid, cfg.seed)
-            _score_baseline(name, grids, truth, row, base_rows)
-            for t, fn in treatments.items():
-                _score_baseline(f"{name}_{t}", fn(grids, c, pattern, model_band(m.cfg)), truth, row, base_rows)
+        for name, s in _baseline_scores(case, lm, truth, cfg, rotations, steps, pattern, others).items():
+            row[f"{name}_cc"], row[f"{name}_ssim"] = s.cc, s.ssim
+            base.append((case.system, name, s))
         rows.append(row)
         if save_grids:
-            d = Path(save_grids)
-            d.mkdir(parents=True, exist_ok=True)
-            stem = f.stem
-            np.save(d / f"{stem}_gt.npy", truth.astype(np.float32))
-            np.save(d / f"{stem}_pred.npy", preds[score.best_sample_ssim].astype(np.float32))
-    per_sg: dict[str, dict] = {}
-    for sg in sorted({r["spacegroup"] for r in rows}):
-        sel = [r for r in rows if r["spacegroup"] == sg]
-        per_sg[str(sg)] = {"n": len(sel), "cc_mean": float(np.mean([r["cc"] for r in sel])),
-                           "ssim_mean": float(np.mean([r["ssim"] for r in sel]))}
-    cc = _summary([r["cc"] for r in rows])
-    ssim = _summary([r["ssim"] for r in rows])
-    psnr = _summary([r["psnr"] for r in rows])
-    baselines = {name: {"cc_mean": float(np.mean([s.cc for s in v])), "ssim_mean": float(np.mean([s.ssim for s in v])),
-                        "psnr_mean": float(np.mean([s.psnr for s in v])),
-                        "ssim_aligned_mean": float(np.mean([s.ssim_aligned for s in v]))}
-                 for name, v in base_rows.items() if v}
-    return {
-        "n": len(rows), "cc_mean": cc["mean"], "cc_median": cc["median"], "cc_std": cc["std"],
-        "cc_with_inversion_mean": float(np.mean([r["cc_with_inversion"] for r in rows])),
-        **({"cc_symmetrised_mean": float(np.mean([r["cc_symmetrised"] for r in rows])),
-            "cc_symmetrised_with_inversion_mean": float(np.mean([r["cc_symmetrised_with_inversion"] for r in rows])),
-            "ssim_symmetrised_mean": float(np.mean([r["ssim_symmetrised"] for r in rows]))} if cfg.symmetrise else {}),
-        **{f"{k}_{t}_mean": float(np.mean([r[f"{k}_{t}"] for r in rows]))
-           for t in treatments for k in ("cc", "ssim", "ssim_aligned", "psnr")},
-        "ssim_mean": ssim["mean"], "ssim_median": ssim["median"], "ssim_std": ssim["std"],
-        "ssim_aligned_mean": float(np.mean([r["ssim_aligned"] for r in rows])),
-        "psnr_mean": psnr["mean"], "psnr_median": psnr["median"],
-        "baselines": baselines, "per_spacegroup": per_sg, "per_crystal": rows,
-        "protocol": {**asdict(cfg), "rotations": 24, "shifts": "all integer origin shifts (cc only)",
-                     "B": model.cfg.b_iso, "xrd_input": model.cfg.xrd_input, "q_max": model.cfg.q_max,
-                     "wavelengths": list(model.cfg.wavelengths), "weights": str(weights),
-                     "weights_sha256": weights_checksum(weights), "model_config": model.cfg.to_dict(),
-                     "training": side.get("metadata", {})},
-        "timing": {"predict_s_per_crystal": t_pred / len(rows), "score_s_per_crystal": t_score / len(rows)},
-    }
+            _save_grids(save_grids, case.file.stem, truth, preds[0])
+    return {**summarise(rows, base, treatments, cfg.symmetrise), "oracle_note": ORACLE_NOTE,
+            "n_skipped": len(skipped), "skipped": skipped,
+            "per_system": per_system(rows, base, treatments, cfg.symmetrise), "per_spacegroup": per_spacegroup(rows),
+            "per_crystal": rows, "protocol": _protocol(cfg, scored, treatments),
+            "timing": {"predict_s_per_crystal": t_pred / len(rows), "score_s_per_crystal": t_score / len(rows)}}

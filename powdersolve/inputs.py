@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from powdersolve.cell import Composition
 from powdersolve.composition import encode
 from powdersolve.diffraction.augment import Augment, augment_sticks, shift_and_noise
 from powdersolve.diffraction.encoding import QAxis, encode_q, encode_two_theta
-from powdersolve.diffraction.peaks import peak_membership, reflections_per_peak
+from powdersolve.diffraction.peaks import MERGE_TOL_Q, peak_membership, reflections_per_peak
 from powdersolve.diffraction.sticks import Sticks, sticks
 from powdersolve.model import ModelConfig, half_space_hkl
 from powdersolve.scattering import reflection_q, structure_factors
@@ -99,7 +100,7 @@ def reflection_table(lattice: np.ndarray, box: tuple[int, int, int], q_max: floa
 
 
 def box_amplitudes(table: ReflectionTable, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,
-                   b_iso: float, tol: float = 2e-3) -> tuple[np.ndarray, np.ndarray]:
+                   b_iso: float, tol: float = MERGE_TOL_Q) -> tuple[np.ndarray, np.ndarray]:
     """Observed structure-factor amplitudes on the decoder's box, from a powder peak list.
 
     Each peak's intensity (|F|^2-like, no Lorentz factor) is shared equally by the lattice
@@ -129,7 +130,7 @@ def box_amplitudes(table: ReflectionTable, peak_q: np.ndarray, peak_i: np.ndarra
 
 
 def amplitude_aux(table: ReflectionTable, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float, b_iso: float,
-                  volume: float, tol: float = 2e-3) -> dict[str, np.ndarray]:
+                  volume: float, tol: float = MERGE_TOL_Q) -> dict[str, np.ndarray]:
     """The decoder's extra inputs for amplitude models: amplitudes, measured mask, log cell volume (A^3)."""
     amp, mask = box_amplitudes(table, peak_q, peak_i, q_limit, b_iso, tol)
     return {"amp": amp, "mask": mask, "logv": np.float32(np.log(volume))}
@@ -172,3 +173,48 @@ def iter_sample_grids(model, inputs: ModelInput, samples: int, grid: int, seed: 
                 cond[0] = model.encode(x, c, sample=False)[0][0]
             aux = None if aux1 is None else {k: v.expand(n, *v.shape[1:]) for k, v in aux1.items()}
             yield model.grid(cond, grid, aux=aux).float().numpy()
+
+
+# ----------------------------------------------------------------------------- a measured pattern
+
+
+def choose_composition(cfg_model: ModelConfig, text: str | None) -> tuple[np.ndarray, dict]:
+    """Composition vector (119,) in the encoding matching what the user gave, and a dict saying which and why.
+
+    A full formula uses the model's training encoding ('fractions'); elements only use 'presence';
+    nothing uses 'none'. Any mismatch with the training encoding is stated in the reason.
+    """
+    trained = cfg_model.composition
+    if not cfg_model.use_formula or trained == "none":
+        enc, why = "none", "the model has no composition input"
+        amounts: dict = {}
+    elif text is None:
+        enc, why, amounts = "none", "no composition given", {}
+    else:
+        parsed = Composition.parse(text)
+        amounts = parsed.amounts
+        if parsed.ratios_known and trained == "fractions":
+            enc, why = "fractions", "full formula given"
+        elif parsed.ratios_known:
+            enc, why = "presence", f"full formula given; the model was trained with '{trained}' (elements only)"
+        else:
+            enc, why = "presence", "elements only given (no ratios)"
+    if enc != trained and trained != "drop":
+        why += f"; note the model was trained with '{trained}' composition vectors"
+    vec = composition_input(cfg_model, amounts, enc)
+    info = {"text": text, "elements": list(amounts), "encoding": enc, "reason": why, "model_trained_with": trained}
+    return vec, info
+
+
+def pattern_input(cfg: ModelConfig, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float, comp: np.ndarray,
+                  lattice: np.ndarray | None = None, tol: float = MERGE_TOL_Q) -> ModelInput:
+    """The model input of a measured pattern: its peaks (Q in 1/A, intensity / LP) up to ``q_limit``
+    (1/A, masked above), the composition vector and, with the cell ``lattice`` (rows, A) for an
+    amplitude model, the indexed amplitudes of its decoder box (peaks matched within ``tol`` 1/A)."""
+    xrd = xrd_input_from_sticks(cfg, peak_q, peak_i, q_limit=q_limit)
+    aux = None
+    if cfg.amplitudes and lattice is not None:
+        table = reflection_table(lattice, cfg.hkl_box, cfg.q_max)
+        aux = amplitude_aux(table, peak_q, peak_i, q_limit, cfg.b_iso, abs(np.linalg.det(lattice)), tol=tol)
+    return ModelInput(xrd, comp, aux)
+

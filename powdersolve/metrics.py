@@ -3,21 +3,23 @@
 Two protocols:
 
 - the paper's (:func:`paper_scores`): SSIM and PSNR (scikit-image defaults, data_range from the
-  truth) maximised independently over the 24 proper rotations of the cube and the latent samples,
-  no origin shifts. A constant map passes this SSIM when densities are sharp, so it is reported
-  for comparison only;
-- ours (:func:`map_correlation_batch`): the Pearson map correlation maximised over the 24
+  truth) maximised independently over the lattice's rotations and the latent samples, no origin
+  shifts. A constant map passes this SSIM when densities are sharp, so it is reported for
+  comparison only;
+- ours (:func:`map_correlation_batch`): the Pearson map correlation maximised over the lattice's
   rotations, the samples and every integer origin shift (one batched FFT cross-correlation).
   A constant map scores 0.
 
-Rotations act on the grid indices exactly as compositions of ``np.rot90`` do (index i -> N-1-i on
-a flipped axis), i.e. about the grid centre. All grids are cubes (N, N, N), axes (a, b, c).
+Which rotations: those of the crystal's lattice family (:func:`powdersolve.rotations.lattice_rotations`:
+24 cubic, 12 hexagonal and trigonal, 8 tetragonal, 4 orthorhombic, 2 monoclinic, 1 triclinic), the
+re-labellings of the axes that leave the cell's metric unchanged. Functions that take ``rotations``
+default to the 24 of the cube (the cubic models' protocol). All grids are cubes (N, N, N), axes (a, b, c).
 Densities are in e/A^3; every score is dimensionless except PSNR (dB).
 """
 
 from __future__ import annotations
 
-import itertools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -25,6 +27,17 @@ import numpy as np
 import torch
 
 from powdersolve.errors import InputError
+from powdersolve.rotations import (  # noqa: F401  (re-exported: callers import them from here)
+    FAMILY_OF_SYSTEM,
+    GridRotation,
+    LatticeRotation,
+    Rotation,
+    align,
+    cube_rotations,
+    lattice_rotations,
+    rotate,
+    rotations_or_cube,
+)
 
 #: scikit-image structural_similarity defaults (uniform window, sample covariance).
 SSIM_WIN = 7
@@ -32,80 +45,6 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
 ArrayLike = np.ndarray | torch.Tensor
-
-
-@dataclass(frozen=True)
-class Rotation:
-    """A proper rotation of the cube acting on grid indices.
-
-    ``rotate(g, r)`` transposes the three grid axes by ``perm`` and then reverses the axes whose
-    sign is -1: output index j (centred) = ``matrix`` @ input index i (centred).
-    """
-
-    perm: tuple[int, int, int]
-    signs: tuple[int, int, int]
-
-    @property
-    def matrix(self) -> np.ndarray:
-        """(3, 3) signed permutation matrix, det +1."""
-        m = np.zeros((3, 3), dtype=np.int64)
-        for d in range(3):
-            m[d, self.perm[d]] = self.signs[d]
-        return m
-
-    def compose(self, first: Rotation) -> Rotation:
-        """The rotation ``self`` applied after ``first`` (matrix ``self.matrix @ first.matrix``)."""
-        perm = tuple(first.perm[self.perm[d]] for d in range(3))
-        signs = tuple(self.signs[d] * first.signs[self.perm[d]] for d in range(3))
-        return Rotation(perm, signs)  # type: ignore[arg-type]
-
-    def inverse(self) -> Rotation:
-        """The rotation undoing ``self``."""
-        m = self.matrix.T
-        return _from_matrix(m)
-
-
-def _from_matrix(m: np.ndarray) -> Rotation:
-    perm = tuple(int(np.flatnonzero(m[d])[0]) for d in range(3))
-    signs = tuple(int(m[d, perm[d]]) for d in range(3))
-    return Rotation(perm, signs)  # type: ignore[arg-type]
-
-
-def cube_rotations() -> list[Rotation]:
-    """The 24 proper rotations of the cube (signed axis permutations with det +1), identity first."""
-    out = []
-    for perm in itertools.permutations(range(3)):
-        for signs in itertools.product((1, -1), repeat=3):
-            r = Rotation(perm, signs)  # type: ignore[arg-type]
-            if round(np.linalg.det(r.matrix)) == 1:
-                out.append(r)
-    # permutations() and product() start with the identity, so out[0] is the identity.
-    return out
-
-
-def rotate(grid: ArrayLike, r: Rotation) -> ArrayLike:
-    """Rotate the last three (cubic) axes of a numpy array or torch tensor by ``r``."""
-    lead = grid.ndim - 3
-    axes = tuple(range(lead)) + tuple(lead + p for p in r.perm)
-    flips = tuple(lead + d for d in range(3) if r.signs[d] < 0)
-    if isinstance(grid, torch.Tensor):
-        out = grid.permute(axes)
-        return out.flip(flips) if flips else out
-    out = np.transpose(grid, axes)
-    return np.flip(out, flips) if flips else out
-
-
-def align(pred: ArrayLike, rotation: int | Rotation, shift: tuple[int, int, int]) -> ArrayLike:
-    """The prediction rotated then rolled by ``shift`` voxels, as matched by :func:`map_correlation_batch`.
-
-    ``align(pred, r, s)[x] = rotate(pred, r)[x - s]`` (periodic), so it overlays the truth.
-    """
-    r = cube_rotations()[rotation] if isinstance(rotation, int) else rotation
-    out = rotate(pred, r)
-    dims = (-3, -2, -1)
-    if isinstance(out, torch.Tensor):
-        return torch.roll(out, tuple(int(s) for s in shift), dims)
-    return np.roll(out, tuple(int(s) for s in shift), dims)
 
 
 def _as_tensor(x: ArrayLike, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -136,13 +75,14 @@ class CorrelationMatch(NamedTuple):
     shift: tuple[int, int, int]
 
 
-def map_correlation_per_sample(preds: ArrayLike, truth: ArrayLike
+def map_correlation_per_sample(preds: ArrayLike, truth: ArrayLike, rotations: Sequence[GridRotation] | None = None
                                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Best correlation of each sample over the 24 rotations and all N^3 integer shifts.
+    """Best correlation of each sample over the rotations and all N^3 integer shifts.
 
     Args:
         preds: (S, N, N, N) predicted grids.
         truth: (N, N, N) true grid.
+        rotations: the lattice's rotations (:func:`lattice_rotations`); default the cube's 24.
 
     Returns:
         cc (S,) float64 in [-1, 1] (0 for a constant map), rotation index (S,), shift (S, 3).
@@ -165,7 +105,7 @@ def map_correlation_per_sample(preds: ArrayLike, truth: ArrayLike
             continue
         x = p[s] - p[s].mean()
         x_norm = float(torch.linalg.vector_norm(x))
-        stack = _rotation_stack(x.float())
+        stack = _rotation_stack(x.float(), rotations)
         # c[k] = sum_x a(x - k) b(x) = irfft(conj(A) B)[k]: a rolled by k overlays b.
         xc = torch.fft.irfftn(torch.conj(torch.fft.rfftn(stack, dim=(-3, -2, -1))) * t_hat,
                               s=(n, n, n), dim=(-3, -2, -1))
@@ -177,12 +117,14 @@ def map_correlation_per_sample(preds: ArrayLike, truth: ArrayLike
     return np.clip(cc, -1.0, 1.0), best_rot, best_shift
 
 
-def map_correlation_batch(preds: ArrayLike, truth: ArrayLike) -> CorrelationMatch:
-    """Best Pearson map correlation over samples, the 24 rotations and all integer origin shifts.
+def map_correlation_batch(preds: ArrayLike, truth: ArrayLike,
+                          rotations: Sequence[GridRotation] | None = None) -> CorrelationMatch:
+    """Best Pearson map correlation over samples, the rotations (default the cube's 24) and all integer
+    origin shifts.
 
-    ``align(preds[sample], rotation, shift)`` is the overlaid prediction.
+    ``align(preds[sample], rotation, shift, rotations)`` is the overlaid prediction.
     """
-    cc, rot, shift = map_correlation_per_sample(preds, truth)
+    cc, rot, shift = map_correlation_per_sample(preds, truth, rotations)
     s = int(np.argmax(cc))
     return CorrelationMatch(float(cc[s]), s, int(rot[s]), tuple(int(v) for v in shift[s]))  # type: ignore[arg-type]
 
@@ -199,10 +141,11 @@ def invert(grids: np.ndarray) -> np.ndarray:
     return np.roll(np.flip(g, axis=axes), 1, axis=axes)
 
 
-def map_correlation(pred: ArrayLike, truth: ArrayLike) -> float:
-    """Pearson correlation of one grid with the truth, maximised over 24 rotations and all shifts."""
+def map_correlation(pred: ArrayLike, truth: ArrayLike, rotations: Sequence[GridRotation] | None = None) -> float:
+    """Pearson correlation of one grid with the truth, maximised over the rotations (default the cube's 24)
+    and all shifts."""
     p = _as_tensor(pred)
-    return map_correlation_batch(p[None], truth).cc
+    return map_correlation_batch(p[None], truth, rotations).cc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,13 +169,13 @@ def _box_valid(x: torch.Tensor, w: int = SSIM_WIN) -> torch.Tensor:
     return x.div_(w**3)
 
 
-def _rotation_stack(x: torch.Tensor) -> torch.Tensor:
-    """(24, N, N, N) copies of ``x`` under every cube rotation.
+def _rotation_stack(x: torch.Tensor, rotations: Sequence[GridRotation] | None = None) -> torch.Tensor:
+    """(R, N, N, N) copies of ``x`` under every rotation (default the cube's 24).
 
     numpy flips are views, so the stack costs one copy (torch.flip would copy once more).
     """
     xn = x.numpy()
-    return torch.from_numpy(np.stack([rotate(xn, r) for r in cube_rotations()]))
+    return torch.from_numpy(np.stack([rotate(xn, r) for r in rotations_or_cube(rotations)]))
 
 
 def _ssim_from_stats(ux: torch.Tensor, vx: torch.Tensor, uy: torch.Tensor, vy: torch.Tensor,
@@ -297,37 +240,46 @@ def psnr(pred_batch: ArrayLike, truth: ArrayLike, data_range: float | None = Non
         return 10.0 * np.log10(dr**2 / mse.numpy())
 
 
-def paper_scores_per_rotation(preds: ArrayLike, truth: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """SSIM and PSNR of every sample under every rotation, no shifts: two (S, 24) arrays.
+def paper_scores_per_rotation(preds: ArrayLike, truth: ArrayLike, rotations: Sequence[GridRotation] | None = None
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """SSIM and PSNR of every sample under every rotation (default the cube's 24), no shifts: two (S, R) arrays.
 
-    Window means and variances commute with the rotations (the window is a cube and the kept
-    interior is centred), so only the cross term is filtered once per rotation.
+    Window means and variances commute with the axis permutations and flips (the window is a cube and
+    the kept interior is centred), so for those only the cross term is filtered once per rotation;
+    the hexagonal rotations shear the window, so their maps are filtered whole.
     """
     p = _as_tensor(preds)
     t = _as_tensor(truth)
     _check_cubes(p, t, batched=True)
     if t.shape[-1] < SSIM_WIN:
         raise InputError(f"grid {t.shape[-1]} is smaller than the {SSIM_WIN}-voxel SSIM window")
-    rots = cube_rotations()
+    rots = rotations_or_cube(rotations)
+    commute = all(isinstance(r, Rotation) for r in rots)
     dr = data_range_of(t)
     uy, vy = _window_stats(t)
     ssim = np.zeros((len(p), len(rots)))
     mse = np.zeros((len(p), len(rots)))
     tn = t.numpy()
     for s in range(len(p)):
-        ux, vx = _window_stats(p[s])
         stack = np.stack([rotate(p[s].numpy(), r) for r in rots])  # numpy: flips are views, one copy
         diff = stack - tn
         mse[s] = np.einsum("rijk,rijk->r", diff, diff) / tn.size
+        if commute:
+            ux, vx = _window_stats(p[s])
+            ux, vx = _rotation_stack(ux, rots), _rotation_stack(vx, rots)
+        else:
+            ux, vx = _window_stats(torch.from_numpy(stack))
         uxy = _box_valid(torch.from_numpy(np.multiply(stack, tn, out=stack)))
-        ssim[s] = _ssim_from_stats(_rotation_stack(ux), _rotation_stack(vx), uy, vy, uxy, dr).numpy()
+        ssim[s] = _ssim_from_stats(ux, vx, uy, vy, uxy, dr).numpy()
     with np.errstate(divide="ignore"):
         return ssim, 10.0 * np.log10(dr**2 / mse)
 
 
-def paper_scores(preds: ArrayLike, truth: ArrayLike) -> dict[str, float]:
-    """The paper's protocol: best SSIM and best PSNR, each maximised over 24 rotations x S samples."""
-    ssim, ps = paper_scores_per_rotation(preds, truth)
+def paper_scores(preds: ArrayLike, truth: ArrayLike, rotations: Sequence[GridRotation] | None = None
+                 ) -> dict[str, float]:
+    """The paper's protocol: best SSIM and best PSNR, each maximised over the rotations (default the cube's
+    24) x S samples."""
+    ssim, ps = paper_scores_per_rotation(preds, truth, rotations)
     return {"ssim": float(ssim.max()), "psnr": float(ps.max())}
 
 
@@ -335,16 +287,21 @@ def paper_scores(preds: ArrayLike, truth: ArrayLike) -> dict[str, float]:
 class CrystalScore:
     """All scores of the S samples predicted for one crystal.
 
+    Sample 0 is the posterior mean, the one answer a user gets without the truth; the best over
+    samples (``cc``, ``ssim``, ``psnr``) is picked against the truth, an oracle no user has.
+
     Attributes:
-        cc: best map correlation (rotations, shifts, samples).
-        ssim: best SSIM (rotations, samples; paper protocol).
-        psnr: best PSNR in dB (rotations, samples; maximised independently of SSIM).
+        cc: best map correlation (rotations, shifts, samples): oracle pick.
+        ssim: best SSIM (rotations, samples; paper protocol): oracle pick.
+        psnr: best PSNR in dB (rotations, samples; maximised independently of SSIM): oracle pick.
         best_sample_cc, rotation_cc, shift_cc: where the best correlation was found.
         best_sample_ssim, rotation_ssim: where the best SSIM was found.
-        per_sample_cc, per_sample_ssim: each sample's best over rotations (and shifts for cc).
+        per_sample_cc, per_sample_ssim, per_sample_psnr: each sample's best over rotations (and shifts
+            for cc); element 0 is the posterior mean's.
         ssim_aligned: SSIM of the best-correlated sample placed where the correlation put it (its
             rotation and origin shift): the SSIM with the origin convention taken out, which the
             paper's protocol (no shifts) leaves in.
+        ssim_aligned_posterior_mean: the same for sample 0.
     """
 
     cc: float
@@ -357,20 +314,43 @@ class CrystalScore:
     rotation_ssim: int
     per_sample_cc: tuple[float, ...]
     per_sample_ssim: tuple[float, ...]
+    per_sample_psnr: tuple[float, ...]
     ssim_aligned: float
+    ssim_aligned_posterior_mean: float
+
+    @property
+    def cc_posterior_mean(self) -> float:
+        """Map correlation of sample 0 (the posterior mean)."""
+        return self.per_sample_cc[0]
+
+    @property
+    def ssim_posterior_mean(self) -> float:
+        """Paper-protocol SSIM of sample 0."""
+        return self.per_sample_ssim[0]
+
+    @property
+    def psnr_posterior_mean(self) -> float:
+        """Paper-protocol PSNR (dB) of sample 0."""
+        return self.per_sample_psnr[0]
 
     def as_dict(self) -> dict:
         """JSON-ready plain types."""
         return asdict(self)
 
 
-def score_predictions(preds: ArrayLike, truth: ArrayLike) -> CrystalScore:
-    """Map correlation, SSIM and PSNR of (S, N, N, N) samples against the (N, N, N) truth."""
-    cc, rot, shift = map_correlation_per_sample(preds, truth)
-    ssim, ps = paper_scores_per_rotation(preds, truth)
+def score_predictions(preds: ArrayLike, truth: ArrayLike,
+                      rotations: Sequence[GridRotation] | None = None) -> CrystalScore:
+    """Map correlation, SSIM and PSNR of (S, N, N, N) samples against the (N, N, N) truth, over the
+    lattice's rotations (:func:`lattice_rotations`; default the cube's 24)."""
+    rots = rotations_or_cube(rotations)
+    cc, rot, shift = map_correlation_per_sample(preds, truth, rots)
+    ssim, ps = paper_scores_per_rotation(preds, truth, rots)
     s_cc = int(np.argmax(cc))
     s_ssim, r_ssim = (int(v) for v in np.unravel_index(int(np.argmax(ssim)), ssim.shape))
-    aligned = align(preds[s_cc], int(rot[s_cc]), tuple(int(v) for v in shift[s_cc]))
+    p = _as_tensor(preds)
+    picks = [0] if s_cc == 0 else [0, s_cc]
+    aligned = [align(p[s], int(rot[s]), tuple(int(v) for v in shift[s]), rots) for s in picks]
+    aligned_ssim = ssim3d(torch.stack(aligned), truth)
     return CrystalScore(
         cc=float(cc[s_cc]),
         ssim=float(ssim.max()),
@@ -382,5 +362,7 @@ def score_predictions(preds: ArrayLike, truth: ArrayLike) -> CrystalScore:
         rotation_ssim=r_ssim,
         per_sample_cc=tuple(float(v) for v in cc),
         per_sample_ssim=tuple(float(v) for v in ssim.max(axis=1)),
-        ssim_aligned=float(ssim3d(aligned[None], truth)[0]),
+        per_sample_psnr=tuple(float(v) for v in ps.max(axis=1)),
+        ssim_aligned=float(aligned_ssim[-1]),
+        ssim_aligned_posterior_mean=float(aligned_ssim[0]),
     )

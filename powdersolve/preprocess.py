@@ -5,7 +5,9 @@ linear unit) and can be switched off in :class:`PreprocessConfig`:
 
 1. :func:`cut_range` - drop the low-angle region (air scatter, beam stop; default 2-theta < 5 deg);
 2. :func:`shift_zero` - remove a known instrument zero shift (``2th_true = 2th_measured - zero``);
-3. :func:`strip_kalpha2` - Rachinger K-alpha2 stripping, leaving the K-alpha1-only pattern;
+3. :func:`strip_kalpha2` - Rachinger K-alpha2 stripping, leaving the K-alpha1-only pattern; done only
+   when :func:`has_kalpha2` finds a doublet in the data (stripping a K-alpha1-only scan digs a negative
+   ghost of half of every peak 0.1-0.5 deg above it, which the background step then turns into humps);
 4. :func:`remove_background` - SNIP or arPLS baseline (pybaselines when installed, else SNIP in numpy).
 
 :func:`to_q` and :func:`coverage` relate the result to the model's wavelength-free Q axis
@@ -36,7 +38,8 @@ class PreprocessConfig:
         min_two_theta: drop points below this 2-theta (deg); None keeps all.
         max_two_theta: drop points above this 2-theta (deg); None keeps all.
         zero_shift: instrument zero shift (deg) subtracted from 2-theta; 0 disables.
-        strip_kalpha2: apply Rachinger K-alpha2 stripping.
+        strip_kalpha2: apply Rachinger K-alpha2 stripping (when ``kalpha2_check`` finds a doublet).
+        kalpha2_check: strip only when :func:`has_kalpha2` sees K-alpha2 in the data; False strips always.
         doublet: anode of the doublet ('Cu', 'Mo', 'Co', 'Cr', 'Fe', 'Ag'); None infers it from
             the wavelength (must be that anode's K-alpha, K-alpha1 or K-alpha2 value).
         kalpha2_ratio: I(K-alpha2)/I(K-alpha1), 0.5 for all usual anodes.
@@ -49,6 +52,7 @@ class PreprocessConfig:
     max_two_theta: float | None = None
     zero_shift: float = 0.0
     strip_kalpha2: bool = False
+    kalpha2_check: bool = True
     doublet: str | None = None
     kalpha2_ratio: float = 0.5
     background: str | None = "snip"
@@ -135,6 +139,28 @@ def strip_kalpha2(two_theta: np.ndarray, counts: np.ndarray, lambda1: float, lam
     return out
 
 
+def has_kalpha2(two_theta: np.ndarray, counts: np.ndarray, lambda1: float, lambda2: float,
+                ratio: float = 0.5, max_ghost: float = 0.01) -> bool:
+    """Whether the pattern holds a K-alpha2 component that :func:`strip_kalpha2` may remove.
+
+    Stripping removes ``ratio`` times each feature from where its K-alpha2 copy would be. When the
+    scan has no K-alpha2 (a monochromated K-alpha1 source, or a simulated pattern), that leaves a
+    negative ghost of every peak; when it has one, only noise goes below zero. The test strips the
+    background-free counts and compares the area more than 3 sigma (Poisson, sqrt counts) below zero
+    with the peak area more than 3 sigma above it: above ``max_ghost`` the data have no doublet.
+    ``two_theta`` (deg, ascending); wavelengths in Angstrom.
+    """
+    tt, y = np.asarray(two_theta, dtype=np.float64), np.asarray(counts, dtype=np.float64)
+    signal = y - estimate_background(tt, y, "snip", 1.5)
+    sigma = np.sqrt(np.maximum(np.abs(y), 1.0))
+    peaks = float(np.sum(np.clip(signal - 3 * sigma, 0, None)))
+    if peaks <= 0:
+        return False  # nothing above the noise: stripping cannot help
+    stripped = strip_kalpha2(tt, signal, lambda1, lambda2, ratio)
+    ghost = float(np.sum(np.clip(-stripped - 3 * sigma, 0, None)))
+    return ghost <= max_ghost * peaks
+
+
 def _snip_numpy(y: np.ndarray, half_window: int) -> np.ndarray:
     """SNIP baseline (Ryan et al. 1988) with the LLS transform and increasing windows."""
     v = np.log(np.log(np.sqrt(np.clip(y, 0, None) + 1) + 1) + 1)
@@ -171,7 +197,10 @@ def estimate_background(two_theta: np.ndarray, counts: np.ndarray, method: str =
         return np.asarray(bg)
     if Baseline is None:
         return _snip_numpy(y, half)
-    bg, _ = Baseline(tt).snip(y, max_half_window=half, decreasing=True, smooth_half_window=0)
+    # Edge padding: pybaselines' default linear extrapolation over the last window runs steeply below
+    # zero when a peak sits near the end of the scan (a -3000 count "background" at 115 deg for AlAs).
+    bg, _ = Baseline(tt).snip(y, max_half_window=half, decreasing=True, smooth_half_window=0,
+                              pad_kwargs={"mode": "edge"})
     return np.asarray(bg)
 
 
@@ -218,9 +247,13 @@ def preprocess(two_theta: np.ndarray, counts: np.ndarray, wavelength: float,
         log.append(f"zero shift: subtracted {cfg.zero_shift:+.4f} deg from 2-theta")
     if cfg.strip_kalpha2:
         l1, l2 = doublet_for(wavelength, cfg.doublet)
-        y = strip_kalpha2(tt, y, l1, l2, cfg.kalpha2_ratio)
-        log.append(f"K-alpha2 stripped (Rachinger, lambda1={l1} A, lambda2={l2} A, ratio={cfg.kalpha2_ratio}); "
-                   f"pattern now at lambda1")
+        if cfg.kalpha2_check and not has_kalpha2(tt, y, l1, l2, cfg.kalpha2_ratio):
+            log.append(f"K-alpha2 not stripped: the data show no doublet (stripping would leave negative ghosts); "
+                       f"pattern taken at lambda1={l1} A")
+        else:
+            y = strip_kalpha2(tt, y, l1, l2, cfg.kalpha2_ratio)
+            log.append(f"K-alpha2 stripped (Rachinger, lambda1={l1} A, lambda2={l2} A, ratio={cfg.kalpha2_ratio}); "
+                       f"pattern now at lambda1")
     if cfg.background is not None:
         bg = estimate_background(tt, y, cfg.background, cfg.background_window)
         y = np.clip(y - bg, 0, None)

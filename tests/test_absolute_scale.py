@@ -7,20 +7,19 @@ import numpy as np
 import pytest
 from pymatgen.core import Composition, Lattice, Structure
 
-from powdersolve.absolute_scale import (
+from powdersolve.density import DensityConfig, density_grid
+from powdersolve.errors import InputError
+from powdersolve.maps.scale import (
     MAX_Z_COST,
     absolute_scale,
     absolute_scale_from_map,
     expected_moments,
     formula_units_from_map,
     grid_hkl,
-    model_band,
     read_formula_units,
 )
-from powdersolve.density import DensityConfig, density_grid
-from powdersolve.errors import InputError
 from powdersolve.metrics import map_correlation
-from powdersolve.model import ModelConfig
+from powdersolve.model import ModelConfig, model_band
 from powdersolve.structures import Crystal
 
 N = 32
@@ -152,7 +151,7 @@ def test_a_map_on_the_wrong_scale_is_put_back_with_z_read_from_it() -> None:
 
 def test_a_z_that_overfills_the_cell_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
     """A clear Z whose atoms cannot fit the cell (here 400 NaCl in a 5.64 A cube) is refused, not an error."""
-    import powdersolve.absolute_scale as module
+    import powdersolve.maps.scale as module
 
     c = CRYSTALS["NaCl"]
     truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))

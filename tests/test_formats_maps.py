@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import gemmi
+import mrcfile
 import numpy as np
 import pytest
 
@@ -47,7 +48,6 @@ def test_ccp4_reopens_with_cell_and_values_at_fractional_points(tmp_path: Path, 
         frac = gemmi.Fractional(i / SHAPE[0], j / SHAPE[1], k / SHAPE[2])
         assert m.grid.interpolate_value(frac) == pytest.approx(np.float32(grid[i, j, k]), rel=1e-6)
     # independent reader: mrcfile stores sections (z, y, x)
-    mrcfile = pytest.importorskip("mrcfile")
     with mrcfile.open(f, permissive=True) as mrc:
         np.testing.assert_allclose(mrc.data.transpose(2, 1, 0), grid.astype(np.float32))
         assert float(mrc.voxel_size.x) == pytest.approx(crystal.cell_parameters[0] / SHAPE[0], rel=1e-5)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xrayutilities as xu
 
 from powdersolve.errors import InputError
 from powdersolve.formats import Pattern, read_pattern, sniff_format
@@ -54,7 +55,6 @@ def test_fixture_reads_the_reference_scan(name: str) -> None:
 
 
 def test_xrdml_matches_xrayutilities_reader() -> None:
-    xu = pytest.importorskip("xrayutilities")
     ref = xu.io.XRDMLFile(str(FIX / "datacollector.xrdml")).scan
     p = read_pattern(FIX / "datacollector.xrdml")
     np.testing.assert_allclose(p.two_theta, ref["2Theta"], rtol=1e-12)

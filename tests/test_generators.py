@@ -103,7 +103,7 @@ def test_bad_generator():
 
 
 def _trigonal_template(formula: str, spacegroup: int):
-    from powdersolve.structures.generators import _templates
+    from powdersolve.structures.generators.prototypes import _templates
 
     return next(c for c, sg, _ in _templates(parse_system("trigonal"), 20)
                 if c.composition.reduced_formula == formula and sg == spacegroup)
@@ -129,7 +129,7 @@ def test_perturbation_keeps_space_group_and_moves_free_coordinates(formula, spac
 
 
 def test_group_swap_gives_elements_their_group_neighbours():
-    from powdersolve.structures.generators import _substitute
+    from powdersolve.structures.generators.prototypes import _substitute
 
     s = _trigonal_template("As", 166)
     plain = {_substitute(s, (), np.random.default_rng(k)).composition.reduced_formula for k in range(30)}

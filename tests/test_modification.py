@@ -10,10 +10,10 @@ from pymatgen.core import Lattice, Structure
 from powdersolve.density import DensityConfig, density_grid, grid_q
 from powdersolve.diffraction.sticks import sticks
 from powdersolve.errors import InputError
+from powdersolve.maps.modification import ModificationConfig, modify_density
+from powdersolve.maps.sharpen import gaussian_blur
 from powdersolve.metrics import score_predictions
-from powdersolve.modification import ModificationConfig, modify_density
 from powdersolve.scattering import wilson_sum
-from powdersolve.sharpen import gaussian_blur
 from powdersolve.structures import Crystal
 
 N = 24
@@ -115,8 +115,8 @@ def test_bad_settings_are_refused(kwargs: dict) -> None:
 def test_symmetry_constrained_modification_finds_the_group_and_its_origin() -> None:
     # A noisy, blurred map of CaF2 moved off its origin: the cycles find Fm-3m in the map and return a
     # map that obeys it, at the group's standard origin (on the truth unshifted) or back at the map's.
-    from powdersolve.modification import modify_density_symmetric
-    from powdersolve.solve.mapsymmetry import from_standard_origin, symmetrise_map
+    from powdersolve.maps.modification import modify_density_symmetric
+    from powdersolve.maps.symmetry import from_standard_origin, symmetrise_map
 
     c = _crystal()
     truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
@@ -136,7 +136,7 @@ def test_symmetry_constrained_modification_finds_the_group_and_its_origin() -> N
 
 
 def test_random_positions_keep_their_distance() -> None:
-    from powdersolve.modification import spread_positions
+    from powdersolve.maps.modification import spread_positions
 
     lattice = np.diag([6.0, 6.0, 6.0])
     frac = spread_positions(lattice, 12, 2.0, np.random.default_rng(0))
@@ -150,7 +150,7 @@ def test_random_positions_keep_their_distance() -> None:
 
 def test_the_reference_histogram_is_that_of_the_crystal() -> None:
     # The values of a CMED depend on the atoms, the cell and B, little on where the atoms sit.
-    from powdersolve.modification import reference_histogram
+    from powdersolve.maps.modification import reference_histogram
 
     c = _crystal()
     truth = np.sort(density_grid(c, DensityConfig(b_iso=8.0, grid=N)).ravel())
@@ -164,7 +164,7 @@ def test_the_reference_histogram_is_that_of_the_crystal() -> None:
 
 
 def test_histogram_matching_keeps_the_order_and_takes_the_values() -> None:
-    from powdersolve.modification import match_histogram
+    from powdersolve.maps.modification import match_histogram
 
     rng = np.random.default_rng(1)
     maps = rng.normal(size=(2, 6, 6, 6))
@@ -176,7 +176,7 @@ def test_histogram_matching_keeps_the_order_and_takes_the_values() -> None:
 
 
 def test_modification_with_histogram_matching_returns_the_expected_values() -> None:
-    from powdersolve.modification import reference_histogram
+    from powdersolve.maps.modification import reference_histogram
 
     c = _crystal()
     truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))

@@ -11,13 +11,15 @@ import gemmi
 import numpy as np
 import pytest
 
+from powdersolve.cell import Cell
 from powdersolve.cli import main
 from powdersolve.diffraction.profile import ProfileConfig, profile_pattern
 from powdersolve.diffraction.sticks import WAVELENGTHS, q_from_two_theta, sticks
 from powdersolve.errors import InputError
+from powdersolve.inputs import choose_composition
 from powdersolve.model import build_model, tiny_config, with_overrides
 from powdersolve.plots import isosurface
-from powdersolve.predict import PredictConfig, choose_composition, parse_cell, predict
+from powdersolve.predict import PredictConfig, predict
 from powdersolve.structures import load_crystal
 from powdersolve.weights import WEIGHTS_DIR, save_model
 
@@ -150,11 +152,11 @@ def test_composition_for_presence_trained_model() -> None:
 
 
 def test_parse_cell() -> None:
-    assert parse_cell("5.46") == (5.46, 5.46, 5.46, 90.0, 90.0, 90.0)
-    assert parse_cell("4.9, 4.9, 5.4, 90, 90, 120") == (4.9, 4.9, 5.4, 90.0, 90.0, 120.0)
+    assert Cell.parse("5.46") == (5.46, 5.46, 5.46, 90.0, 90.0, 90.0)
+    assert Cell.parse("4.9, 4.9, 5.4, 90, 90, 120") == (4.9, 4.9, 5.4, 90.0, 90.0, 120.0)
     for bad in ("5 5", "a b c 90 90 90", "5 5 5 90 90 200", "5 5 5 10 10 170", "-5 5 5 90 90 90"):
         with pytest.raises(InputError):
-            parse_cell(bad)
+            Cell.parse(bad)
 
 
 @pytest.mark.parametrize("args", [["--cell", "5.4 5.4"], ["--cell", "5 6 7 90 90 90"], ["--grid", 4],
@@ -242,7 +244,7 @@ def xrayutilities_xy(path: Path, cif: Path, seed: int = 0) -> Path:
     return path
 
 
-@pytest.mark.skipif(not (WEIGHTS_DIR / "cubic.safetensors").exists(), reason="shipped cubic weights not built yet")
+@pytest.mark.needs_data(WEIGHTS_DIR / "cubic.safetensors")
 def test_acceptance_independent_simulator(tmp_path: Path, cubic_cif: Path, capsys: pytest.CaptureFixture) -> None:
     from powdersolve.baselines import random_atoms_baseline
     from powdersolve.density import DensityConfig, density_grid
@@ -311,8 +313,8 @@ def test_modify_with_symmetry_finds_the_group(tmp_path: Path, cu_xy: Path, cubic
     """Shipped cubic model on CaF2: the symmetry-constrained modification finds Fm-3m in the map and
     writes a map that obeys it, at its standard origin, as close to the truth as the mean map."""
     from powdersolve.density import DensityConfig, density_grid
+    from powdersolve.maps.symmetry import MapSymmetry, from_standard_origin, symmetrise_map
     from powdersolve.metrics import map_correlation
-    from powdersolve.solve.mapsymmetry import MapSymmetry, from_standard_origin, symmetrise_map
 
     crystal = load_crystal(cubic_cif)
     code, err = run_cli([cu_xy, "--cell", f"{crystal.cell_parameters[0]}", "--composition", "CaF2", "--system",
@@ -337,7 +339,8 @@ def test_the_maps_are_put_on_the_absolute_scale_of_the_cell_content(tmp_path: Pa
     """With the formula and Z every sample holds the cell's electrons and at most the variance its atoms imply;
     without Z (an untrained model's map makes none clear), or with --no-absolute-scale, the network's own scale
     is kept and said so."""
-    from powdersolve.absolute_scale import expected_moments, grid_hkl, model_band
+    from powdersolve.maps.scale import expected_moments, grid_hkl
+    from powdersolve.model import model_band
     from powdersolve.weights import load_model
 
     args = [cu_xy, "--weights", weights, "--cell", CAF2_A, "--grid", 16, "--samples", 2, "--save-samples",
@@ -365,7 +368,7 @@ def test_the_maps_are_put_on_the_absolute_scale_of_the_cell_content(tmp_path: Pa
 EXAMPLE_XY = Path(__file__).resolve().parents[1] / "powdersolve" / "examples" / "CaF2_CuKa.xy"
 
 
-@pytest.mark.skipif(not (WEIGHTS_DIR / "cubic.safetensors").exists(), reason="shipped cubic weights not built yet")
+@pytest.mark.needs_data(WEIGHTS_DIR / "cubic.safetensors")
 @pytest.mark.parametrize("formula", ["CaF2", "Ca2F4"])
 def test_z_is_read_from_the_shipped_models_map(tmp_path: Path, formula: str, capsys: pytest.CaptureFixture) -> None:
     """The formula without Z (written as any multiple): Z = 4 x CaF2 read from the posterior-mean map's peaks,
@@ -383,7 +386,7 @@ def test_z_is_read_from_the_shipped_models_map(tmp_path: Path, formula: str, cap
 def test_an_unclear_z_keeps_the_networks_scale(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """When the map does not make Z clear the network's scale is kept, and the candidates are reported."""
-    import powdersolve.predict as predict_module
+    from powdersolve.predict import sampling as predict_module
 
     candidates = [(4, 0.42), (8, 0.45)]
     monkeypatch.setattr(predict_module, "read_formula_units", lambda *_: ("CaF2", None, candidates, "unclear"))
@@ -421,8 +424,8 @@ def test_modify_without_a_formula_scales_to_the_map(tmp_path: Path, cu_xy: Path,
 def test_modify_with_histogram_matching_has_the_expected_values(tmp_path: Path, cu_xy: Path, weights: Path,
                                                                 capsys: pytest.CaptureFixture) -> None:
     """The matched map's values are those the formula, Z and cell lead one to expect, in the map's order."""
-    from powdersolve.composition import parse_composition
-    from powdersolve.modification import reference_histogram
+    from powdersolve.cell import Composition
+    from powdersolve.maps.modification import reference_histogram
 
     code, err = run_cli([cu_xy, "--weights", weights, "--cell", CAF2_A, "--grid", 16, "--samples", 1, "--modify", 2,
                          "--modify-histogram", "cycles", "--composition", "CaF2", "--formula-units", 4,
@@ -432,6 +435,6 @@ def test_modify_with_histogram_matching_has_the_expected_values(tmp_path: Path, 
     assert info["histogram_matching"] == "cycles" and info["scale"] == "wilson"
     modified = np.load(tmp_path / "o" / "density_modified.npy").astype(np.float64)
     a = float(CAF2_A)
-    numbers = np.repeat(parse_composition("CaF2").atomic_numbers(), [4, 8])
+    numbers = np.repeat(Composition.parse("CaF2").atomic_numbers(), [4, 8])
     ref = reference_histogram(np.diag([a, a, a]), numbers, np.ones(12), 16, 8.0)
     assert np.allclose(np.sort(modified.ravel()), ref, rtol=1e-5, atol=1e-5 * ref.max())

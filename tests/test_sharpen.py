@@ -8,7 +8,7 @@ from pymatgen.core import Lattice, Structure
 
 from powdersolve.density import DensityConfig, density_grid
 from powdersolve.errors import InputError
-from powdersolve.sharpen import gaussian_blur, sharpen_map
+from powdersolve.maps.sharpen import gaussian_blur, sharpen_map
 from powdersolve.structures import Crystal
 
 

@@ -7,22 +7,14 @@ import pytest
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
+from powdersolve.cell import metric_family
 from powdersolve.density import density_grid
 from powdersolve.errors import InputError
+from powdersolve.maps.centring import detect_centring, shift_grid
+from powdersolve.maps.formula_units import ranked_formula_units
+from powdersolve.maps.peaks import find_peaks, integrate_basins, merge_peaks, min_image_distances
 from powdersolve.scattering import form_factor
-from powdersolve.solve.atoms import (
-    density_to_structure,
-    density_to_structures,
-    detect_centring,
-    find_peaks,
-    integrate_basins,
-    lattice_family,
-    merge_peaks,
-    min_image_distances,
-    ranked_formula_units,
-    shift_grid,
-    symmetrise,
-)
+from powdersolve.solve.atoms import density_to_structure, density_to_structures, symmetrise
 from powdersolve.structures import Crystal, load_crystal
 
 CASES = {
@@ -169,7 +161,7 @@ def test_symmetry_tolerance_escalates_to_the_cell_family() -> None:
     noisy = s.copy()
     for i in range(len(noisy)):
         noisy.translate_sites([i], rng.normal(0, 0.05, 3), frac_coords=False)
-    assert lattice_family(s.lattice.matrix) == "cubic"
+    assert metric_family(s.lattice.matrix) == "cubic"
     assert symmetrise(noisy, 0.1)[0] != 225
     sg, _, out, note = symmetrise(noisy, 0.1, "cubic")
     assert sg == 225 and "raised" in note
@@ -196,7 +188,7 @@ def test_pseudo_cubic_rock_salt_keeps_its_hexagonal_cell() -> None:
 
 
 def test_whole_voxel_shifts_are_rolls_equal_to_the_fourier_shift() -> None:
-    from powdersolve.solve.atoms import shifted_maps
+    from powdersolve.maps.centring import shifted_maps
 
     rng = np.random.default_rng(0)
     grid = rng.random((12, 12, 18))

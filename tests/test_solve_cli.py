@@ -16,7 +16,9 @@ from powdersolve.diffraction.profile import ProfileConfig, profile_pattern
 from powdersolve.diffraction.sticks import WAVELENGTHS, q_from_two_theta, sticks
 from powdersolve.errors import NoSolutionError
 from powdersolve.model import build_model, tiny_config
-from powdersolve.solve.pipeline import SolveConfig, solve_from_grids, write_solve_outputs
+from powdersolve.solve.config import SolveConfig
+from powdersolve.solve.pipeline import solve_from_grids
+from powdersolve.solve.result import write_solve_outputs
 from powdersolve.structures import load_crystal
 from powdersolve.weights import save_model
 
@@ -98,23 +100,19 @@ def run_cli(args: list, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
     return code, cap.out, cap.err
 
 
-def test_cli_solves_or_abstains_cleanly(caf2_xy: Path, weights: Path, cubic_cif: Path, tmp_path: Path,
-                                        capsys: pytest.CaptureFixture) -> None:
+def test_cli_abstains_cleanly_when_no_fit_is_good_enough(caf2_xy: Path, weights: Path, cubic_cif: Path,
+                                                        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """An Rwp threshold no refinement can meet: exit 3, one error line, nothing written. (Exit 0 with the
+    full output folder is asserted by the shipped-model run below.)"""
     a = load_crystal(cubic_cif).cell_parameters[0]
     out = tmp_path / "run"
     code, stdout, err = run_cli([caf2_xy, "--weights", weights, "--cell", a, "--composition", "CaF2",
-                                 "--grid", 16, "--samples", 1, "--out", out], capsys)
-    assert code in (0, 3), err
-    if code == 3:  # an untrained model usually gives a bad map: one line, nothing written
-        errors = [line for line in err.splitlines() if "error" in line]  # the other lines are progress
-        assert len(errors) == 1 and errors[0].startswith("powdersolve: error: no solution: best Rwp"), err
-        assert not out.exists()
-        assert list(tmp_path.iterdir()) == []
-    else:
-        for name in ("refined.cif", "solution.json", "fit.png", "density/density.ccp4", "density/summary.json"):
-            assert (out / name).is_file(), name
-        doc = json.loads((out / "solution.json").read_text())
-        assert len(doc["model"]["sha256"]) == 64 and doc["candidates"][0]["rwp"] <= 0.35
+                                 "--grid", 16, "--samples", 1, "--max-rwp", 0.001, "--out", out], capsys)
+    assert code == 3, err
+    errors = [line for line in err.splitlines() if "error" in line]  # the other lines are progress
+    assert len(errors) == 1 and errors[0].startswith("powdersolve: error: no solution: best Rwp"), err
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_without_map_symmetry_skips_the_search(caf2_xy: Path, cubic_cif: Path, tmp_path: Path,
@@ -178,8 +176,8 @@ def test_screening_refines_only_the_best_fully(caf2_xy: Path, cubic_cif: Path) -
 def test_equal_fits_rank_the_most_symmetric_first() -> None:
     from dataclasses import replace
 
-    from powdersolve.solve.pipeline import point_group_order, prefer_symmetry
-    from powdersolve.solve.rank import Candidate
+    from powdersolve.solve.candidate import Candidate
+    from powdersolve.solve.rank import point_group_order, prefer_symmetry
     from powdersolve.solve.refine import RefineResult
 
     assert point_group_order(225) == 48 and point_group_order(139) == 16 and point_group_order(1) == 1
@@ -196,8 +194,8 @@ def test_equal_fits_rank_the_most_symmetric_first() -> None:
 def test_family_first_puts_acceptable_in_family_fits_ahead_of_p1() -> None:
     from dataclasses import replace
 
-    from powdersolve.solve.pipeline import family_first
-    from powdersolve.solve.rank import Candidate
+    from powdersolve.solve.candidate import Candidate
+    from powdersolve.solve.rank import family_first
     from powdersolve.solve.refine import RefineResult
 
     s = Structure.from_spacegroup("R-3m", Lattice.hexagonal(3.46, 6.7), ["Hg"], [[0, 0, 0]])
@@ -251,9 +249,9 @@ def test_solve_goes_on_without_the_modified_map_when_modification_has_nothing(mo
                                                                                ) -> None:
     """A ModificationError (no measured peak on a reflection) drops the modified map, not the solve,
     and the network is sampled once."""
-    import powdersolve.solve.pipeline as pipeline
     from powdersolve.errors import ModificationError
     from powdersolve.predict import PredictConfig
+    from powdersolve.solve import pipeline
 
     real_predict = pipeline.predict
     calls = []

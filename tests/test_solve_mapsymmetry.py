@@ -10,15 +10,16 @@ from pymatgen.core import Lattice, Structure
 
 from powdersolve.density import density_grid
 from powdersolve.errors import InputError
-from powdersolve.solve.atoms import density_to_structure, shift_grid
-from powdersolve.solve.mapsymmetry import (
+from powdersolve.maps.centring import shift_grid
+from powdersolve.maps.symmetry import (
     fourier_resample,
     group_operations,
     plausible_groups,
     search_space_groups,
     symmetrise_map,
 )
-from powdersolve.solve.pipeline import symmetrised_maps
+from powdersolve.solve.atoms import density_to_structure
+from powdersolve.solve.reading import symmetrised_maps
 from powdersolve.structures import Crystal
 
 CASES = {

@@ -9,8 +9,8 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 from pymatgen.symmetry.groups import PointGroup, SpaceGroup
 
-from powdersolve.solve.pipeline import point_group_order
-from powdersolve.solve.rank import DistinctStructures, same_sites
+from powdersolve.solve.candidate import DistinctStructures, same_sites
+from powdersolve.solve.rank import point_group_order
 
 
 @pytest.fixture()

@@ -8,7 +8,8 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Lattice, Structure
 
 from powdersolve.density import density_grid
-from powdersolve.solve.atoms import density_to_structures, find_peaks, integrate_basins, merge_peaks
+from powdersolve.maps.peaks import find_peaks, integrate_basins, merge_peaks
+from powdersolve.solve.atoms import density_to_structures
 from powdersolve.solve.wyckoff import Orbit, assign_orbits, orbit_choices, peak_orbits
 from powdersolve.structures import Crystal
 

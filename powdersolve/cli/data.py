@@ -6,6 +6,7 @@ import time
 
 import click
 
+from powdersolve.dataset import BuildConfig, build_dataset, parse_shard
 from powdersolve.errors import InputError
 
 
@@ -49,7 +50,6 @@ def build(generator: str, system: str, count: int, out: str, workers: int, seed:
 
     Rerunning the same command resumes an interrupted build; the result is byte-identical.
     """
-    from powdersolve.dataset import BuildConfig, build_dataset, parse_shard
 
     gens = tuple(g.strip() for g in generator.split(",") if g.strip())
     if any(g.startswith("files:") for g in gens) and len(gens) > 1:

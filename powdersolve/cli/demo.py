@@ -6,6 +6,15 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
+
+from powdersolve.baselines import baseline_grids
+from powdersolve.density import DensityConfig, density_grid
+from powdersolve.maps.modification import ModificationConfig
+from powdersolve.metrics import score_predictions
+from powdersolve.plots import plot_slices
+from powdersolve.predict import PredictConfig, predict
+from powdersolve.structures import load_crystal
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -20,16 +29,6 @@ def register(group: click.Group) -> None:
 @click.option("--samples", default=20, show_default=True, type=click.IntRange(1, 100))
 def demo_cmd(out_dir: str, samples: int) -> None:
     """Predict the CMED of CaF2 from a simulated Cu K-alpha scan (background, noise, K-alpha2) and score it."""
-    import numpy as np
-
-    from powdersolve.baselines import baseline_grids
-    from powdersolve.density import DensityConfig, density_grid
-    from powdersolve.metrics import score_predictions
-    from powdersolve.modification import ModificationConfig
-    from powdersolve.plots import plot_slices
-    from powdersolve.predict import PredictConfig, predict
-    from powdersolve.structures import load_crystal
-
     t0 = time.perf_counter()
     cif, pattern = EXAMPLES / "CaF2_225.cif", EXAMPLES / "CaF2_CuKa.xy"
     click.echo(f"pattern: {pattern.name} (Cu K-alpha 10-100 deg, profile + background + noise + K-alpha2)")
@@ -54,7 +53,7 @@ def demo_cmd(out_dir: str, samples: int) -> None:
     click.echo(f"map correlation (best of {samples} samples, rotations + origin shifts): {score.cc:.3f}")
     click.echo(f"paper SSIM (best of {samples}, rotations): {score.ssim:.3f}   PSNR {score.psnr:.1f} dB")
     modified = score_predictions(pred.modified[None].astype(np.float64), truth)
-    group = (pred.modification.get("symmetry") or {}).get("group")
+    group = pred.modified_group.symbol if pred.modified_group is not None else None
     click.echo(f"density-modified mean map (measured magnitudes, the map's phases, 10 cycles, 10 more averaged "
                f"over the group found in it, {group}; histogram matched): map correlation {modified.cc:.3f}  "
                f"paper SSIM {modified.ssim:.3f}")

@@ -13,9 +13,11 @@ def register(group: click.Group) -> None:
 
 
 @click.command("evaluate")
-@click.option("--weights", default=None, type=click.Path(), help="Model weights (.safetensors); default: shipped.")
+@click.option("--weights", default=None, type=click.Path(),
+              help="Model weights (.safetensors): scores the crystals of its system; default: each crystal by the "
+                   "shipped model of its system.")
 @click.option("--structures", required=True, type=click.Path(), help="Structure file or folder (CIF, POSCAR, JSON).")
-@click.option("--system", default=None, help="Only this crystal system (and its shipped model).")
+@click.option("--system", default=None, help="Only crystals of this crystal system.")
 @click.option("--grid", default=50, show_default=True, type=click.IntRange(8, 128))
 @click.option("--samples", default=5, show_default=True, type=click.IntRange(1, 100))
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -23,7 +25,8 @@ def register(group: click.Group) -> None:
               help="Simulate a measured range: Q_max in 1/A (Cu to 90 deg: 5.77).")
 @click.option("--composition", "composition_kind", default=None,
               type=click.Choice(["fractions", "presence", "drop", "none"]), help="Composition encoding fed.")
-@click.option("--no-baselines", is_flag=True, help="Skip the mean and random-atoms baselines.")
+@click.option("--no-baselines", is_flag=True,
+              help="Skip the baselines (mean, random atoms, zero phase, Patterson).")
 @click.option("--compare", multiple=True, help="NAME=WEIGHTS of another model scored alongside (e.g. no-xrd=...).")
 @click.option("--symmetrise", is_flag=True,
               help="Also score each map averaged over the space group it shows (found in the map, not given).")
@@ -55,15 +58,12 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
     from powdersolve.errors import InputError
     from powdersolve.evaluate import EvalConfig, evaluate
     from powdersolve.fileio import atomic_write_text
-    from powdersolve.modification import ModificationConfig
-    from powdersolve.weights import shipped_weights
+    from powdersolve.maps.modification import ModificationConfig
 
     if modify_symmetry and modify_cycles is None:
         raise InputError("--modify-symmetry needs --modify CYCLES")
     if modify_histogram != "none" and modify_cycles is None:
         raise InputError("--modify-histogram needs --modify CYCLES")
-    if weights is None:
-        weights = shipped_weights(system or "cubic")
     extra = {}
     for item in compare:
         name, sep, path = item.partition("=")
@@ -76,31 +76,35 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
                      modify=None if modify_cycles is None else ModificationConfig(
                          cycles=modify_cycles, symmetry=modify_symmetry, histogram=modify_histogram))
     report = evaluate(weights, structures, cfg, save_grids, extra)
-    line = (f"n={report['n']}  map CC {report['cc_mean']:.3f} (median {report['cc_median']:.3f})  "
-            f"paper SSIM {report['ssim_mean']:.3f}  PSNR {report['psnr_mean']:.1f} dB")
-    click.echo(line)
+    click.echo(f"n={report['n']}  posterior mean: map CC {report['cc_posterior_mean']:.3f} "
+               f"(median {report['cc_posterior_mean_median']:.3f})  paper SSIM {report['ssim_posterior_mean']:.3f}  "
+               f"PSNR {report['psnr_posterior_mean']:.1f} dB")
+    click.echo(f"  best of {samples} picked against the truth (oracle): CC {report['cc_best_of_n_oracle']:.3f}  "
+               f"SSIM {report['ssim_best_of_n_oracle']:.3f}  PSNR {report['psnr_best_of_n_oracle']:.1f} dB")
+    if len(report["per_system"]) > 1 or report["skipped"]:
+        for name, block in report["per_system"].items():
+            click.echo(f"  {name} (n={block['n']}, {block['model_system']} model): posterior-mean CC "
+                       f"{block['cc_posterior_mean']:.3f}, oracle {block['cc_best_of_n_oracle']:.3f}")
+    for item in report["skipped"]:
+        click.echo(f"  skipped {item['file']} ({item['system']}): {item['reason']}")
     if symmetrise:
-        click.echo(f"  averaged over the space group found in each map: CC {report['cc_symmetrised_mean']:.3f} "
+        click.echo(f"  averaged over the space group found in each map: posterior-mean CC "
+                   f"{report['cc_symmetrised_posterior_mean']:.3f}, oracle {report['cc_symmetrised_mean']:.3f} "
                    f"(allowing inversion {report['cc_symmetrised_with_inversion_mean']:.3f})  "
                    f"SSIM {report['ssim_symmetrised_mean']:.3f}")
-    if sharpen:
-        click.echo(f"  sharpened ({sharpen}): CC {report['cc_sharpened_mean']:.3f}  "
-                   f"SSIM {report['ssim_sharpened_mean']:.3f}  PSNR {report['psnr_sharpened_mean']:.1f} dB")
-    if absolute:
-        click.echo(f"  on the absolute scale of the cell content: CC {report['cc_absolute_mean']:.3f}  "
-                   f"SSIM {report['ssim_absolute_mean']:.3f}  PSNR {report['psnr_absolute_mean']:.1f} dB")
-    if absolute_map:
-        click.echo(f"  on the absolute scale, Z read from the map: CC {report['cc_absolute_map_mean']:.3f}  "
-                   f"SSIM {report['ssim_absolute_map_mean']:.3f}  PSNR {report['psnr_absolute_map_mean']:.1f} dB")
-    if modify_cycles is not None:
-        click.echo(f"  density-modified ({modify_cycles} cycles): CC {report['cc_modified_mean']:.3f}  "
-                   f"SSIM {report['ssim_modified_mean']:.3f}  PSNR {report['psnr_modified_mean']:.1f} dB")
-    if modify_symmetry:
-        click.echo(f"  density-modified with the symmetry found: CC {report['cc_modified_symmetric_mean']:.3f}  "
-                   f"SSIM {report['ssim_modified_symmetric_mean']:.3f}  "
-                   f"PSNR {report['psnr_modified_symmetric_mean']:.1f} dB")
+    steps = {"sharpened": f"sharpened ({sharpen})",
+             "absolute": "on the absolute scale of the true cell content (true Z)",
+             "absolute_map": "on the absolute scale, Z read from the map",
+             "modified": f"density-modified ({modify_cycles} cycles, true cell content)",
+             "modified_symmetric": "density-modified with the symmetry found (true cell content)"}
+    for step, label in steps.items():
+        if f"cc_{step}_posterior_mean" in report:
+            click.echo(f"  {label}: posterior-mean CC {report[f'cc_{step}_posterior_mean']:.3f} "
+                       f"(oracle {report[f'cc_{step}_mean']:.3f})  SSIM {report[f'ssim_{step}_posterior_mean']:.3f}  "
+                       f"PSNR {report[f'psnr_{step}_posterior_mean']:.1f} dB")
     for name, b in report["baselines"].items():
-        click.echo(f"  baseline {name:22s} CC {b['cc_mean']:.3f}  SSIM {b['ssim_mean']:.3f}  PSNR {b['psnr_mean']:.1f}")
+        click.echo(f"  baseline {name:22s} CC {b['cc_mean']:.3f}  SSIM {b['ssim_mean']:.3f}  PSNR {b['psnr_mean']:.1f}"
+                   + ("  (true Z)" if b["uses_true_z"] else ""))
     if json_out:
         atomic_write_text(json_out, json.dumps(report, indent=1))
         click.echo(f"report: {json_out}")

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import click
 
+from powdersolve.cell import Cell
 from powdersolve.density import MAX_GRID
 from powdersolve.diffraction.sticks import parse_wavelength
 from powdersolve.errors import InputError, OutputError
 from powdersolve.formats import READERS
-from powdersolve.modification import ModificationConfig
-from powdersolve.predict import MIN_GRID, SYSTEMS, PredictConfig, parse_cell, predict
+from powdersolve.maps.modification import ModificationConfig
+from powdersolve.predict import PredictConfig, predict
+from powdersolve.predict.config import MIN_GRID, SYSTEMS
 
 
 def _echo(msg: str) -> None:
@@ -80,7 +82,7 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
     config = PredictConfig(
         samples=samples, grid=grid, seed=seed, system=system, background=not no_background,
         strip_kalpha2=not no_kalpha2_strip, min_two_theta=min_two_theta, composition=composition,
-        cell=parse_cell(cell) if cell is not None else None,
+        cell=Cell.parse(cell) if cell is not None else None,
         wavelength=parse_wavelength(wavelength) if wavelength is not None else None,
         weights=weights, format=fmt, keep_samples=save_samples, symmetrise=symmetrise,
         modify=None if modify_cycles is None else ModificationConfig(cycles=modify_cycles, symmetry=modify_symmetry,

@@ -6,12 +6,17 @@ from pathlib import Path
 
 import click
 
+from powdersolve.cell import Cell
 from powdersolve.density import MAX_GRID
 from powdersolve.diffraction.sticks import parse_wavelength
 from powdersolve.errors import OutputError
 from powdersolve.formats import READERS
-from powdersolve.predict import MIN_GRID, SYSTEMS, PredictConfig, parse_cell
-from powdersolve.solve.pipeline import DEFAULT_MAX_RWP, SolveConfig, solve, write_solve_outputs
+from powdersolve.predict import PredictConfig
+from powdersolve.predict.config import MIN_GRID, SYSTEMS
+from powdersolve.solve.config import SolveConfig
+from powdersolve.solve.pipeline import solve
+from powdersolve.solve.rank import MAX_RWP
+from powdersolve.solve.result import write_solve_outputs
 
 
 def _echo(msg: str) -> None:
@@ -34,7 +39,7 @@ def _echo(msg: str) -> None:
               help=f"Grid points per cell axis ({MIN_GRID}-{MAX_GRID}).")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="Model .safetensors (default: the shipped model of the system).")
-@click.option("--max-rwp", type=float, default=DEFAULT_MAX_RWP, show_default=True,
+@click.option("--max-rwp", type=float, default=MAX_RWP, show_default=True,
               help="Abstain (exit 3) when the best background-subtracted Rwp (fraction) is above this.")
 @click.option("--top", "top_k", type=int, default=5, show_default=True, help="Candidates written.")
 @click.option("--refine-top", type=int, default=3, show_default=True,
@@ -81,7 +86,7 @@ def solve_command(pattern: Path, composition: str | None, cell: str | None, wave
                          map_symmetry=not no_map_symmetry, modified_map=modified_map)
     pconfig = PredictConfig(
         samples=samples, grid=grid, seed=seed, system=system, strip_kalpha2=not no_kalpha2_strip,
-        min_two_theta=min_two_theta, composition=composition, cell=parse_cell(cell) if cell is not None else None,
+        min_two_theta=min_two_theta, composition=composition, cell=Cell.parse(cell) if cell is not None else None,
         wavelength=parse_wavelength(wavelength) if wavelength is not None else None, weights=weights, format=fmt,
     )
     result = solve(pattern, config, pconfig, progress=_echo)

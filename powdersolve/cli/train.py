@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
+import torch
 
+from powdersolve.dataset import card_hash, load_datasets
 from powdersolve.errors import InputError
+from powdersolve.inputs import paper_channels
+from powdersolve.model import ModelConfig, with_overrides
+from powdersolve.train import TrainConfig, model_config_by_name, train
 
 
 def register(group: click.Group) -> None:
@@ -138,36 +144,9 @@ def train_cmd(
     val_max,
 ) -> None:
     """Train a CMED model (the paper's recipe; every value configurable)."""
-    from powdersolve.dataset import card_hash, load_datasets
-    from powdersolve.model import with_overrides
-    from powdersolve.train import TrainConfig, model_config_by_name, train
-
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda: no CUDA device is available here; use --device cpu")
-    mcfg = model_config_by_name(config_name, system)
-    over: dict = {}
-    if composition_kind:
-        over["composition"] = composition_kind
-    if no_xrd:
-        over["use_xrd"] = False
-    if no_formula:
-        over["use_formula"] = False
-    if xrd_input == "paper" and mcfg.xrd_input != "paper":
-        over.update(xrd_input="paper", xrd_channels=1, xrd_bins=1024)
-    elif xrd_input == "q" and mcfg.xrd_input != "q":
-        over.update(xrd_input="q", xrd_channels=2, xrd_bins=1024)
-    if wavelengths:
-        try:
-            lams = tuple(float(x) for x in wavelengths.split(","))
-        except ValueError:
-            raise InputError(f"--wavelengths '{wavelengths}': give comma-separated Angstrom values") from None
-        over["wavelengths"] = lams
-        over["xrd_channels"] = len(lams)
-    if over:
-        mcfg = with_overrides(mcfg, **over)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available here; use --device cpu")
+    mcfg = _model_config(config_name, system, composition_kind, no_xrd, no_formula, xrd_input, wavelengths)
     tr = load_datasets(data_dirs, "train")
     va = load_datasets(val_dirs or data_dirs, "val")
     if max_train:
@@ -197,10 +176,31 @@ def train_cmd(
     click.echo(json.dumps(summary))
 
 
-def _with_paper_channels(records: list, mcfg) -> list:
+def _model_config(config_name: str, system: str, composition_kind: str | None, no_xrd: bool, no_formula: bool,
+                  xrd_input: str | None, wavelengths: str | None) -> ModelConfig:
+    """The named model config with the command line's overrides."""
+    mcfg = model_config_by_name(config_name, system)
+    over: dict = {}
+    if composition_kind:
+        over["composition"] = composition_kind
+    if no_xrd:
+        over["use_xrd"] = False
+    if no_formula:
+        over["use_formula"] = False
+    if xrd_input == "paper" and mcfg.xrd_input != "paper":
+        over.update(xrd_input="paper", xrd_channels=1, xrd_bins=1024)
+    elif xrd_input == "q" and mcfg.xrd_input != "q":
+        over.update(xrd_input="q", xrd_channels=2, xrd_bins=1024)
+    if wavelengths:
+        try:
+            lams = tuple(float(x) for x in wavelengths.split(","))
+        except ValueError:
+            raise InputError(f"--wavelengths '{wavelengths}': give comma-separated Angstrom values") from None
+        over["wavelengths"] = lams
+        over["xrd_channels"] = len(lams)
+    return with_overrides(mcfg, **over) if over else mcfg
+
+
+def _with_paper_channels(records: list, mcfg: ModelConfig) -> list:
     """Re-encode the paper input for the requested wavelength channels."""
-    import dataclasses
-
-    from powdersolve.inputs import paper_channels
-
     return [dataclasses.replace(r, xrd_paper=paper_channels(r.crystal, mcfg)) for r in records]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, optimize, signal
 
+from powdersolve.diffraction.encoding import QAxis
 from powdersolve.diffraction.profile import pseudo_voigt
 from powdersolve.diffraction.sticks import lorentz_polarization, q_from_two_theta
 from powdersolve.errors import InputError
@@ -137,6 +138,23 @@ def peaks_to_q_intensity(peaks: PeakList, wavelength: float) -> tuple[np.ndarray
     """Q (1/Angstrom) and integrated intensity with the Lorentz-polarisation factor divided out."""
     tt = np.asarray(peaks.two_theta, dtype=np.float64)
     return q_from_two_theta(tt, wavelength), np.asarray(peaks.integrated_intensity) / lorentz_polarization(tt)
+
+
+def merge_tolerance(q_max: float = QAxis.q_max, bins: int = QAxis.bins) -> float:
+    """Largest Q distance (1/A) at which a powder peak and a lattice reflection count as one line.
+
+    Set by the resolution the pattern is read at: one bin of the model's Q axis (``bins`` bins over
+    (0, ``q_max``], 1/A). Lines closer than a bin are one value in the encoded input, so the model
+    cannot tell them apart and their intensity is shared. Training, evaluation and prediction all
+    match peaks to reflections with this one tolerance.
+    """
+    if q_max <= 0 or bins < 1:
+        raise InputError(f"a Q axis needs q_max > 0 and at least one bin (got {q_max}, {bins})")
+    return float(q_max) / int(bins)
+
+
+#: :func:`merge_tolerance` of the shipped models' axis (8 1/A in 1024 bins: 0.0078 1/A).
+MERGE_TOL_Q = merge_tolerance()
 
 
 def peak_membership(q: np.ndarray, peak_q: np.ndarray, tol: float) -> np.ndarray:

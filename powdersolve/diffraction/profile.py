@@ -9,7 +9,11 @@ Widths (FWHM, degrees 2-theta):
 - instrument: Caglioti H^2 = U tan^2(theta) + V tan(theta) + W with mixing
   eta = eta0 + eta1 * 2theta(deg), split into Gaussian and Lorentzian parts (Ida et al. 1988 inverse);
 - crystallite size (Scherrer, K = 0.9): a Lorentzian of FWHM K lambda / (L cos theta) radians;
-- the parts are recombined by the Thompson-Cox-Hastings (1987) pseudo-Voigt approximation.
+- the parts are recombined by the Thompson-Cox-Hastings (1987) pseudo-Voigt approximation
+  (:func:`powdersolve.diffraction.peakshape.tch`, shared with the refinable profile).
+
+This module simulates (numpy, seeded); :mod:`powdersolve.diffraction.peakshape` is the refinable
+(torch) profile that :mod:`powdersolve.solve.refine` and :mod:`powdersolve.diffraction.lebail` fit with.
 
 Optional K-alpha2 (DOUBLETS in :mod:`~powdersolve.diffraction.sticks`), zero shift, background
 (Chebyshev polynomial over the grid plus an a / 2-theta low-angle term and a broad amorphous hump)
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.polynomial import chebyshev
 
+from powdersolve.diffraction.peakshape import split_tch, tch
 from powdersolve.diffraction.sticks import DOUBLETS, Sticks, lorentz_polarization, two_theta_from_q
 from powdersolve.errors import InputError
 
@@ -118,17 +123,10 @@ def peak_shape(two_theta: np.ndarray, wavelength: float, config: ProfileConfig) 
     eta_inst = np.clip(config.eta0 + config.eta1 * tt, 0.0, 1.0)
     if config.size is None:
         return h_inst, eta_inst
-    # Ida, Ando & Toraya (2000) inverse of TCH: split the instrumental pseudo-Voigt into G and L widths.
-    e = eta_inst
-    h_l = h_inst * (0.72928 * e + 0.19289 * e**2 + 0.07783 * e**3)
-    h_g = h_inst * np.sqrt(np.clip(1 - 0.74417 * e - 0.24781 * e**2 - 0.00810 * e**3, 0.0, None))
+    # Split the instrumental pseudo-Voigt into G and L widths, add the size Lorentzian, recombine (TCH).
+    h_g, h_l = split_tch(h_inst, eta_inst)
     h_l = h_l + np.degrees(SCHERRER_K * wavelength / (config.size * np.cos(th)))
-    # Thompson, Cox & Hastings (1987).
-    h = (h_g**5 + 2.69269 * h_g**4 * h_l + 2.42843 * h_g**3 * h_l**2 + 4.47163 * h_g**2 * h_l**3
-         + 0.07842 * h_g * h_l**4 + h_l**5) ** 0.2
-    r = h_l / h
-    eta = np.clip(1.36603 * r - 0.47719 * r**2 + 0.11116 * r**3, 0.0, 1.0)
-    return h, eta
+    return tch(h_g, h_l)
 
 
 def pseudo_voigt(x: np.ndarray, fwhm: np.ndarray, eta: np.ndarray) -> np.ndarray:

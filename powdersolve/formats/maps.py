@@ -1,4 +1,5 @@
-"""Density-map writers: CCP4/MRC, Gaussian cube, VASP CHGCAR and X-PLOR.
+"""Density-map writers: CCP4/MRC, Gaussian cube, VASP CHGCAR, X-PLOR and NumPy .npy; ``write_map``
+picks one by format name or file name (:data:`WRITERS`, :data:`NAMES`), as ``read_pattern`` does for patterns.
 
 Every writer takes a grid whose voxel ``[i, j, k]`` sits at fractional position
 (i/N0, j/N1, k/N2) along a, b, c (the convention of :func:`powdersolve.density.density_grid`),
@@ -8,7 +9,8 @@ in electrons per cubic Angstrom, and writes atomically (nothing appears unless t
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import gemmi
 import numpy as np
@@ -181,3 +183,47 @@ def write_xplor(path: str | os.PathLike, grid: np.ndarray, lattice_params: CellL
         atomic_write_text(path, "\n".join(lines) + "\n")
     except OSError as exc:
         raise _io_error(path, exc) from exc
+
+
+def save_npy(path: str | os.PathLike, grid: np.ndarray) -> None:
+    """Write a float32 .npy atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(grid, dtype=np.float32))
+
+
+def _atomless(cell: CellLike) -> Crystal:
+    """The cell as a Crystal without atoms (the cube and CHGCAR headers want one; a map has no atoms)."""
+    if isinstance(cell, Crystal):
+        return cell
+    arr = np.asarray(cell, dtype=np.float64)
+    lattice = arr if arr.shape == (3, 3) else np.asarray(Lattice.from_parameters(*_cell_parameters(arr)).matrix)
+    return Crystal(lattice=lattice, frac=np.zeros((0, 3)), numbers=np.zeros(0, dtype=np.int64), occupancy=np.zeros(0),
+                   formula="", spacegroup=1)
+
+
+#: Writer per format name: (path, grid (N0, N1, N2) e/A^3, cell, comment) -> None; the comment goes where a
+#: format has room for one (cube).
+WRITERS: dict[str, Callable[[str | os.PathLike, np.ndarray, CellLike, str], None]] = {
+    "ccp4": lambda path, grid, cell, _comment: write_ccp4(path, grid, cell),
+    "cube": lambda path, grid, cell, comment: write_cube(path, grid, _atomless(cell), comment=comment),
+    "chgcar": lambda path, grid, cell, _comment: write_chgcar(path, grid, _atomless(cell)),
+    "xplor": lambda path, grid, cell, _comment: write_xplor(path, grid, cell),
+    "npy": lambda path, grid, _cell, _comment: save_npy(path, grid),
+}
+#: Format per file extension, or per whole file name for names without one (VASP's CHGCAR).
+NAMES: dict[str, str] = {
+    ".ccp4": "ccp4", ".map": "ccp4", ".mrc": "ccp4", ".cube": "cube", ".xplor": "xplor", ".npy": "npy",
+    "CHGCAR": "chgcar",
+}
+
+
+def write_map(path: str | os.PathLike, grid: np.ndarray, cell: CellLike, format: str | None = None,  # noqa: A002
+              comment: str = "") -> None:
+    """Write ``grid`` (e/A^3, voxel [i, j, k] at (i/N0, j/N1, k/N2)) in ``format`` (see :data:`WRITERS`), by
+    default the one its file name says (:data:`NAMES`); atomically."""
+    p = Path(path)
+    fmt = format or NAMES.get(p.suffix.lower()) or NAMES.get(p.name)
+    if fmt not in WRITERS:
+        raise OutputError(f"{p}: no map format '{fmt or p.suffix}'; choose one of {', '.join(sorted(WRITERS))} "
+                          f"or a file name ending in {', '.join(n for n in NAMES if n.startswith('.'))}")
+    WRITERS[fmt](p, grid, cell, comment)

@@ -1,253 +1,260 @@
-"""Rank candidate structures by how well they refine against the pattern, and write the solutions.
+"""The ranker: refine candidate structures against the pattern, drop duplicates, rank them, abstain.
 
-Candidates (e.g. one per latent sample of the model) are refined one by one, duplicates are
-removed with pymatgen's StructureMatcher (the better-fitting copy is kept), the rest are sorted by
-Rwp, and the solver abstains when even the best one fits too badly.
+One ranking for every caller (:func:`powdersolve.solve.pipeline.solve` and :func:`rank_candidates`),
+with one abstain threshold, :data:`MAX_RWP`, on the background-subtracted, unit-weight Rwp.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from functools import cache
 
 import numpy as np
-from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
-from pymatgen.io.cif import CifWriter
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-from powdersolve.errors import NoSolutionError, OutputError
-from powdersolve.fileio import atomic_write_text
+from powdersolve.cell import FAMILY_SYSTEMS
+from powdersolve.errors import InputError, NoSolutionError
+from powdersolve.maps.symmetry import group_operations
+from powdersolve.solve.candidate import Candidate, candidate_of, drop_duplicates
+from powdersolve.solve.observed import Observed
 from powdersolve.solve.refine import RefineConfig, RefineResult, refine
+from powdersolve.structures.io import crystal_system
+
+#: Abstain threshold on the background-subtracted, unit-weight Rwp (fraction). A correct structure
+#: refined with this package's simple model (one B, Chebyshev background, pseudo-Voigt) reaches
+#: ~0.05-0.25 on simulated and typical laboratory data (the exact structure against simulated
+#: measured-like Cu patterns, profile refined: ~0.05-0.15), whereas a wrong structure in the right cell
+#: leaves most intensity unexplained and stays at 0.4-0.8; 0.35 sits between, erring towards returning a
+#: roughly right solution rather than nothing.
+MAX_RWP = 0.35
 
 
 @dataclass(frozen=True)
 class RankConfig:
-    """Ranking and abstention settings.
+    """Ranking and abstention settings (defaults: refine every candidate fully, rank by Rwp alone).
 
     Attributes:
-        max_rwp: abstain when the best refined Rwp is above this (fraction). 0.35 because a correct
-            structure refined with this module's simple model (one B, Chebyshev background, pseudo-Voigt)
-            reaches Rwp ~0.05-0.25 on simulated and typical laboratory data (the ~0.12 of the tests
-            is Poisson noise at ~100 counts), whereas a wrong structure in the right cell leaves most
-            intensity unexplained and stays at 0.4-0.8 (a wrong-species test gives ~0.5); 0.35 sits
-            between, erring towards returning a roughly right solution rather than nothing.
-        keep: most candidates written.
-        symprec: tolerance (A) of the space group written in the CIF and reported.
-        refine: settings of each refinement.
+        max_rwp: abstain when the best refined Rwp is above this (fraction).
+        keep: most candidates kept (best first).
+        symprec: tolerance (A) of the space group reported and written in the CIF.
+        refine: settings of each full refinement.
+        abstain: raise NoSolutionError above ``max_rwp`` (False returns the ranked list anyway).
+        width_from_peaks: start W at the squared median FWHM (deg^2) of the observed peaks.
+        refine_top: when there are more candidates than this, all get a short screening refinement
+            (``screen_iter`` L-BFGS iterations per stage, profile fixed) and only the best ``refine_top``
+            are fully refined; 0 refines every one fully.
+        screen_iter: L-BFGS iterations per stage of the screening refinement.
+        max_candidates: most candidates refined (None: all).
+        rwp_tie: fits within this relative Rwp of the best count as equally good, and the most
+            symmetric of them ranks first (:func:`prefer_symmetry`); 0 ranks by Rwp alone.
+        family_first: acceptable fits with the symmetry of the cell's metric family rank first
+            (:func:`family_first`).
     """
 
-    max_rwp: float = 0.35
+    max_rwp: float = MAX_RWP
     keep: int = 5
     symprec: float = 0.1
     refine: RefineConfig = field(default_factory=RefineConfig)
+    abstain: bool = True
+    width_from_peaks: bool = False
+    refine_top: int = 0
+    screen_iter: int = 12
+    max_candidates: int | None = None
+    rwp_tie: float = 0.0
+    family_first: bool = False
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One refined, distinct candidate.
+class Ranking:
+    """Ranked candidates: best first (at most ``keep``), the labels of the maps each came from, notes."""
 
-    Attributes:
-        result: its refinement.
-        source: index of the input candidate it came from.
-        formula: reduced formula.
-        spacegroup: international number; spacegroup_symbol: Hermann-Mauguin symbol.
-        n_atoms: atoms in the refined conventional cell.
-        screened_only: True when only the short screening refinement ran (it ranked below the
-            candidates that were fully refined).
+    candidates: list[Candidate]
+    origins: list[list[str]]
+    notes: list[str]
+
+
+def _refine_config(config: RankConfig, observed: Observed) -> RefineConfig:
+    cfg = config.refine
+    if config.width_from_peaks and observed.fwhm is not None and np.isfinite(observed.fwhm) and observed.fwhm > 0:
+        # Starting from the measured width keeps the first (positions-only) stage from fitting a
+        # wrongly sized peak; U and V start at zero and refine later.
+        cfg = replace(cfg, w=float(np.clip(observed.fwhm, 0.01, 2.0)) ** 2)
+    return cfg
+
+
+def _finite(res: RefineResult) -> bool:
+    s = res.structure
+    return bool(np.isfinite(res.rwp) and np.all(np.isfinite(s.lattice.matrix)) and np.all(np.isfinite(s.frac_coords)))
+
+
+def refine_safely(structure: Structure, observed: Observed, config: RefineConfig) -> RefineResult | None:
+    """Refine, falling back to fewer free parameters when a fit diverges (NaN); None when every try fails.
+
+    A wrong starting structure can drive the Caglioti widths or the cell to a non-physical point where
+    the pattern is NaN; the fit is then retried with the profile fixed, then with only the scale, zero
+    and B free.
     """
-
-    result: RefineResult
-    source: int
-    formula: str
-    spacegroup: int
-    spacegroup_symbol: str
-    n_atoms: int
-    screened_only: bool = False
-
-    def summary(self) -> dict[str, object]:
-        """JSON-ready description (R factors as fractions)."""
-        r = self.result
-        return {
-            "formula": self.formula, "spacegroup": self.spacegroup, "spacegroup_symbol": self.spacegroup_symbol,
-            "rwp": round(r.rwp, 6), "rp": round(r.rp, 6), "gof": round(r.gof, 6), "n_atoms": self.n_atoms,
-            "zero_shift_deg": round(r.zero_shift, 6), "b_iso": round(r.b_iso, 4), "source_candidate": self.source,
-            "refinement": "screening" if self.screened_only else "full",
-            "lattice_abc": [round(x, 6) for x in r.structure.lattice.abc],
-            "lattice_angles": [round(x, 4) for x in r.structure.lattice.angles],
-        }
+    tries = (config, replace(config, refine_profile=False),
+             replace(config, refine_profile=False, refine_lattice=False, refine_coords=False))
+    for cfg in tries:
+        try:
+            res = refine(structure, observed.two_theta, observed.counts, observed.wavelength, observed.sigma, cfg)
+        except InputError:
+            raise
+        except (ValueError, RuntimeError, np.linalg.LinAlgError):  # a singular or diverged fit
+            continue
+        if _finite(res):
+            return res
+    return None
 
 
-def _spacegroup(structure: Structure, symprec: float) -> tuple[int, str]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sga = SpacegroupAnalyzer(structure, symprec=symprec)
-            return int(sga.get_space_group_number()), str(sga.get_space_group_symbol())
-    except Exception:
-        return 1, "P1"
+@cache
+def point_group_order(spacegroup: int) -> int:
+    """Operations of the crystal class of an international space-group number (1 for P1, 48 for m-3m)."""
+    # Distinct rotations of the group's spglib operations: pymatgen's PointGroup object took ~0.1 s a call.
+    rotations, _, _ = group_operations(int(spacegroup))
+    return len(np.unique(rotations.reshape(len(rotations), 9), axis=0))
 
 
-def same_sites(a: Structure, b: Structure, tol: float = 0.05) -> bool:
-    """Whether ``b`` is ``a`` up to a translation and the order of its sites, in nearly the same cell.
+def in_family(candidate: Candidate, family: str | None) -> bool:
+    """Whether the candidate's space group belongs to the crystal family of the cell's metric."""
+    return crystal_system(max(candidate.spacegroup, 1)) in FAMILY_SYSTEMS.get(family or "", ())
 
-    True when the lattices agree to 0.1% and one translation brings every site of ``b`` within
-    ``tol`` (A) of a site of ``a`` of the same species. Such structures are the same by any reading
-    (StructureMatcher's default site tolerance is 0.3 (V/n)^(1/3), about 0.5 A); the check costs
-    microseconds where the matcher costs ~20 ms, and maps sampled from one posterior often give
-    exactly such copies.
+
+def family_first(candidates: list[Candidate], family: str | None, max_rwp: float, ratio: float = 2.0
+                 ) -> list[Candidate]:
+    """Candidates whose symmetry belongs to the cell's metric ``family`` ('cubic', 'hexagonal') and
+    that fit acceptably rank before the others, each group in its given order.
+
+    Acceptable: fully refined (a screening Rwp is not comparable), Rwp <= ``max_rwp`` and at most
+    ``ratio`` times the best fully refined Rwp (a fit leaving several times more of the pattern
+    unexplained is not the same structure with fewer parameters).
+
+    A cell whose metric is exactly cubic or hexagonal almost always holds a structure of that
+    crystal family; a P1 (or other lower-symmetry) model in it has many more free coordinates and
+    can fit a powder pattern as well as the truth while being wrong.
     """
-    n = len(a)
-    if n != len(b) or n == 0 or not np.allclose(a.lattice.matrix, b.lattice.matrix, rtol=1e-3, atol=1e-3):
-        return False
-    sa = np.array([str(x) for x in a.species])
-    sb = np.array([str(x) for x in b.species])
-    if sorted(sa) != sorted(sb):
-        return False
-    # Every translation taking a site of b's rarest species onto a site of that species in a.
-    kinds, counts = np.unique(sb, return_counts=True)
-    rare = kinds[np.argmin(counts)]
-    fa, fb = a.frac_coords, b.frac_coords
-    shifts = fa[sa == rare] - fb[np.flatnonzero(sb == rare)[0]]
-    d = fa[None, None, :, :] - fb[None, :, None, :] - shifts[:, None, None, :]  # (shift, site of b, site of a, 3)
-    d -= np.round(d)
-    cart = d @ a.lattice.matrix
-    dist = np.linalg.norm(cart, axis=-1)
-    dist[:, sb[:, None] != sa[None, :]] = np.inf
-    nearest = dist.argmin(axis=2)  # (shift, site of b)
-    for k in np.argsort(dist.min(axis=2).max(axis=1))[:3]:
-        # That shift came from one pair of sites; the mean of the nearest-site offsets corrects it.
-        offsets = cart[k, np.arange(n), nearest[k]]
-        if np.all(np.linalg.norm(offsets - offsets.mean(axis=0), axis=1) <= tol):
-            return True
-    return False
+    if not FAMILY_SYSTEMS.get(family or ""):
+        return candidates
+    refined = [c.result.rwp for c in candidates if not c.screened_only]
+    if not refined:
+        return candidates
+    limit = min(max_rwp, ratio * min(refined))
+    good = [c for c in candidates if not c.screened_only and c.result.rwp <= limit and in_family(c, family)]
+    return good + [c for c in candidates if c not in good]
 
 
-class DistinctStructures:
-    """Structures kept one per StructureMatcher (defaults) class of the same formula and size.
+def prefer_symmetry(candidates: list[Candidate], rwp_tie: float) -> list[Candidate]:
+    """Candidates in ranking order: Rwp, except that fits as good as the best within ``rwp_tie``
+    (relative) go highest point-group order first.
 
-    A structure that is a copy of a kept one (:func:`same_sites`) is matched without the matcher.
-    Otherwise each structure is reduced (primitive, Niggli) once, when first compared, as
-    StructureMatcher would reduce it on every comparison; comparing the pre-reduced forms gives the
-    same answers several times faster (pymatgen's own cache of reduced forms compares whole
-    structures to find them).
+    The usual crystallographic rule: of models that fit the data equally well, report the most
+    symmetric; a subgroup description of the same structure has more free parameters and always
+    fits at least as well. Only the fully refined candidates at the head of the list are reordered.
     """
-
-    def __init__(self) -> None:
-        self.matcher = StructureMatcher()
-        self.kept: list[Structure] = []
-        self.noisy: list[bool] = []
-        self._reduced: dict[int, Structure] = {}
-
-    @staticmethod
-    def _reduce(s: Structure) -> Structure:
-        return s.get_primitive_structure().get_reduced_structure()
-
-    def _reduced_kept(self, i: int) -> Structure:
-        if i not in self._reduced:
-            self._reduced[i] = self._reduce(self.kept[i])
-        return self._reduced[i]
-
-    def index(self, s: Structure, noisy: bool = False) -> int | None:
-        """Index of the kept structure ``s`` matches, or None (then ``s`` is kept, at the next index).
-
-        Two ``noisy`` structures (e.g. P1 readings of a map) are not compared by the matcher, on which
-        such pairs are slowest and rarely match; copies (:func:`same_sites`) always match.
-        """
-        formula = s.composition.reduced_formula
-        same_formula = [i for i, t in enumerate(self.kept) if t.composition.reduced_formula == formula]
-        for i in same_formula:
-            if same_sites(self.kept[i], s):
-                return i
-        compare = [i for i in same_formula if not (noisy and self.noisy[i])]
-        red = None
-        if compare:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                red = self._reduce(s)
-                for i in compare:
-                    t = self._reduced_kept(i)
-                    if len(t) == len(red) and self.matcher.fit(t, red, skip_structure_reduction=True):
-                        return i
-        self.kept.append(s)
-        self.noisy.append(noisy)
-        if red is not None:
-            self._reduced[len(self.kept) - 1] = red
-        return None
+    if not candidates or rwp_tie <= 0:
+        return candidates
+    limit = candidates[0].result.rwp * (1 + rwp_tie)
+    head = [c for c in candidates if not c.screened_only and c.result.rwp <= limit]
+    rest = [c for c in candidates if c not in head]
+    head.sort(key=lambda c: (-point_group_order(c.spacegroup), c.result.rwp))
+    return head + rest
 
 
-def drop_duplicates(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """``candidates`` without StructureMatcher (defaults) duplicates of the same formula; the first
-    of each is kept, so pass them best first."""
-    seen = DistinctStructures()
-    return [c for c in candidates if seen.index(c.result.structure) is None]
+def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[str]], observed: Observed,
+                    config: RankConfig, family: str | None = None, n_priority: int = 0) -> Ranking:
+    """Refine, deduplicate and rank ``structures`` against ``observed``; abstain (NoSolutionError) per ``config``.
+
+    At most ``config.max_candidates`` are refined; above ``config.refine_top`` all are screened and
+    only the best fully refined; a diverged refinement is retried with fewer parameters and else
+    dropped; refined fits are sorted by Rwp and StructureMatcher duplicates dropped, keeping the
+    better fit; equally good fits go most symmetric first and, with ``config.family_first``,
+    in-family fits before the others. The first ``n_priority`` structures (read from
+    symmetry-averaged maps) are refined on top of ``config.max_candidates`` others.
+    """
+    if not structures:
+        raise NoSolutionError(f"no solution: no candidate structure for {observed.source} (no density map gave "
+                              "atoms); check the composition and cell, or sample more candidates")
+    notes: list[str] = []
+    if config.max_candidates is not None and len(structures) > config.max_candidates + n_priority:
+        cap = config.max_candidates + n_priority
+        notes.append(f"{len(structures) - cap} of {len(structures)} distinct candidates "
+                     f"(read from the fewest maps) not refined: at most {cap} are")
+        structures, origins = structures[:cap], origins[:cap]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        refined = _refine_all(structures, origins, observed, config, family, notes)
+    distinct = drop_duplicates(refined)
+    if not distinct:
+        raise NoSolutionError(f"no solution: none of {len(structures)} candidates for {observed.source} could be "
+                              "refined; check composition, cell and wavelength")
+    distinct = prefer_symmetry(distinct, config.rwp_tie)
+    if config.family_first:
+        distinct = family_first(distinct, family, config.max_rwp)
+    best = distinct[0].result.rwp
+    if config.abstain and not best <= config.max_rwp:
+        raise NoSolutionError(
+            f"no solution: best Rwp {best:.3f} > threshold {config.max_rwp:.3f} for {observed.source} "
+            f"({len(structures)} distinct candidates), the abstain threshold; check composition, cell and "
+            "wavelength, or raise --max-rwp")
+    ranked = distinct[: config.keep]
+    return Ranking(ranked, [list(origins[c.source]) for c in ranked], notes)
+
+
+def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]], observed: Observed,
+                config: RankConfig, family: str | None, notes: list[str]) -> list[Candidate]:
+    """Candidates best first: the fully refined by Rwp, then the screened-only ones by screening Rwp."""
+    rcfg = _refine_config(config, observed)
+    screened: dict[int, RefineResult] = {}
+    as_screened: dict[int, Candidate] = {}  # spglib runs once per screened candidate
+
+    def screened_candidate(i: int) -> Candidate:
+        if i not in as_screened:
+            as_screened[i] = candidate_of(screened[i], i, screened_only=True, symprec=config.symprec)
+        return as_screened[i]
+
+    full = list(range(len(structures)))
+    if config.refine_top and len(structures) > config.refine_top:
+        # A short fit already separates the right structure (Rwp ~0.1) from wrong ones (> 0.3);
+        # the full fit, ~10x the cost, is spent on the few best.
+        quick = replace(rcfg, max_iter=config.screen_iter, refine_profile=False)
+        for i, s in enumerate(structures):
+            res = refine_safely(s, observed, quick)
+            if res is not None:
+                screened[i] = res
+        by_rwp = sorted(screened, key=lambda i: screened[i].rwp)
+        full = by_rwp[: config.refine_top]
+        if config.family_first and family in FAMILY_SYSTEMS:
+            # The best in-family screened fit is also refined fully, so family_first can weigh it.
+            best_in_family = next((i for i in by_rwp if in_family(screened_candidate(i), family)), None)
+            if best_in_family is not None and best_in_family not in full:
+                full.append(best_in_family)
+        notes.append(f"{len(structures)} candidates screened, the best {len(full)} fully refined")
+    refined: list[Candidate] = []
+    for i in full:
+        res = refine_safely(structures[i], observed, rcfg)
+        if res is None:
+            notes.append(f"candidate from {', '.join(origins[i])} did not refine (diverged); dropped")
+            continue
+        refined.append(candidate_of(res, i, symprec=config.symprec))
+    rest = sorted((i for i in screened if i not in full), key=lambda i: screened[i].rwp)
+    refined.sort(key=lambda c: c.result.rwp)
+    # Screened-only candidates rank after the fully refined ones: their Rwp is not comparable.
+    return refined + [screened_candidate(i) for i in rest]
 
 
 def rank_candidates(structures: Sequence[Structure], two_theta: np.ndarray, observed: np.ndarray,
                     wavelength: float, sigma: np.ndarray | None = None, config: RankConfig | None = None,
                     *, source: str = "pattern", abstain: bool = True) -> list[Candidate]:
-    """Refine, deduplicate and rank candidates by Rwp (best first).
+    """:func:`rank_structures` of ``structures`` against a profile (2-theta deg, intensities, wavelength A,
+    optional uncertainties ``sigma``): refined, deduplicated, ranked best first.
 
-    Raises :class:`NoSolutionError` when there is no candidate or (with ``abstain``) the best Rwp
-    is above ``config.max_rwp``; ``source`` names the pattern in that message.
+    Raises :class:`NoSolutionError` when there is no candidate, none refines, or (with ``abstain``) the
+    best Rwp is above ``config.max_rwp``; ``source`` names the pattern in that message.
     """
-    cfg = config or RankConfig()
-    if not structures:
-        raise NoSolutionError(f"{source}: no candidate structure to refine; sample more candidates")
-    refined: list[Candidate] = []
-    for i, s in enumerate(structures):
-        res = refine(s, two_theta, observed, wavelength, sigma, cfg.refine)
-        if not (np.isfinite(res.rwp) and np.all(np.isfinite(res.structure.lattice.matrix))
-                and np.all(np.isfinite(res.structure.frac_coords))):
-            continue  # a diverged fit: spglib crashes on NaN cells, and it is no candidate anyway
-        sg, sym = _spacegroup(res.structure, cfg.symprec)
-        refined.append(Candidate(res, i, res.structure.composition.reduced_formula, sg, sym, len(res.structure)))
-    if not refined:
-        raise NoSolutionError(f"{source}: every candidate's refinement diverged; no structure written")
-    refined.sort(key=lambda c: c.result.rwp)
-    distinct = drop_duplicates(refined)
-    best = distinct[0].result.rwp
-    if abstain and not best <= cfg.max_rwp:
-        raise NoSolutionError(
-            f"{source}: best of {len(distinct)} candidates has Rwp {best:.3f}, above the abstain threshold "
-            f"{cfg.max_rwp:.2f}; no structure written (check composition and wavelength, or sample more candidates)")
-    return distinct[: cfg.keep]
-
-
-def cif_text(structure: Structure, symprec: float = 0.1) -> str:
-    """CIF of ``structure`` with its symmetry (spglib at ``symprec`` A), or in P1 when spglib cannot
-    determine one (near-overlapping atoms of a poor candidate)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return str(CifWriter(structure, symprec=symprec))
-    except Exception:  # pymatgen raises SymmetryUndeterminedError, spglib a plain error
-        return str(CifWriter(structure))
-
-
-def write_solutions(candidates: Sequence[Candidate], directory: str | Path, symprec: float = 0.1,
-                    extra: dict[str, object] | None = None) -> list[Path]:
-    """Write candidates/rank_01.cif ... and solution.json into ``directory``; returns the CIF paths.
-
-    Each file is written atomically; wrap the call in :func:`powdersolve.fileio.atomic_output_dir`
-    to make the whole directory appear at once. CIFs carry the symmetry (CifWriter with ``symprec``).
-    """
-    out = Path(directory)
-    paths = []
-    try:
-        for k, c in enumerate(candidates, start=1):
-            path = out / "candidates" / f"rank_{k:02d}.cif"
-            text = cif_text(c.result.structure, symprec)
-            atomic_write_text(path, text)
-            paths.append(path)
-        doc = {"candidates": [dict(rank=k, cif=str(p.relative_to(out)), **c.summary())
-                              for k, (c, p) in enumerate(zip(candidates, paths), start=1)]}
-        if extra:
-            doc.update(extra)
-        atomic_write_text(out / "solution.json", json.dumps(doc, indent=2) + "\n")
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot write solutions ({exc.strerror}); choose another --out") from exc
-    return paths
+    cfg = replace(config or RankConfig(), abstain=abstain)
+    obs = Observed(np.asarray(two_theta, np.float64), np.asarray(observed, np.float64), float(wavelength), source,
+                   sigma=None if sigma is None else np.asarray(sigma, np.float64))
+    return rank_structures(structures, [[f"input {i}"] for i in range(len(structures))], obs, cfg).candidates

@@ -1,6 +1,6 @@
 """Atoms from a map averaged over a space group: density peaks grouped into orbits, species per orbit.
 
-In a map averaged over a group (:func:`powdersolve.solve.mapsymmetry.symmetrise_map`) the peaks of
+In a map averaged over a group (:func:`powdersolve.maps.symmetry.symmetrise_map`) the peaks of
 one atom type come as whole orbits of the group: the images of one position under every operation,
 as many as its Wyckoff multiplicity (fewer distinct points on a special position). Reading such a
 map peak by peak can split an orbit between two elements, or keep part of one, and the symmetry is
@@ -19,8 +19,8 @@ from pymatgen.core import Composition
 from pymatgen.core.periodic_table import Element
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from powdersolve.solve.atoms import min_image_distances
-from powdersolve.solve.mapsymmetry import group_operations
+from powdersolve.maps.peaks import min_image_distances
+from powdersolve.maps.symmetry import group_operations
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def orbit_choices(orbits: list[Orbit], composition: Composition, n_z: int = 2, m
 
     For each number of formula units Z whose atom count the orbits can hold, the electrons are
     scaled so that the strongest orbits hold the formula's electrons (as
-    :func:`powdersolve.solve.atoms.ranked_formula_units`), then species are chosen per orbit.
+    :func:`powdersolve.maps.formula_units.ranked_formula_units`), then species are chosen per orbit.
     """
     reduced, _ = composition.get_reduced_composition_and_factor()
     per_atom = np.concatenate([np.full(o.multiplicity, o.electrons) for o in orbits])

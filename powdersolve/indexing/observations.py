@@ -1,0 +1,81 @@
+"""Observed peak positions for indexing: validation and the 2-theta / Q = 1/d^2 conversions.
+
+Q here is 1/d^2 (1/Angstrom^2), not the 2 pi / d of the rest of the package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from powdersolve.diffraction.sticks import WAVELENGTHS
+from powdersolve.errors import InputError
+
+#: Wavelength (Angstrom) used to express 2-theta tolerances when only d-spacings are given.
+REFERENCE_WAVELENGTH = WAVELENGTHS["CuKa1"]
+#: Fewest peak positions indexing accepts.
+MIN_LINES = 5
+
+
+def q_from_tt(tt: np.ndarray, wavelength: float) -> np.ndarray:
+    """Q = 1/d^2 (1/A^2) from 2-theta (deg)."""
+    return (2 * np.sin(np.radians(tt) / 2) / wavelength) ** 2
+
+
+def dq_dtt(tt: np.ndarray, wavelength: float) -> np.ndarray:
+    """dQ/d(2-theta) in 1/A^2 per degree."""
+    return 2 * np.sin(np.radians(tt)) / wavelength**2 * np.pi / 180
+
+
+def tt_from_q(q: np.ndarray, wavelength: float) -> np.ndarray:
+    """2-theta (deg) from Q = 1/d^2; 180 beyond the Ewald limit."""
+    return np.degrees(2 * np.arcsin(np.clip(np.sqrt(q) * wavelength / 2, 0, 1)))
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Observed lines: 2-theta (deg, ascending) at a wavelength (A), with the line tolerance (deg)
+    and the largest zero shift (deg) fitted."""
+
+    tt: np.ndarray
+    wavelength: float
+    tol: float
+    max_zero: float
+
+    def q(self, zero: float = 0.0) -> np.ndarray:
+        """Q (1/A^2) of the lines after removing a zero shift (deg)."""
+        return q_from_tt(self.tt - zero, self.wavelength)
+
+    def tol_q(self, extra: float = 0.0) -> np.ndarray:
+        """Line tolerance in Q (1/A^2), widened by ``extra`` deg."""
+        return dq_dtt(self.tt, self.wavelength) * (self.tol + extra)
+
+
+def observations(d_spacings: Sequence[float] | np.ndarray | None, two_theta: Sequence[float] | np.ndarray | None,
+                 wavelength: float | None, tol: float, zero_range: float, max_lines: int) -> Observed:
+    """Validated :class:`Observed` lines from either d-spacings (A) or 2-theta (deg) with the wavelength (A)."""
+    if (d_spacings is None) == (two_theta is None):
+        raise InputError("give either d-spacings or 2-theta peak positions (with the wavelength) to index")
+    if two_theta is not None:
+        if wavelength is None:
+            raise InputError("2-theta peak positions need the wavelength; pass --wavelength")
+        tt = np.asarray(two_theta, dtype=np.float64).ravel()
+        lam = float(wavelength)
+        if not (np.isfinite(lam) and lam > 0):
+            raise InputError(f"wavelength {wavelength} must be a positive number of Angstrom")
+    else:
+        d = np.asarray(d_spacings, dtype=np.float64).ravel()
+        if np.any(~np.isfinite(d)) or np.any(d <= 0):
+            raise InputError("d-spacings must be positive finite numbers (Angstrom)")
+        lam = REFERENCE_WAVELENGTH
+        d = d[d > lam / 2]  # lines beyond the reference Ewald sphere cannot be expressed in 2-theta
+        tt = np.degrees(2 * np.arcsin(lam / (2 * d)))
+        zero_range = 0.0  # a zero shift has no meaning without measured angles
+    if np.any(~np.isfinite(tt)) or np.any(tt <= 0) or np.any(tt >= 180):
+        raise InputError("2-theta peak positions must lie in (0, 180) deg")
+    tt = np.unique(np.round(tt, 6))[:max_lines]
+    if tt.size < MIN_LINES:
+        raise InputError(f"only {tt.size} peak positions; indexing needs at least {MIN_LINES}; give --cell")
+    return Observed(tt=tt, wavelength=lam, tol=float(tol), max_zero=float(zero_range))

@@ -1,0 +1,192 @@
+"""The steps of a prediction, each a function: read -> preprocess -> peaks -> cell -> input -> sample.
+
+:func:`powdersolve.predict.predict` runs them in order; :mod:`powdersolve.solve` reuses them, so the
+wavelength, the K-alpha2 decision and the model input are decided in one place.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from powdersolve.cell import Cell
+from powdersolve.diffraction.peaks import MERGE_TOL_Q, PeakList, find_peaks, peaks_to_q_intensity
+from powdersolve.diffraction.sticks import q_from_two_theta
+from powdersolve.errors import InputError
+from powdersolve.formats import Pattern, read_pattern
+from powdersolve.indexing import M20_THRESHOLD, CellSolution, IndexConfig, index_peaks
+from powdersolve.indexing.observations import observations
+from powdersolve.indexing.pattern import pick_peaks
+from powdersolve.inputs import ModelInput, choose_composition, pattern_input
+from powdersolve.model import ModelConfig
+from powdersolve.predict.config import FAMILY_MODEL_SYSTEM, PredictConfig
+from powdersolve.predict.result import Wavelength
+from powdersolve.preprocess import PreprocessConfig, doublet_for, preprocess
+from powdersolve.weights import available_systems, shipped_weights
+
+#: Largest distance (1/A) between a picked peak and a reflection of the cell for them to be matched.
+PEAK_TOL_Q = MERGE_TOL_Q
+
+
+@dataclass(frozen=True)
+class Processed:
+    """A pattern after :func:`preprocess_pattern`.
+
+    Attributes:
+        two_theta, counts: (n,) degrees and processed intensities (range cut, K-alpha2 stripped, background off).
+        wavelength: as read, and effective (K-alpha1 after stripping).
+        peaks: the picked, fitted peaks; log: what was done, one line each.
+    """
+
+    two_theta: np.ndarray
+    counts: np.ndarray
+    wavelength: Wavelength
+    peaks: PeakList
+    log: list[str]
+
+    @property
+    def q_max(self) -> float:
+        """Largest measured Q (1/A) at the effective wavelength."""
+        return float(q_from_two_theta(self.two_theta.max(), self.wavelength.effective))
+
+    def peaks_q_intensity(self) -> tuple[np.ndarray, np.ndarray]:
+        """The picked peaks within the measured range as (Q in 1/A, intensity / LP)."""
+        q, inten = peaks_to_q_intensity(self.peaks, self.wavelength.effective)
+        keep = q <= self.q_max
+        return q[keep], inten[keep]
+
+
+def read(pattern: str | os.PathLike | Pattern, config: PredictConfig) -> tuple[Pattern, float, str]:
+    """The pattern, its wavelength (A) and where that came from ('file' wins over 'argument')."""
+    pat = pattern if isinstance(pattern, Pattern) else read_pattern(pattern, config.format)
+    if pat.wavelength is not None:
+        return pat, float(pat.wavelength), "file"
+    if config.wavelength is not None:
+        return pat, float(config.wavelength), "argument"
+    raise InputError(f"{pat.source}: the file does not state its wavelength; pass --wavelength")
+
+
+def preprocess_pattern(pat: Pattern, lam: float, lam_source: str, config: PredictConfig) -> Processed:
+    """Preprocess (:mod:`powdersolve.preprocess`) and pick peaks; K-alpha2 is stripped only for a K-alpha line."""
+    strip = config.strip_kalpha2
+    notes: list[str] = []
+    if strip:
+        try:
+            doublet_for(lam)
+        except InputError:
+            strip = False
+            notes.append(f"K-alpha2 stripping skipped: {lam} A is no K-alpha line (monochromatic beam assumed)")
+    pcfg = PreprocessConfig(min_two_theta=config.min_two_theta, zero_shift=config.zero_shift, strip_kalpha2=strip,
+                            background="snip" if config.background else None)
+    tt, counts, steps = preprocess(pat.two_theta, pat.counts, lam, pcfg)
+    log = steps + notes
+    wavelength = Wavelength(lam, lam_source, doublet_for(lam)[0] if strip else lam)
+    peaks = find_peaks(tt, counts)
+    if len(peaks) < 2:
+        raise InputError(f"{pat.source}: only {len(peaks)} diffraction peak(s) found; is this a crystalline powder "
+                         "pattern with the right columns?")
+    log.append(f"{len(peaks)} peaks picked and fitted (pseudo-Voigt), intensities divided by Lorentz-polarisation")
+    return Processed(tt, counts, wavelength, peaks, log)
+
+
+#: Model system serving each indexed crystal system (hexagonal P and R lattices: the trigonal model).
+INDEXED_MODEL_SYSTEM = {"cubic": "cubic", "hexagonal": "trigonal", "trigonal": "trigonal"}
+#: Crystal systems searched when a model's system is fixed.
+MODEL_INDEX_SYSTEMS = {"cubic": ("cubic",), "trigonal": ("hexagonal", "trigonal")}
+#: Largest 2-theta zero shift (deg) fitted while indexing.
+INDEX_ZERO_RANGE = 0.1
+
+
+def index(pat: Pattern, wavelength: float, source: str, systems: tuple[str, ...] | None = None
+          ) -> list[CellSolution]:
+    """Cells of the raw pattern with M20 >= :data:`~powdersolve.indexing.M20_THRESHOLD`, best first.
+
+    Peaks are picked on the pattern as read (:func:`powdersolve.indexing.pattern.pick_peaks`: K-alpha2
+    partners dropped, positions referred to K-alpha1), because Rachinger stripping leaves residues that
+    read as lines. ``systems`` None searches all seven crystal systems.
+    """
+    config = IndexConfig(zero_range=INDEX_ZERO_RANGE) if systems is None else \
+        IndexConfig(systems=systems, zero_range=INDEX_ZERO_RANGE)
+    picked = pick_peaks(pat.two_theta, pat.counts, wavelength)
+    obs = observations(None, picked.peaks.two_theta, picked.wavelength, config.tol, config.zero_range,
+                       config.max_lines)
+    sols = [s for s in index_peaks(obs, config) if s.m20 >= M20_THRESHOLD]
+    if not sols:
+        where = "any crystal system" if systems is None else f"a {' or '.join(systems)} cell"
+        raise InputError(f"{source}: no cell of {where} indexes the {len(picked.peaks)} peaks with M20 >= "
+                         f"{M20_THRESHOLD:g}; check the wavelength, or give --cell")
+    return sols
+
+
+def _model_for_indexed(sols: list[CellSolution], have: list[str], source: str) -> tuple[str, CellSolution]:
+    """(model system, cell) for the best indexed cell; a cell no shipped model serves is refused, never
+    sent to another system's model."""
+    top = sols[0]
+    system = INDEXED_MODEL_SYSTEM.get(top.system, "")
+    if system not in have:
+        cell = " ".join(f"{v:.4f}" for v in top.cell)
+        raise InputError(f"{source}: the pattern indexes as {top.system} {top.centring} ({cell}; M20 "
+                         f"{top.m20:.1f}), and no shipped model serves {top.system} cells (shipped: "
+                         f"{', '.join(have) or 'none'}); `powdersolve index` lists every candidate")
+    return system, top
+
+
+def resolve_model(config: PredictConfig, pat: Pattern, wavelength: float, source: str
+                  ) -> tuple[str, Path, CellSolution | None]:
+    """(system, weights path, indexed cell or None) from the config, the given cell or indexing."""
+    if config.weights is not None:
+        return config.system, Path(config.weights), None
+    if config.system != "auto":
+        return config.system, shipped_weights(config.system), None
+    have = available_systems()
+    if not have:
+        raise InputError("no shipped model is installed; pass --weights")
+    if config.cell is not None:
+        system = FAMILY_MODEL_SYSTEM.get(Cell.of(config.cell).family or "", "")
+        if system not in have:
+            raise InputError(f"--cell {tuple(config.cell)} is not a {' or '.join(have)} cell; give a matching cell "
+                             "or --system")
+        return system, shipped_weights(system), None
+    system, sol = _model_for_indexed(index(pat, wavelength, source), have, source)
+    return system, shipped_weights(system), sol
+
+
+def choose_cell(config: PredictConfig, system: str, pat: Pattern, processed: Processed, source: str,
+                sol: CellSolution | None) -> tuple[Cell, str, dict | None]:
+    """(cell, 'given' or 'indexed', indexing details or None); a given cell must be of the model's system."""
+    if config.cell is not None:
+        cell = Cell.of(config.cell)
+        if FAMILY_MODEL_SYSTEM.get(cell.family or "") != system:
+            raise InputError(f"--cell {' '.join(f'{v:g}' for v in cell)} is not a {system} cell "
+                             f"({'a = b, gamma = 120' if system == 'trigonal' else 'a = b = c, 90 deg'}) "
+                             "as the model needs; check the cell or --system")
+        return cell, "given", None
+    sol = sol or index(pat, processed.wavelength.value, source, MODEL_INDEX_SYSTEMS.get(system))[0]
+    indexing = {"system": sol.system, "centring": sol.centring, "m20": float(sol.m20), "f_n": float(sol.f_n),
+                "n_indexed": int(sol.n_indexed), "n_lines": int(sol.n_lines), "zero_shift_deg": sol.zero_shift}
+    processed.log.append(f"indexed: {sol.system} {sol.centring} a={sol.a:.4f} c={sol.c:.4f} A, M20={sol.m20:.1f}")
+    return Cell(sol.a, sol.b, sol.c, sol.alpha, sol.beta, sol.gamma), "indexed", indexing
+
+
+def model_input(mcfg: ModelConfig, processed: Processed, cell: Cell, composition: str | None
+                ) -> tuple[ModelInput, dict, dict]:
+    """What the model is fed (:func:`powdersolve.inputs.pattern_input`), the composition choice and the Q coverage."""
+    q_lo = float(q_from_two_theta(processed.two_theta.min(), processed.wavelength.effective))
+    q_hi = processed.q_max
+    q_peaks, i_peaks = processed.peaks_q_intensity()
+    comp, comp_info = choose_composition(mcfg, composition)
+    inputs = pattern_input(mcfg, q_peaks, i_peaks, q_hi, comp, cell.matrix if mcfg.amplitudes else None, PEAK_TOL_Q)
+    model_q_max = float(mcfg.q_max) if mcfg.xrd_input == "q" else float(4 * np.pi / min(mcfg.wavelengths))
+    coverage = {"measured_q_min": q_lo, "measured_q_max": q_hi, "model_q_max": model_q_max,
+                "fraction_of_model_axis": min(q_hi, model_q_max) / model_q_max,
+                "d_min_A": 2 * np.pi / q_hi, "note": "model input masked above measured_q_max"}
+    processed.log.append(f"model input: Q {q_lo:.2f}-{q_hi:.2f} 1/A measured of the model's 0-{model_q_max:.2f} 1/A "
+                         f"({100 * coverage['fraction_of_model_axis']:.0f}%), rest masked")
+    if inputs.aux is not None:
+        processed.log.append(f"indexed amplitudes: {int((inputs.aux['amp'] > 0).sum())} of {inputs.aux['amp'].size} "
+                             f"decoder reflections observed (peaks matched within {PEAK_TOL_Q} 1/A, intensity shared "
+                             "among overlaps)")
+    return inputs, comp_info, coverage

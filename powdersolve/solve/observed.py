@@ -1,0 +1,36 @@
+"""The observed profile that candidate structures are refined against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from powdersolve.predict import Prediction
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The profile the candidates are refined against.
+
+    Attributes:
+        two_theta: (n,) degrees; counts: (n,) processed intensities (background removed).
+        wavelength: Angstrom, K-alpha1 after stripping, else the file's / argument's.
+        source: the pattern file; fwhm: median FWHM of the picked peaks (deg) or None.
+        sigma: (n,) standard uncertainties of ``counts``, or None for unit weights.
+    """
+
+    two_theta: np.ndarray
+    counts: np.ndarray
+    wavelength: float
+    source: str
+    fwhm: float | None = None
+    sigma: np.ndarray | None = None
+
+
+def observed_from_prediction(pred: Prediction) -> Observed:
+    """The profile ``pred`` was made from: preprocessed exactly as the model saw it, at its effective wavelength."""
+    tt, y = pred.processed
+    fwhm = float(np.median(pred.peaks.fwhm)) if len(pred.peaks) else None
+    return Observed(np.asarray(tt, np.float64), np.asarray(y, np.float64), float(pred.wavelength.effective),
+                    pred.source, fwhm)
