@@ -120,7 +120,11 @@ def dev_structures(seed: int = 0) -> list[tuple[str, Structure]]:
                     st = Structure.from_spacegroup(sg, lat, sp, rng.uniform(0, 1, (n_species, 3)).tolist())
                     if len(st) <= 120 and (len(st) < 2 or float(np.min(st.distance_matrix
                                                                        + 9 * np.eye(len(st)))) > 1.6):
-                        break
+                        try:
+                            truth(st)
+                            break
+                        except Exception:  # spglib finds no symmetry for some draws: draw again
+                            continue
                 out.append((f"{system}/{sg.replace('/', '_')}_{rep}{'_pseudo' if pseudo else ''}", st))
     return out
 

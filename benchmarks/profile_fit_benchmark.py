@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from pymatgen.analysis.diffraction.xrd import XRDCalculator
+from independent import CU_KA1, CU_KA2, independent_pattern
 from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -39,24 +39,7 @@ from powdersolve.preprocess import PreprocessConfig, preprocess
 from powdersolve.solve.refine import RefineConfig, refine
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "benchmark" / "real"
-LAM1, LAM2 = 1.54056, 1.54439
-
-
-def independent_pattern(structure: Structure, kalpha2: bool, seed: int = 0):
-    tt = np.arange(5.0, 120.0 + 0.005, 0.01)
-    y = np.zeros_like(tt)
-    fwhm, eta = 0.08, 0.5
-    sticks = None
-    for lam, weight in ((LAM1, 1.0), (LAM2, 0.5))[: 2 if kalpha2 else 1]:
-        pat = XRDCalculator(wavelength=lam).get_pattern(structure, scaled=False, two_theta_range=(4.0, 121.0))
-        sticks = sticks or (np.asarray(pat.x), np.asarray(pat.y))
-        for c, a in zip(pat.x, pat.y):
-            z2 = (2 * (tt - c) / fwhm) ** 2
-            y += weight * a * (eta * 2 / (np.pi * fwhm) / (1 + z2)
-                               + (1 - eta) * np.sqrt(4 * np.log(2) / np.pi) / fwhm * np.exp(-np.log(2) * z2))
-    y *= 1e5 / y.max()
-    y += 1e3
-    return tt, np.random.default_rng(seed).poisson(y).astype(float), sticks
+LAM1, LAM2 = CU_KA1, CU_KA2
 
 
 def lebail_deviation(res, sticks) -> float:
@@ -82,7 +65,7 @@ def run_case(path: Path, kalpha2: bool) -> dict:
         warnings.simplefilter("ignore")
         truth = SpacegroupAnalyzer(Structure.from_file(path), 0.01).get_refined_structure()
         sg = SpacegroupAnalyzer(truth, 0.01).get_space_group_number()
-    tt, y, sticks = independent_pattern(truth, kalpha2)
+    tt, y, sticks = independent_pattern(truth, kalpha2=kalpha2)
     start = truth.copy()
     start.scale_lattice(truth.volume * 1.003)
     lam2 = LAM2 if kalpha2 else None

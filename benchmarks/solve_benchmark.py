@@ -6,9 +6,14 @@ with :mod:`powdersolve.diffraction.profile`:
 - ``stick``: stick-like (FWHM ~0.02 deg, no K-alpha2, no background, no noise), solved without
   K-alpha2 stripping or background removal;
 - ``measured``: measured-like (Caglioti U, W, eta 0.4, K-alpha2, Chebyshev + 1/2theta background,
-  Poisson noise at ~20000 peak counts), solved with the default preprocessing.
+  Poisson noise at ~20000 peak counts), solved with the default preprocessing;
+- ``independent``: not our simulator at all (:mod:`independent`): pymatgen XRDCalculator sticks,
+  pseudo-Voigt FWHM 0.08 deg eta 0.5, flat background 1% of the strongest peak, Poisson noise,
+  Cu K-alpha1, 5-120 deg; solved with the default preprocessing.
 
-Every case is solved with the true composition and the true cell, in these modes:
+Every case is solved with the true composition and the true cell (``--no-cell``: the composition only,
+the cell indexed from the pattern over all seven crystal systems and the model chosen by it), in these
+modes:
 
 - ``model``: :func:`powdersolve.solve.pipeline.solve` (``--samples`` latent samples + their mean);
 - ``wrong-pattern``: the model given the pattern of the next case of the same system (composition and
@@ -46,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from independent import CU_KA1, independent_pattern
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
@@ -66,7 +72,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "benchmark" / "real"
 RESULTS = ROOT / "benchmarks" / "results"
 MODES = ("model", "wrong-pattern", "no-model", "oracle")
-PATTERNS = ("stick", "measured")
+PATTERNS = ("stick", "measured", "independent")
 LINE = "CuKa1"
 TWO_THETA = (5.0, 90.0, 0.01)  # start, stop, step (degrees)
 MATCHERS = {"default": dict(ltol=0.2, stol=0.3, angle_tol=5), "loose": dict(ltol=0.3, stol=0.5, angle_tol=10)}
@@ -90,6 +96,9 @@ class Case:
 def simulate(crystal: Crystal, kind: str, seed: int, name: str) -> Pattern:
     """A simulated pattern of ``crystal`` (see the module docstring) as a :class:`Pattern` at K-alpha1."""
     lam = WAVELENGTHS[LINE]
+    if kind == "independent":
+        tt, y, _ = independent_pattern(crystal.to_structure(), seed=seed)
+        return make_pattern(tt, y, None, CU_KA1, Path(f"{name}_{kind}.xy"), "xy")
     lo, hi, step = TWO_THETA
     s = sticks(crystal, q_max=float(q_from_two_theta(min(hi + 5, 179), lam)) * 1.01, b_iso=1.0)
     tt = np.arange(lo, hi, step)
@@ -97,11 +106,13 @@ def simulate(crystal: Crystal, kind: str, seed: int, name: str) -> Pattern:
     return make_pattern(tt, y, None, lam, Path(f"{name}_{kind}.xy"), "xy")
 
 
-def predict_config(case: Case, kind: str, weights: Path | None) -> PredictConfig:
-    """True composition and cell; stick patterns skip K-alpha2 stripping and background removal."""
+def predict_config(case: Case, kind: str, weights: Path | None, with_cell: bool = True) -> PredictConfig:
+    """True composition, and the true cell unless ``with_cell`` is False (then indexed); stick patterns
+    skip K-alpha2 stripping and background removal."""
+    cell = tuple(float(v) for v in case.crystal.cell_parameters) if with_cell else None
     return PredictConfig(composition=case.truth.composition.formula.replace(" ", ""),
-                         cell=tuple(float(v) for v in case.crystal.cell_parameters),  # type: ignore[arg-type]
-                         weights=weights, strip_kalpha2=kind == "measured", background=kind == "measured")
+                         cell=cell,  # type: ignore[arg-type]
+                         weights=weights, strip_kalpha2=kind != "stick", background=kind != "stick")
 
 
 def random_structures(truth: Structure, n: int, seed: int) -> list[Structure]:
@@ -191,13 +202,15 @@ def run_case(case: Case, kind: str, mode: str, cases: list[Case], args: argparse
         return score_case(result, truth, crystal, args.grid)
 
     if mode == "model":
-        return score(solve(case.patterns[kind], cfg, predict_config(case, kind, weights)), case.truth)
+        return score(solve(case.patterns[kind], cfg, predict_config(case, kind, weights, not args.no_cell)),
+                     case.truth)
     if mode == "wrong-pattern":
         same = [c for c in cases if c.system == case.system]
         other = same[(same.index(case) + 1) % len(same)]
         if other is case:
             raise ValueError("only one case of this system: no other pattern to give")
-        return score(solve(other.patterns[kind], cfg, predict_config(case, kind, weights)), case.truth)
+        return score(solve(other.patterns[kind], cfg, predict_config(case, kind, weights, not args.no_cell)),
+                     case.truth)
     if mode == "no-model":
         structs = random_structures(case.truth, args.samples, seed)
         return score(solve_from_structures(case.patterns[kind], structs, cfg, predict_config(case, kind, None)),
@@ -291,7 +304,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=20, help="latent samples (model) / random structures (no-model)")
     ap.add_argument("--grid", type=int, default=50)
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--patterns", default=",".join(PATTERNS))
+    ap.add_argument("--patterns", default="stick,measured", help=f"comma-separated, of {PATTERNS}")
     ap.add_argument("--control-patterns", default="measured",
                     help="patterns the wrong-pattern and no-model controls run on (comma-separated)")
     ap.add_argument("--dataset", type=Path, default=None,
@@ -313,6 +326,9 @@ def main() -> None:
     ap.add_argument("--map-scores", action="store_true",
                     help="also score the density of the solved structures against the true CMED "
                          "(map CC and paper SSIM of the top-1 and best of the top 5)")
+    ap.add_argument("--no-cell", action="store_true",
+                    help="the unaided path: model and wrong-pattern modes index the pattern (all seven systems) "
+                         "instead of being given the true cell; no-model and oracle keep the true cell")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None,
                     help="output JSON (default: benchmarks/results/solve_<systems>.json)")
@@ -324,7 +340,8 @@ def main() -> None:
     if bad:
         ap.error(f"unknown mode/pattern {bad}; choose from {MODES} / {PATTERNS}")
     if args.json is None:
-        args.json = RESULTS / f"solve_{args.systems.replace(',', '_')}.json"
+        suffix = ("_independent" if kinds == ["independent"] else "") + ("_no_cell" if args.no_cell else "")
+        args.json = RESULTS / f"solve_{args.systems.replace(',', '_')}{suffix}.json"
     torch.set_num_threads(args.threads)
     cases = load_cases([s for s in args.systems.split(",") if s], args.limit, args.dataset)
     rows = []
@@ -365,6 +382,7 @@ def write_json(args: argparse.Namespace, modes: list[str], kinds: list[str], row
                         "weights": {k: str(v) for k, v in args.weights.items()} or "shipped",
                         "matchers": MATCHERS, "profiles": {k: repr(v) for k, v in PROFILES.items()},
                         "dataset": str(args.dataset) if args.dataset else None,
+                        "cell": "indexed (model, wrong-pattern); true (no-model, oracle)" if args.no_cell else "true",
                         "solve_config": repr(solve_config(args))},
            "complete": complete, "summary": summarise(rows), "rows": rows, "seconds_total": seconds}
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -48,9 +48,8 @@ FUNCTION_LIMITED = ("predict", "solve", "train", "evaluate")
 #: indexing/api.py: the indexer is being rewritten as a package by its owner (453 lines at the last look).
 KNOWN_LONG_MODULES: set[str] = {"powdersolve.indexing.api"}
 KNOWN_LONG_FUNCTIONS: set[str] = set()
-#: Modules that still import powdersolve modules inside a function: solve/pipeline.py's observed_profile
-#: (being reworked with the profile refinement) and cli/evaluate.py (being reworked with the evaluation).
-KNOWN_IN_FUNCTION_IMPORTS: set[str] = {"powdersolve.solve.pipeline", "powdersolve.cli.evaluate"}
+#: Modules that may import powdersolve modules inside a function (none).
+KNOWN_IN_FUNCTION_IMPORTS: set[str] = set()
 
 
 def _module_name(path: Path) -> str:

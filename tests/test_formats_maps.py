@@ -8,6 +8,7 @@ import gemmi
 import mrcfile
 import numpy as np
 import pytest
+from ase.io.cube import read_cube
 
 from powdersolve.formats.maps import BOHR, write_ccp4, write_chgcar, write_cube, write_xplor
 from powdersolve.structures.crystal import Crystal
@@ -61,11 +62,10 @@ def test_ccp4_accepts_lattice_matrix(tmp_path: Path, crystal: Crystal, grid) -> 
 
 
 def test_cube_reopens_in_ase_in_bohr_units(tmp_path: Path, crystal: Crystal, grid) -> None:
-    ase_cube = pytest.importorskip("ase.io.cube")
     f = tmp_path / "rho.cube"
     write_cube(f, grid, crystal)
     with open(f) as fh:
-        data = ase_cube.read_cube(fh)
+        data = read_cube(fh)
     np.testing.assert_allclose(data["data"], grid * BOHR**3, rtol=1e-5)
     atoms = data["atoms"]
     np.testing.assert_allclose(np.asarray(atoms.cell), crystal.lattice, atol=1e-5)

@@ -6,6 +6,11 @@ import json
 
 import click
 
+from powdersolve.errors import InputError
+from powdersolve.evaluate import EvalConfig, evaluate
+from powdersolve.fileio import atomic_write_text
+from powdersolve.maps.modification import ModificationConfig
+
 
 def register(group: click.Group) -> None:
     """Add `evaluate` to the CLI group."""
@@ -55,10 +60,6 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
                  symmetrise, sharpen, absolute, absolute_map, modify_cycles, modify_symmetry, modify_histogram,
                  json_out, save_grids) -> None:
     """Predict the CMED of real structures from their simulated patterns and score it."""
-    from powdersolve.errors import InputError
-    from powdersolve.evaluate import EvalConfig, evaluate
-    from powdersolve.fileio import atomic_write_text
-    from powdersolve.maps.modification import ModificationConfig
 
     if modify_symmetry and modify_cycles is None:
         raise InputError("--modify-symmetry needs --modify CYCLES")
@@ -112,7 +113,6 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
 
 def parse_sharpen(text: str | None) -> tuple[float, float] | None:
     """'POWER,B' -> (power, B in A^2); None passes through."""
-    from powdersolve.errors import InputError
 
     if text is None:
         return None

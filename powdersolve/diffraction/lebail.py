@@ -31,8 +31,8 @@ import torch
 from pymatgen.core import Lattice
 
 from powdersolve.diffraction.leastsq import linear_fit, minimise, pattern_arrays
-from powdersolve.diffraction.metric import CellParameters
 from powdersolve.diffraction.peakshape import PeakProfile, ProfileStart, chebyshev_basis
+from powdersolve.diffraction.refinable_cell import RefinableCell
 from powdersolve.diffraction.reflections import distinct_reflections, system_of_cell
 from powdersolve.errors import InputError
 from powdersolve.structures.io import crystal_system
@@ -177,7 +177,7 @@ def _le_bail(tt: np.ndarray, y: np.ndarray, sig: np.ndarray, wavelength: float, 
     lengths, angles = params[:3], params[3:]
     system = crystal_system(centring_or_spacegroup) if not isinstance(centring_or_spacegroup, str) \
         else system_of_cell(lengths, angles)
-    cellp = CellParameters(lengths, angles, system)
+    cellp = RefinableCell(lengths, angles, system)
     lines = ((wavelength, 1.0),) + (((cfg.lambda2, cfg.kalpha2_ratio),) if cfg.lambda2 else ())
     start = ProfileStart.from_pseudo_voigt(cfg.fwhm**2, cfg.eta, zero=cfg.zero_shift, lines=lines,
                                            window_fwhm=cfg.window_fwhm)
@@ -210,7 +210,7 @@ def _le_bail(tt: np.ndarray, y: np.ndarray, sig: np.ndarray, wavelength: float, 
                    inten.numpy(), esd.numpy(), fwhm.numpy(), cellp, peak, cfg)
 
 
-def _stages(cellp: CellParameters, peak: PeakProfile, cfg: LeBailConfig) -> list[list[torch.nn.Parameter]]:
+def _stages(cellp: RefinableCell, peak: PeakProfile, cfg: LeBailConfig) -> list[list[torch.nn.Parameter]]:
     """Parameters of the two refinement stages: positions (cell, zero), then positions and widths."""
     pos = [p for p, on in ((cellp.p_len, cfg.refine_cell), (cellp.p_ang, cfg.refine_cell),
                            (peak.p_zero, cfg.refine_zero)) if on and p.numel() > 0]
@@ -218,7 +218,7 @@ def _stages(cellp: CellParameters, peak: PeakProfile, cfg: LeBailConfig) -> list
     return [pos, pos + widths]
 
 
-def _low_angle_profile(cellp: CellParameters, peak: PeakProfile, hkl: torch.Tensor, tt: np.ndarray,
+def _low_angle_profile(cellp: RefinableCell, peak: PeakProfile, hkl: torch.Tensor, tt: np.ndarray,
                        obs: torch.Tensor, weight: torch.Tensor, start: ProfileStart, cfg: LeBailConfig) -> None:
     """Pawley profile from the scan up to the first ``max_pawley`` reflections, copied into ``peak``.
 
@@ -242,7 +242,7 @@ def _peak_sum(idx: torch.Tensor, vals: torch.Tensor, inten: torch.Tensor, n: int
     return torch.zeros(n, dtype=_DT).index_add(0, idx.reshape(-1), (vals * inten[:, None]).reshape(-1))
 
 
-def _pawley_profile(cellp: CellParameters, peak: PeakProfile, hkl: torch.Tensor, obs: torch.Tensor,
+def _pawley_profile(cellp: RefinableCell, peak: PeakProfile, hkl: torch.Tensor, obs: torch.Tensor,
                     weight: torch.Tensor, basis: torch.Tensor, cfg: LeBailConfig) -> torch.Tensor:
     """Refine the profile by variable projection (Pawley); return positive starting intensities.
 
@@ -271,7 +271,7 @@ def _pawley_profile(cellp: CellParameters, peak: PeakProfile, hkl: torch.Tensor,
         return _positive_start(pawley()[1], peak, cellp.q2(hkl), cfg.overlap)
 
 
-def _alternating_profile(cellp: CellParameters, peak: PeakProfile, hkl: torch.Tensor, obs: torch.Tensor,
+def _alternating_profile(cellp: RefinableCell, peak: PeakProfile, hkl: torch.Tensor, obs: torch.Tensor,
                          weight: torch.Tensor, basis: torch.Tensor, cfg: LeBailConfig) -> torch.Tensor:
     """Classic Le Bail: cycles of intensity iterations and profile refinement at fixed intensities."""
     inten = torch.ones(len(hkl), dtype=_DT) * max(float(obs.max() - obs.min()), 1.0) * 1e-3
@@ -290,7 +290,7 @@ def _alternating_profile(cellp: CellParameters, peak: PeakProfile, hkl: torch.Te
     return _le_bail_cycles(cellp, peak, hkl, inten, obs, weight, basis, cfg.iterations)
 
 
-def _le_bail_cycles(cellp: CellParameters, peak: PeakProfile, hkl: torch.Tensor, inten: torch.Tensor,
+def _le_bail_cycles(cellp: RefinableCell, peak: PeakProfile, hkl: torch.Tensor, inten: torch.Tensor,
                     obs: torch.Tensor, weight: torch.Tensor, basis: torch.Tensor, iterations: int) -> torch.Tensor:
     """Le Bail iterations at a fixed profile: each point's net counts shared in proportion to the peaks there."""
     n = len(obs)
@@ -326,7 +326,7 @@ def _positive_start(inten: torch.Tensor, peak: PeakProfile, q2: torch.Tensor, ov
 
 def _result(tt: np.ndarray, y: np.ndarray, sig: np.ndarray, calc: np.ndarray, bkg: np.ndarray, hkl: np.ndarray,
             mult: np.ndarray, q2: np.ndarray, pos: np.ndarray, inten: np.ndarray, esd: np.ndarray,
-            fwhm: np.ndarray, cellp: CellParameters, peak: PeakProfile, cfg: LeBailConfig) -> LeBailResult:
+            fwhm: np.ndarray, cellp: RefinableCell, peak: PeakProfile, cfg: LeBailConfig) -> LeBailResult:
     w = 1.0 / sig**2
     resid = np.sum(w * (y - calc) ** 2)
     rwp = float(np.sqrt(resid / max(np.sum(w * y**2), 1e-300)))

@@ -11,7 +11,7 @@ import torch
 from pymatgen.core import Lattice
 from pymatgen.symmetry.groups import SpaceGroup
 
-from powdersolve.diffraction.metric import CellParameters
+from powdersolve.diffraction.refinable_cell import RefinableCell
 from powdersolve.errors import InputError
 from powdersolve.scattering import hkl_sphere
 
@@ -60,7 +60,7 @@ def allowed(hkl: np.ndarray, centring_or_spacegroup: str | int) -> np.ndarray:
     return ok
 
 
-def distinct_reflections(cell: CellParameters, lattice: Lattice, wavelength: float, tt_range: tuple[float, float],
+def distinct_reflections(cell: RefinableCell, lattice: Lattice, wavelength: float, tt_range: tuple[float, float],
                  centring_or_spacegroup: str | int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """Representative hkl (float tensor) and multiplicity of each distinct reflection, and member labels.
 

@@ -63,7 +63,7 @@ SUBLATTICE_CENTRINGS = {"orthorhombic": ("P", "A", "B", "C", "I", "F"), "monocli
 #: (centring, reflections per assignment, first lines, largest index) of the assignment trials: a
 #: centred lattice's first lines have higher indices than a primitive one's.
 ASSIGNMENT_ROWS = {"orthorhombic": (("P", 20, 7, 2), ("C", 14, 7, 3), ("I", 14, 7, 3), ("F", 14, 7, 4)),
-                   "monoclinic": (("P", 16, 7, 2), ("C", 12, 7, 3))}
+                   "monoclinic": (("P", 16, 6, 2), ("C", 12, 6, 3))}
 #: Reflections per distinct line of a general hkl (Friedel pairs and mirrors merge).
 LINE_MULTIPLICITY = {"orthorhombic": 8, "monoclinic": 4}
 #: A trial cell may predict at most this many times as many lines as are observed up to the 20th:
@@ -89,6 +89,8 @@ class IndexConfig:
         max_volume: largest cell volume (A^3) kept.
         min_volume: smallest primitive-cell volume (A^3) kept; no solid packs its atoms tighter than
             about 11 A^3 per primitive cell (fcc Ni 10.9, diamond 11.3).
+        min_edge: shortest lattice translation (A) kept (no two atoms of a solid are closer than
+            about 2 A, so no lattice vector is shorter: Be 2.23, diamond 2.52).
         n_refine: trials refined per lattice type (the best screened ones).
     """
 
@@ -103,6 +105,7 @@ class IndexConfig:
     occam: float = 1.3
     max_volume: float = 6000.0
     min_volume: float = 9.0
+    min_edge: float = 2.0
     n_refine: int = 30
 
     def __post_init__(self) -> None:
@@ -207,6 +210,8 @@ class _Search:
         if sol is None or not (self.config.min_volume * CENTRING_POINTS[centring] <= sol.volume
                                    <= self.config.max_volume):
             return None
+        if float(niggli(sol.lattice(), centring)[0].min()) < self.config.min_edge:
+            return None
         self.found.append(sol)
         return fit
 
@@ -231,12 +236,13 @@ class _Search:
                     self.add(system, centring, p0)
                 self.say(f"indexing: {system} {centring}: {len(trials)} trials, {len(self.found)} candidates so far")
 
-    def assigned(self, system: str, systems: Sequence[str]) -> None:
+    def assigned(self, system: str, systems: Sequence[str], max_primitive_volume: float = np.inf) -> None:
         """Orthorhombic or monoclinic search by exhaustive low-index assignment (:func:`metric_trials`).
 
         Trials are screened smallest cell first (principle of the smallest cell) on the first 12 lines,
         then on the first 20; the best are refined as primitive cells, then with every centring their
-        lines allow, in the standard setting spglib gives the centred lattice.
+        lines allow, in the standard setting spglib gives the centred lattice. Only trials whose
+        primitive cell is smaller than ``max_primitive_volume`` (A^3) are tried.
         """
         t0 = time.monotonic()
         budget = self.config.time_budget_s
@@ -249,7 +255,8 @@ class _Search:
         m = self.q_s.size
         # Lines a cell predicts up to the 20th line, taking the centring its trial was made for.
         n_est = 4 * np.pi / 3 * vol / points * self.q_s[-1] ** 1.5 / LINE_MULTIPLICITY[system]
-        ok = (vol >= self.config.min_volume) & (vol <= self.config.max_volume) & (n_est <= MAX_LINE_RATIO * m)
+        ok = ((vol >= self.config.min_volume) & (vol <= self.config.max_volume) & (n_est <= MAX_LINE_RATIO * m)
+              & (vol / points < max_primitive_volume))
         order = np.flatnonzero(ok)[np.argsort(vol[ok], kind="stable")]
         trials, vol = trials[order], vol[order]
         n1 = min(12, m)
@@ -405,12 +412,19 @@ def index_peaks(obs: Observed, config: IndexConfig, progress: Callable[[str], No
     high = [s for s in HIGH_SYSTEMS if s in systems]
     if high:
         search.high(high)
+    # A symmetric cell indexing every line (one may be an impurity's) with a convincing M20 leaves a
+    # lower system only a smaller cell to offer (a larger one would lose on Occam): the search is
+    # bounded by its primitive volume.
+    done = [s for s in search.found if s.n_indexed >= s.n_lines - 1 and s.m20 >= config.stop_m20]
+    cap = min((s.volume / CENTRING_POINTS[s.centring] for s in done), default=np.inf) * 0.99
+    if config.stop_m20 <= 0:
+        cap = np.inf
     for system in ("orthorhombic", "monoclinic"):
         if system in systems:
-            search.assigned(system, tuple(systems))
-    done = [s for s in search.found if s.n_indexed == s.n_lines and s.m20 >= config.stop_m20]
+            search.assigned(system, tuple(systems), cap)
+    done = [s for s in search.found if s.n_indexed >= s.n_lines - 1 and s.m20 >= config.stop_m20]
     if "triclinic" in systems and done and config.stop_m20 > 0:
-        say(f"indexing: a {done[0].system} cell indexes every line with M20 {done[0].m20:.1f}; "
+        say(f"indexing: a {done[0].system} cell indexes all lines but at most one with M20 {done[0].m20:.1f}; "
             "the triclinic search skipped")
     elif "triclinic" in systems:
         search.low(tuple(systems))

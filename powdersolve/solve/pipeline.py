@@ -28,10 +28,11 @@ import numpy as np
 from pymatgen.core import Structure
 
 from powdersolve.cell import metric_family
-from powdersolve.errors import InputError, ModificationError
-from powdersolve.formats import Pattern, read_pattern
+from powdersolve.errors import ModificationError
+from powdersolve.formats import Pattern
 from powdersolve.maps.modification import ModificationConfig
 from powdersolve.predict import PredictConfig, Prediction, modify_prediction, predict
+from powdersolve.predict.steps import preprocess_pattern, read
 from powdersolve.solve.config import SolveConfig
 from powdersolve.solve.observed import Observed, observed_from_prediction
 from powdersolve.solve.rank import rank_structures
@@ -47,31 +48,13 @@ __all__ = ["Observed", "SolveConfig", "SolveResult", "observed_profile", "solve"
 
 
 def observed_profile(pattern: str | os.PathLike | Pattern, config: PredictConfig | None = None) -> Observed:
-    """Read and preprocess ``pattern`` exactly as :func:`powdersolve.predict.predict` does (no model needed)."""
+    """Read and preprocess ``pattern`` with predict's own steps (:func:`powdersolve.predict.steps.read`,
+    :func:`~powdersolve.predict.steps.preprocess_pattern`), so wavelength and K-alpha2 are decided once."""
     config = config or PredictConfig()
-    from powdersolve.diffraction.peaks import find_peaks
-    from powdersolve.preprocess import PreprocessConfig, doublet_for, preprocess
-
-    pat = pattern if isinstance(pattern, Pattern) else read_pattern(pattern, config.format)
-    if pat.wavelength is not None:
-        lam = float(pat.wavelength)
-    elif config.wavelength is not None:
-        lam = float(config.wavelength)
-    else:
-        raise InputError(f"{pat.source}: the file does not state its wavelength; pass --wavelength")
-    strip = config.strip_kalpha2
-    if strip:
-        try:
-            doublet_for(lam)
-        except InputError:
-            strip = False
-    pcfg = PreprocessConfig(min_two_theta=config.min_two_theta, zero_shift=config.zero_shift, strip_kalpha2=strip,
-                            background="snip" if config.background else None)
-    tt, y, _ = preprocess(pat.two_theta, pat.counts, lam, pcfg)
-    lam_eff = doublet_for(lam)[0] if strip else lam
-    peaks = find_peaks(tt, y)
-    fwhm = float(np.median(peaks.fwhm)) if len(peaks) else None
-    return Observed(tt, y, lam_eff, str(pat.source), fwhm)
+    pat, lam, lam_source = read(pattern, config)
+    processed = preprocess_pattern(pat, lam, lam_source, config)
+    fwhm = float(np.median(processed.peaks.fwhm)) if len(processed.peaks) else None
+    return Observed(processed.two_theta, processed.counts, processed.wavelength.effective, str(pat.source), fwhm)
 
 
 def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CONFIG,

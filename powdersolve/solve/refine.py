@@ -6,7 +6,7 @@ The structural part reuses the project's physics exactly: IT92 form factors
 the unpolarised Lorentz-polarisation factor, so its sticks equal :func:`powdersolve.diffraction.sticks`
 + :func:`~powdersolve.diffraction.to_two_theta`. The profile (TCH pseudo-Voigt widths, asymmetry,
 K-alpha doublet, zero shift and sample displacement) is :class:`powdersolve.diffraction.peakshape.PeakProfile`
-and the cell :class:`powdersolve.diffraction.metric.CellParameters`:
+and the cell :class:`powdersolve.diffraction.refinable_cell.RefinableCell`:
 
     y(2th) = scale * sum_k |F_k|^2 P_k sum_lines w LP Omega(2th - 2th_k,line) + Chebyshev background(2th)
 
@@ -31,8 +31,8 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from powdersolve.diffraction.leastsq import linear_fit, minimise, pattern_arrays
-from powdersolve.diffraction.metric import CellParameters, metric
 from powdersolve.diffraction.peakshape import PeakProfile, ProfileStart, chebyshev_basis, march_dollase
+from powdersolve.diffraction.refinable_cell import RefinableCell, metric
 from powdersolve.errors import InputError
 from powdersolve.scattering import form_factor_coefficients, hkl_sphere
 from powdersolve.solve.fitplot import plot_fit as plot_fit  # re-exported: callers import it from here
@@ -157,7 +157,7 @@ class PatternModel(torch.nn.Module):
         self.wavelength = float(wavelength)
         self.tt = torch.as_tensor(np.asarray(two_theta, dtype=np.float64))
         lat = structure.lattice
-        self.cell = CellParameters(np.array(lat.abc), np.array(lat.angles), crystal_system(spacegroup))
+        self.cell = RefinableCell(np.array(lat.abc), np.array(lat.angles), crystal_system(spacegroup))
         self.peak = PeakProfile(two_theta, config.profile_start(wavelength))
         self.orbits, self.reps = site_constraints(structure, config.symprec)
         # Atoms: one per (site, species) so that partial occupancies are kept.

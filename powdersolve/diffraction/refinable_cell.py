@@ -47,7 +47,7 @@ def metric(lengths: torch.Tensor, angles_deg: torch.Tensor) -> torch.Tensor:
     ])
 
 
-class CellParameters(torch.nn.Module):
+class RefinableCell(torch.nn.Module):
     """Lattice parameters of one crystal system around a starting cell (A, degrees)."""
 
     def __init__(self, lengths: np.ndarray, angles: np.ndarray, system: str) -> None:
