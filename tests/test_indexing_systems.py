@@ -37,6 +37,11 @@ STRUCTURES = {
                      "orthorhombic"),
     "monoclinic": (Structure.from_spacegroup("C2/m", Lattice.monoclinic(9.7, 3.5, 6.3, 107), ["Al", "O"],
                                              [[.09, 0, .2], [.16, 0, .6]]), "monoclinic"),
+    # Glide and screw extinctions: some axial and cross lines are absent (001, 010, 101, 10-1 for P2_1/c).
+    "monoclinic_p21c": (Structure.from_spacegroup("P2_1/c", Lattice.monoclinic(6.8, 5.9, 9.4, 111.5),
+                                                  ["Zn", "O"], [[.21, .37, .08], [.33, .12, .41]]), "monoclinic"),
+    "orthorhombic_cmcm": (Structure.from_spacegroup("Cmcm", Lattice.orthorhombic(3.9, 10.6, 7.4), ["Ba", "O"],
+                                                    [[0, .36, .25], [0, .08, .06]]), "orthorhombic"),
     "triclinic": (Structure.from_spacegroup("P-1", Lattice.from_parameters(5.1, 6.3, 7.2, 82, 97, 104),
                                             ["K", "Cl", "O"], [[.1, .2, .3], [.6, .7, .2], [.3, .9, .8]]),
                   "triclinic"),
@@ -63,7 +68,8 @@ def primitive_niggli(structure: Structure) -> tuple[np.ndarray, np.ndarray]:
     return niggli(SpacegroupAnalyzer(structure).get_primitive_standard_structure().lattice.matrix)
 
 
-CONFIG = IndexConfig(zero_range=0.1, time_budget_s=8.0)
+# Small budgets: the right cells are among the first trials (smallest cells are screened first).
+CONFIG = IndexConfig(zero_range=0.1, time_budget_s=5.0, max_lines=24)
 _CACHE: dict[str, list] = {}
 
 
@@ -137,6 +143,12 @@ def test_cli_index_writes_ranked_json(tmp_path: Path) -> None:
             "n_indexed", "n_lines", "volume", "space_groups", "rwp_lebail"}
     assert keys <= set(cands[0])
     assert any("225" in g for g in cands[0]["space_groups"][0]["groups"])  # Fm-3m
+    # The Le Bail check of the right cell reaches this pattern's Poisson noise, the expected Rwp
+    # sqrt(N / sum(counts)); a candidate beyond --lebail (default 2) is left unchecked.
+    counts = np.loadtxt(pattern)[:, 1]
+    expected = np.sqrt(counts.size / counts.sum())
+    assert cands[0]["rwp_lebail"] is not None and cands[0]["rwp_lebail"] < 1.2 * expected
+    assert cands[2]["rwp_lebail"] is None
 
 
 def test_cli_bad_input_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

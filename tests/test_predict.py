@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import gemmi
+import independent
 import numpy as np
 import pytest
+from pymatgen.core import Lattice, Structure
 
 from powdersolve.cell import Cell
 from powdersolve.cli import main
@@ -438,3 +440,14 @@ def test_modify_with_histogram_matching_has_the_expected_values(tmp_path: Path, 
     numbers = np.repeat(Composition.parse("CaF2").atomic_numbers(), [4, 8])
     ref = reference_histogram(np.diag([a, a, a]), numbers, np.ones(12), 16, 8.0)
     assert np.allclose(np.sort(modified.ravel()), ref, rtol=1e-5, atol=1e-5 * ref.max())
+
+
+def test_a_cell_no_shipped_model_serves_is_refused_not_sent_to_another_model(tmp_path: Path) -> None:
+    """Rutile (tetragonal), simulated independently: indexing finds its system and predict stops there."""
+    rutile = Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.594, 2.959), ["Ti", "O"],
+                                       [[0, 0, 0], [0.3048, 0.3048, 0]])
+    tt, counts = independent.pattern(rutile, hi=100.0)
+    path = tmp_path / "rutile.xy"
+    np.savetxt(path, np.column_stack([tt, counts]))
+    with pytest.raises(InputError, match=r"indexes as tetragonal P .*no shipped model serves tetragonal"):
+        predict(path, PredictConfig(composition="TiO2", wavelength=independent.CU_KA1))

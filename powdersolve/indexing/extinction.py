@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import spglib
 
-from powdersolve.indexing.api import CellSolution
 from powdersolve.indexing.metric import allowed, design, hkl_grid
 from powdersolve.indexing.observations import dq_dtt, q_from_tt
 from powdersolve.indexing.reduction import system_of_number
+from powdersolve.indexing.solution import CellSolution
 
 #: Monoclinic settings compatible with the reported cell (unique axis b, C-centred when centred).
 _MONO_CHOICES = ("b", "b1", "b2", "b3")

@@ -228,6 +228,25 @@ def _inverse_tuples(rows: np.ndarray) -> np.ndarray:
     return np.linalg.inv(mats[np.abs(det) > 1e-9])
 
 
+def _reduce_zone(trials: np.ndarray, n_iter: int = 12) -> np.ndarray:
+    """Monoclinic trials (A, B, C, E) with their (a*, c*) zone Gauss-reduced: A <= C, 0 <= E <= A.
+
+    Many assignments give the same lattice in other settings (c* -> c* - n a*); reducing them makes
+    them one trial, so that the refined few are different lattices.
+    """
+    t = trials.copy()
+    for _ in range(n_iter):
+        n = np.round(t[:, 3] / (2 * t[:, 0]))
+        t[:, 2] += n * n * t[:, 0] - n * t[:, 3]
+        t[:, 3] -= 2 * n * t[:, 0]
+        swap = t[:, 2] < t[:, 0]
+        t[swap] = t[swap][:, [2, 1, 0, 3]]
+        if not (swap.any() or np.any(n != 0)):
+            break
+    t[:, 3] = np.abs(t[:, 3])
+    return t
+
+
 def metric_trials(system: str, centring: str, q: np.ndarray, n_first: int = 7, n_rows: int = 20,
                   max_index: int = 2) -> np.ndarray:
     """(T, n) orthorhombic (A, B, C) or monoclinic (A, B, C, E) primitive trials: n of the first
@@ -250,9 +269,7 @@ def metric_trials(system: str, centring: str, q: np.ndarray, n_first: int = 7, n
         trials = np.sort(trials, axis=1)
     else:
         trials = trials[4 * trials[:, 0] * trials[:, 2] > trials[:, 3] ** 2 * (1 + 1e-6)]
-        swap = trials[:, 0] > trials[:, 2]
-        trials[swap] = trials[swap][:, [2, 1, 0, 3]]
-        trials[:, 3] = np.abs(trials[:, 3])
+        trials = _reduce_zone(trials)
         # E ~ 0 is an orthorhombic cell: that search has it.
         trials = trials[trials[:, 3] > 1e-3 * np.sqrt(trials[:, 0] * trials[:, 2])]
     if trials.size == 0:

@@ -168,6 +168,9 @@ def choose_cell(config: PredictConfig, system: str, pat: Pattern, processed: Pro
     indexing = {"system": sol.system, "centring": sol.centring, "m20": float(sol.m20), "f_n": float(sol.f_n),
                 "n_indexed": int(sol.n_indexed), "n_lines": int(sol.n_lines), "zero_shift_deg": sol.zero_shift}
     processed.log.append(f"indexed: {sol.system} {sol.centring} a={sol.a:.4f} c={sol.c:.4f} A, M20={sol.m20:.1f}")
+    if sol.system == "hexagonal":
+        processed.log.append("a hexagonal P lattice goes to the trigonal model: trained on groups 143-167, it has "
+                             "not seen the hexagonal groups 168-194")
     return Cell(sol.a, sol.b, sol.c, sol.alpha, sol.beta, sol.gamma), "indexed", indexing
 
 
