@@ -17,8 +17,8 @@ from powdersolve.preprocess import shift_zero
 from powdersolve.structures import load_crystal
 
 CU = WAVELENGTHS["CuKa1"]
-# Small budgets keep the tests quick; the right cells come from the first trials of each stage.
-FAST = IndexConfig(time_budget_s=2.0, max_lines=20)
+# A budget far above what these searches need: a loaded machine must not cut a search short and change its answer.
+FAST = IndexConfig(time_budget_s=30.0, max_lines=20)
 
 
 def simulated_peaks(cif: Path, wavelength: float = CU, tt_max: float = 90.0, noise: float = 0.01,

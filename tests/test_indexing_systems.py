@@ -68,8 +68,8 @@ def primitive_niggli(structure: Structure) -> tuple[np.ndarray, np.ndarray]:
     return niggli(SpacegroupAnalyzer(structure).get_primitive_standard_structure().lattice.matrix)
 
 
-# Small budgets: the right cells are among the first trials (smallest cells are screened first).
-CONFIG = IndexConfig(zero_range=0.1, time_budget_s=5.0, max_lines=24)
+# A budget far above what these searches need: a loaded machine must not cut a search short and change its answer.
+CONFIG = IndexConfig(zero_range=0.1, time_budget_s=30.0, max_lines=24)
 _CACHE: dict[str, list] = {}
 
 
