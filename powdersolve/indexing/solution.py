@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from powdersolve.cell import Cell
 from powdersolve.errors import InputError
 from powdersolve.indexing.metric import (
     SYSTEMS,
@@ -112,9 +113,9 @@ class CellSolution:
         return float(abs(np.linalg.det(self.lattice())))
 
     @property
-    def cell(self) -> tuple[float, float, float, float, float, float]:
-        """(a, b, c, alpha, beta, gamma) in Angstrom and degrees."""
-        return self.a, self.b, self.c, self.alpha, self.beta, self.gamma
+    def cell(self) -> Cell:
+        """The cell (:class:`powdersolve.cell.Cell`: Angstrom, degrees)."""
+        return Cell(self.a, self.b, self.c, self.alpha, self.beta, self.gamma)
 
     def lattice(self) -> np.ndarray:
         """(3, 3) lattice rows a, b, c in Angstrom (a along x, b in the xy plane)."""

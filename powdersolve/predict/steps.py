@@ -171,7 +171,7 @@ def choose_cell(config: PredictConfig, system: str, pat: Pattern, processed: Pro
     if sol.system == "hexagonal":
         processed.log.append("a hexagonal P lattice goes to the trigonal model: trained on groups 143-167, it has "
                              "not seen the hexagonal groups 168-194")
-    return Cell(sol.a, sol.b, sol.c, sol.alpha, sol.beta, sol.gamma), "indexed", indexing
+    return sol.cell, "indexed", indexing
 
 
 def model_input(mcfg: ModelConfig, processed: Processed, cell: Cell, composition: str | None
