@@ -38,9 +38,8 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from powdersolve.diffraction.sticks import WAVELENGTHS
 from powdersolve.fileio import atomic_write_text
-from powdersolve.indexing import IndexConfig, index_peaks
+from powdersolve.indexing import IndexConfig, index_counts, index_peaks
 from powdersolve.indexing.observations import observations
-from powdersolve.indexing.pattern import pick_peaks
 from powdersolve.indexing.reduction import niggli, same_lattice
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,10 +181,7 @@ def run_one(cif: Path, rng: np.random.Generator, kalpha2: bool, config: IndexCon
     red, system = truth(structure)
     tt, counts = simulate(structure, rng, kalpha2)
     t0 = time.monotonic()
-    picked = pick_peaks(tt, counts, CU1)
-    obs = observations(None, picked.peaks.two_theta, picked.wavelength, config.tol, config.zero_range,
-                       config.max_lines)
-    sols = index_peaks(obs, config)
+    picked, sols = index_counts(tt, counts, CU1, config)
     return _row(f"{cif.parent.name}/{cif.name}", system, red, sols, time.monotonic() - t0, len(picked.peaks))
 
 

@@ -13,10 +13,8 @@ from powdersolve.diffraction.sticks import parse_wavelength
 from powdersolve.errors import InputError, OutputError
 from powdersolve.fileio import atomic_write_text
 from powdersolve.formats import READERS, read_pattern
-from powdersolve.indexing import SYSTEMS, CellSolution, IndexConfig, index_peaks
+from powdersolve.indexing import SYSTEMS, CellSolution, IndexConfig, index_counts
 from powdersolve.indexing.extinction import ExtinctionClass, space_group_candidates
-from powdersolve.indexing.observations import observations
-from powdersolve.indexing.pattern import pick_peaks
 from powdersolve.preprocess import doublet_for, has_kalpha2
 
 
@@ -99,14 +97,10 @@ def index_command(pattern: Path, wavelength: str | None, fmt: str | None, json_o
     lam = parse_wavelength(wavelength) if wavelength is not None else pat.wavelength
     if lam is None:
         raise InputError(f"{pattern}: the file states no wavelength; pass --wavelength (e.g. CuKa1 or 1.5406)")
-    picked = pick_peaks(pat.two_theta, pat.counts, lam, strip_kalpha2=kalpha2_strip,
-                        min_two_theta=min_two_theta)
-    for line in picked.log:
-        _echo(line)
+    picked, sols = index_counts(pat.two_theta, pat.counts, lam, config, progress=_echo,
+                                strip_kalpha2=kalpha2_strip, min_two_theta=min_two_theta)
     tt = picked.peaks.two_theta
     lambda2 = _kalpha2_in(pat.two_theta, pat.counts, picked.wavelength)
-    obs = observations(None, tt, picked.wavelength, config.tol, config.zero_range, config.max_lines)
-    sols = index_peaks(obs, config, progress=_echo)
     if not sols:
         raise InputError(f"{pattern}: no cell indexes the {len(tt)} peaks; check the wavelength and the peaks")
     records = []

@@ -11,6 +11,7 @@ from powdersolve.indexing.api import (
     CellSolution,
     IndexConfig,
     best_cell,
+    index_counts,
     index_pattern,
     index_peaks,
 )
@@ -18,4 +19,4 @@ from powdersolve.indexing.metric import SYSTEMS
 from powdersolve.indexing.observations import MIN_LINES, REFERENCE_WAVELENGTH
 
 __all__ = ["M20_THRESHOLD", "MIN_LINES", "REFERENCE_WAVELENGTH", "SYSTEMS", "CellSolution", "IndexConfig",
-           "best_cell", "index_pattern", "index_peaks"]
+           "best_cell", "index_counts", "index_pattern", "index_peaks"]

@@ -34,6 +34,7 @@ from powdersolve.indexing.metric import (
     SYSTEMS,
 )
 from powdersolve.indexing.observations import Observed, observations
+from powdersolve.indexing.pattern import PickedPeaks, pick_peaks
 from powdersolve.indexing.reduction import niggli, same_lattice
 from powdersolve.indexing.search import HIGH_SYSTEMS, Search
 from powdersolve.indexing.solution import CENTRING_POINTS, M20_THRESHOLD, CellSolution, IndexConfig
@@ -130,3 +131,17 @@ def best_cell(d_spacings: Sequence[float] | np.ndarray | None = None, *, source:
     best_m20 = max((sol.m20 for sol in sols), default=0.0)
     raise InputError(f"{source}: no cell fits the peak positions (best M20 = {best_m20:.1f} < {threshold:g}); "
                      "give --cell")
+
+
+def index_counts(two_theta: np.ndarray, counts: np.ndarray, wavelength: float, config: IndexConfig,
+                 progress: Callable[[str], None] | None = None, strip_kalpha2: bool = False,
+                 min_two_theta: float = 5.0) -> tuple[PickedPeaks, list[CellSolution]]:
+    """Index a measured pattern (2-theta deg, counts; wavelength A): its peaks picked by
+    :func:`.pattern.pick_peaks` (each step reported to ``progress``) and the ranked cells, best first."""
+    picked = pick_peaks(two_theta, counts, wavelength, strip_kalpha2=strip_kalpha2, min_two_theta=min_two_theta)
+    if progress is not None:
+        for line in picked.log:
+            progress(line)
+    obs = observations(None, picked.peaks.two_theta, picked.wavelength, config.tol, config.zero_range,
+                       config.max_lines)
+    return picked, index_peaks(obs, config, progress)

@@ -17,9 +17,7 @@ from powdersolve.diffraction.peaks import MERGE_TOL_Q, PeakList, find_peaks, pea
 from powdersolve.diffraction.sticks import q_from_two_theta
 from powdersolve.errors import InputError
 from powdersolve.formats import Pattern, read_pattern
-from powdersolve.indexing import M20_THRESHOLD, CellSolution, IndexConfig, index_peaks
-from powdersolve.indexing.observations import observations
-from powdersolve.indexing.pattern import pick_peaks
+from powdersolve.indexing import M20_THRESHOLD, CellSolution, IndexConfig, index_counts
 from powdersolve.inputs import ModelInput, choose_composition, pattern_input
 from powdersolve.model import ModelConfig
 from powdersolve.predict.config import FAMILY_MODEL_SYSTEM, PredictConfig
@@ -110,10 +108,8 @@ def index(pat: Pattern, wavelength: float, source: str, systems: tuple[str, ...]
     """
     config = IndexConfig(zero_range=INDEX_ZERO_RANGE) if systems is None else \
         IndexConfig(systems=systems, zero_range=INDEX_ZERO_RANGE)
-    picked = pick_peaks(pat.two_theta, pat.counts, wavelength)
-    obs = observations(None, picked.peaks.two_theta, picked.wavelength, config.tol, config.zero_range,
-                       config.max_lines)
-    sols = [s for s in index_peaks(obs, config) if s.m20 >= M20_THRESHOLD]
+    picked, found = index_counts(pat.two_theta, pat.counts, wavelength, config)
+    sols = [s for s in found if s.m20 >= M20_THRESHOLD]
     if not sols:
         where = "any crystal system" if systems is None else f"a {' or '.join(systems)} cell"
         raise InputError(f"{source}: no cell of {where} indexes the {len(picked.peaks)} peaks with M20 >= "
