@@ -29,11 +29,9 @@ from powdersolve.inputs import (
     ModelInput,
     box_amplitudes,
     composition_amounts,
-    composition_input,
-    paper_channels,
+    crystal_input,
     reflection_table,
     sample_grids,
-    xrd_input_from_sticks,
 )
 from powdersolve.maps.modification import ModificationConfig, modify_density
 from powdersolve.maps.scale import absolute_scale, absolute_scale_from_map
@@ -129,20 +127,9 @@ def input_amplitudes(model: CMEDNet, crystal: Crystal, pattern: Sticks, q_limit:
 
 def model_inputs(model: CMEDNet, crystal: Crystal, q_limit: float | None = None,
                  composition: str | None = None) -> ModelInput:
-    """The model's inputs simulated from a crystal's stick pattern (cell known, as for indexed data)."""
-    cfg = model.cfg
-    s = sticks(crystal, q_max=cfg.q_max)
-    if cfg.xrd_input == "paper":
-        x = paper_channels(crystal, cfg)
-    else:
-        x = xrd_input_from_sticks(cfg, s.q, s.intensity, q_limit)
-    c = composition_input(cfg, composition_amounts(crystal), composition, rng=np.random.default_rng(0))
-    aux = None
-    if cfg.amplitudes:
-        amp = input_amplitudes(model, crystal, s, q_limit).amp
-        mask = (reflection_table(crystal.lattice, cfg.hkl_box, cfg.q_max).q_box <= (q_limit or cfg.q_max))
-        aux = {"amp": amp, "mask": mask.astype(np.float32), "logv": np.float32(np.log(crystal.volume))}
-    return ModelInput(x, c, aux)
+    """The model's inputs simulated from a crystal's stick pattern (cell known, as for indexed data):
+    :func:`powdersolve.inputs.crystal_input`."""
+    return crystal_input(model.cfg, crystal, q_limit, composition)
 
 
 def cell_formula(crystal: Crystal) -> str:

@@ -12,9 +12,8 @@ import numpy as np
 
 from powdersolve.cell import Composition
 from powdersolve.composition import encode
-from powdersolve.diffraction.augment import Augment, augment_sticks, shift_and_noise
 from powdersolve.diffraction.encoding import QAxis, encode_q, encode_two_theta
-from powdersolve.diffraction.peaks import MERGE_TOL_Q, peak_membership, reflections_per_peak
+from powdersolve.diffraction.peaks import MERGE_TOL_Q, merge_tolerance, peak_membership, reflections_per_peak
 from powdersolve.diffraction.sticks import Sticks, sticks
 from powdersolve.model import ModelConfig, half_space_hkl
 from powdersolve.scattering import reflection_q, structure_factors
@@ -50,22 +49,11 @@ def xrd_input_from_sticks(cfg: ModelConfig, q: np.ndarray, intensity: np.ndarray
     return np.stack([encode_two_theta(s, lam, cfg.xrd_bins) for lam in cfg.wavelengths])
 
 
-def paper_channels(crystal: Crystal, cfg: ModelConfig) -> np.ndarray:
-    """Paper encoding of a crystal for every wavelength channel of ``cfg`` (C, bins)."""
+def paper_channels(crystal: Crystal, cfg: ModelConfig, b_iso: float = 0.0) -> np.ndarray:
+    """Paper encoding of a crystal (thermal factor ``b_iso``, A^2) for every wavelength channel of ``cfg`` (C, bins)."""
     q_max = 4 * np.pi / min(cfg.wavelengths) + 0.01
-    s = sticks(crystal, q_max=q_max)
+    s = sticks(crystal, q_max=q_max, b_iso=b_iso)
     return np.stack([encode_two_theta(s, lam, cfg.xrd_bins) for lam in cfg.wavelengths])
-
-
-def augmented_xrd(cfg: ModelConfig, q: np.ndarray, intensity: np.ndarray, aug: Augment,
-                  rng: np.random.Generator, xrd_paper: np.ndarray | None = None) -> np.ndarray:
-    """One augmented training input from a stick pattern."""
-    if cfg.xrd_input == "paper":
-        x = xrd_input_from_sticks(cfg, q, intensity, xrd_paper=xrd_paper)
-        return shift_and_noise(x, aug, rng)
-    q, inten, q_limit = augment_sticks(q, intensity, aug, rng, cfg.q_max)
-    x = encode_q(q, inten, QAxis(cfg.q_max, cfg.xrd_bins), q_limit)
-    return shift_and_noise(x, aug, rng)
 
 
 def fourier_targets(crystal: Crystal, cfg: ModelConfig) -> tuple[float, np.ndarray]:
@@ -207,14 +195,35 @@ def choose_composition(cfg_model: ModelConfig, text: str | None) -> tuple[np.nda
 
 
 def pattern_input(cfg: ModelConfig, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float, comp: np.ndarray,
-                  lattice: np.ndarray | None = None, tol: float = MERGE_TOL_Q) -> ModelInput:
-    """The model input of a measured pattern: its peaks (Q in 1/A, intensity / LP) up to ``q_limit``
-    (1/A, masked above), the composition vector and, with the cell ``lattice`` (rows, A) for an
-    amplitude model, the indexed amplitudes of its decoder box (peaks matched within ``tol`` 1/A)."""
+                  lattice: np.ndarray | None = None, tol: float | None = None,
+                  table: ReflectionTable | None = None) -> ModelInput:
+    """The model input of a pattern: its peaks (Q in 1/A, intensity / LP) up to ``q_limit`` (1/A,
+    masked above), the composition vector and, with the cell ``lattice`` (rows, A) for an amplitude
+    model, the indexed amplitudes of its decoder box.
+
+    The one builder of model input: prediction (measured peaks), evaluation and simulation (a
+    crystal's sticks, :func:`crystal_input`) and training (augmented sticks) all call it. Peaks and
+    reflections are matched within ``tol`` (1/A; default :func:`merge_tolerance` of the model's Q
+    axis). ``table`` is the cell's :func:`reflection_table`, when the caller has it cached.
+    """
     xrd = xrd_input_from_sticks(cfg, peak_q, peak_i, q_limit=q_limit)
     aux = None
     if cfg.amplitudes and lattice is not None:
-        table = reflection_table(lattice, cfg.hkl_box, cfg.q_max)
+        table = table or reflection_table(lattice, cfg.hkl_box, cfg.q_max)
+        tol = merge_tolerance(cfg.q_max, cfg.xrd_bins) if tol is None else tol
         aux = amplitude_aux(table, peak_q, peak_i, q_limit, cfg.b_iso, abs(np.linalg.det(lattice)), tol=tol)
     return ModelInput(xrd, comp, aux)
 
+
+def crystal_input(cfg: ModelConfig, crystal: Crystal, q_limit: float | None = None, composition: str | None = None,
+                  b_iso: float = 0.0) -> ModelInput:
+    """The model input of a known crystal: its stick pattern (thermal factor ``b_iso``, A^2) to
+    ``q_limit`` (1/A; default the model's Q range), its composition (encoding ``composition``, default
+    the model's) and its true cell. For the paper's 2-theta input the precomputed channels are used."""
+    q_limit = cfg.q_max if q_limit is None else min(float(q_limit), cfg.q_max)
+    s = sticks(crystal, q_max=cfg.q_max, b_iso=b_iso)
+    comp = composition_input(cfg, composition_amounts(crystal), composition, rng=np.random.default_rng(0))
+    inputs = pattern_input(cfg, s.q, s.intensity, q_limit, comp, crystal.lattice)
+    if cfg.xrd_input == "paper":
+        return ModelInput(paper_channels(crystal, cfg, b_iso), comp, inputs.aux)
+    return inputs

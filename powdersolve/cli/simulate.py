@@ -11,11 +11,12 @@ from pathlib import Path
 import click
 import numpy as np
 
-from powdersolve.diffraction.encoding import MO_KA, QAxis, encode_q, encode_two_theta
 from powdersolve.diffraction.profile import ProfileConfig, profile_pattern
 from powdersolve.diffraction.sticks import parse_wavelength, q_from_two_theta, sticks, to_two_theta
 from powdersolve.errors import InputError, OutputError
 from powdersolve.fileio import atomic_path
+from powdersolve.inputs import crystal_input
+from powdersolve.model import ModelConfig, paper_config
 from powdersolve.scattering import MAX_Z
 from powdersolve.structures import Crystal, load_crystal
 
@@ -83,13 +84,11 @@ def simulate_pattern(crystal: Crystal, wavelength: float, two_theta: tuple[float
 
 
 def model_input(crystal: Crystal, wavelength: float, hi: float, encoding: str, b_iso: float) -> np.ndarray:
-    """Model input of the structure: encode_q to the measured Q (default) or the paper's Mo 0-180 deg encoding."""
+    """Model input of the structure (:func:`powdersolve.inputs.crystal_input`): the Q axis to the
+    measured Q (default, (2, bins)) or the paper's Mo 0-180 deg encoding ((bins,))."""
     if encoding == "paper":
-        return encode_two_theta(sticks(crystal, q_max=4 * np.pi / MO_KA * (1 - 1e-9), b_iso=b_iso), MO_KA)
-    axis = QAxis()
-    q_limit = float(q_from_two_theta(hi, wavelength))
-    s = sticks(crystal, q_max=min(q_limit, axis.q_max), b_iso=b_iso)
-    return encode_q(s.q, s.intensity, axis, q_limit)
+        return crystal_input(paper_config(), crystal, b_iso=b_iso).xrd[0]
+    return crystal_input(ModelConfig(), crystal, float(q_from_two_theta(hi, wavelength)), b_iso=b_iso).xrd
 
 
 def _validate(two_theta: tuple[float, float], step: float, profile: bool) -> None:

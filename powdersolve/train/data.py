@@ -7,14 +7,13 @@ import torch
 
 from powdersolve.density import density_at, stratified_points
 from powdersolve.diffraction.augment import Augment, augment_sticks, shift_and_noise
-from powdersolve.diffraction.encoding import QAxis, encode_q
 from powdersolve.errors import InputError
 from powdersolve.inputs import (
-    augmented_xrd,
     box_amplitudes,
     composition_amounts,
     composition_input,
     fourier_targets,
+    pattern_input,
     reflection_table,
     xrd_input_from_sticks,
 )
@@ -55,21 +54,20 @@ class TrainingSet:
         mcfg = self.mcfg
         for i in idx:
             r = self.records[i]
-            paper = getattr(r, "xrd_paper", None)
+            c = composition_input(mcfg, self.amounts[i], rng=rng)
             q, inten, q_limit = r.q, r.intensity, mcfg.q_max
             if augment and mcfg.xrd_input == "q":
                 q, inten, q_limit = augment_sticks(q, inten, self.aug, rng, mcfg.q_max)
-                x = encode_q(q, inten, QAxis(mcfg.q_max, mcfg.xrd_bins), q_limit)
-                xs.append(shift_and_noise(x, self.aug, rng))
-            elif augment:
-                xs.append(augmented_xrd(mcfg, q, inten, self.aug, rng, paper))
-            else:
-                xs.append(xrd_input_from_sticks(mcfg, q, inten, xrd_paper=paper))
-            if mcfg.amplitudes:
-                a, m = box_amplitudes(self.tables[i], q, inten, q_limit, mcfg.b_iso)
-                amps.append(a)
-                masks.append(m)
-            cs.append(composition_input(mcfg, self.amounts[i], rng=rng))
+            table = self.tables[i] if mcfg.amplitudes else None
+            inputs = pattern_input(mcfg, q, inten, q_limit, c, r.crystal.lattice, table=table)
+            x = inputs.xrd
+            if mcfg.xrd_input == "paper" and getattr(r, "xrd_paper", None) is not None:
+                x = xrd_input_from_sticks(mcfg, q, inten, xrd_paper=r.xrd_paper)
+            xs.append(shift_and_noise(x, self.aug, rng) if augment else x)
+            cs.append(c)
+            if inputs.aux is not None:
+                amps.append(inputs.aux["amp"])
+                masks.append(inputs.aux["mask"])
         out = {"xrd": torch.from_numpy(np.stack(xs)), "comp": torch.from_numpy(np.stack(cs))}
         if mcfg.amplitudes:
             out["amp"], out["mask"] = torch.from_numpy(np.stack(amps)), torch.from_numpy(np.stack(masks))
