@@ -24,8 +24,10 @@ from powdersolve.errors import InputError
 LENGTH_TOL = 1e-3
 #: Tolerance (deg) on angles for a cell to count as metrically cubic or hexagonal.
 ANGLE_TOL_DEG = 0.05
-#: Crystal systems a structure in a cell of each metric family can have (:attr:`Cell.family`'s values).
-FAMILY_SYSTEMS = {"cubic": ("cubic",), "hexagonal": ("trigonal", "hexagonal")}
+#: Crystal systems a structure in a cell of each metric family can have (:attr:`Cell.family`'s values),
+#: for cells in the conventional standard setting (monoclinic unique axis b).
+FAMILY_SYSTEMS = {"cubic": ("cubic",), "hexagonal": ("trigonal", "hexagonal"), "tetragonal": ("tetragonal",),
+                  "orthorhombic": ("orthorhombic",), "monoclinic": ("monoclinic",), "triclinic": ("triclinic",)}
 
 
 class Cell(NamedTuple):
@@ -89,8 +91,8 @@ class Cell(NamedTuple):
         return float(abs(np.linalg.det(self.matrix)))
 
     @property
-    def family(self) -> str | None:
-        """Metric family: 'cubic' (a = b = c, 90, 90, 90), 'hexagonal' (a = b, 90, 90, 120) or None."""
+    def family(self) -> str:
+        """Metric family of the cell as given (:func:`metric_family`)."""
         return metric_family(self)
 
     def lattice(self) -> Lattice:
@@ -98,20 +100,30 @@ class Cell(NamedTuple):
         return Lattice.from_parameters(*self)
 
 
-def metric_family(cell: tuple[float, ...] | np.ndarray) -> str | None:
-    """:attr:`Cell.family` of six cell parameters or of a (3, 3) row matrix (Angstrom, degrees)."""
+def metric_family(cell: tuple[float, ...] | np.ndarray) -> str:
+    """Crystal family of a cell's metric, read as given (a conventional standard setting is assumed):
+    'cubic' (a = b = c, all 90 deg), 'hexagonal' (a = b, 90, 90, 120), 'tetragonal' (a = b, all 90),
+    'orthorhombic' (all 90), 'monoclinic' (alpha = gamma = 90, unique axis b) or 'triclinic'.
+
+    ``cell``: six parameters (Angstrom, degrees) or a (3, 3) row matrix (Angstrom). Lengths agree within
+    :data:`LENGTH_TOL` (relative), angles within :data:`ANGLE_TOL_DEG`.
+    """
     arr = np.asarray(cell, dtype=np.float64)
     a, b, c, al, be, ga = Cell.from_matrix(arr) if arr.shape == (3, 3) else arr.tolist()
 
     def same(x: float, y: float) -> bool:
         return abs(x - y) <= LENGTH_TOL * max(x, y)
 
-    right = abs(al - 90) < ANGLE_TOL_DEG and abs(be - 90) < ANGLE_TOL_DEG
-    if same(a, b) and same(b, c) and right and abs(ga - 90) < ANGLE_TOL_DEG:
-        return "cubic"
-    if same(a, b) and right and abs(ga - 120) < ANGLE_TOL_DEG:
+    def right(angle: float) -> bool:
+        return abs(angle - 90) < ANGLE_TOL_DEG
+
+    if right(al) and right(be) and right(ga):
+        if same(a, b):
+            return "cubic" if same(b, c) else "tetragonal"
+        return "orthorhombic"
+    if right(al) and right(be) and same(a, b) and abs(ga - 120) < ANGLE_TOL_DEG:
         return "hexagonal"
-    return None
+    return "monoclinic" if right(al) and right(ga) else "triclinic"
 
 
 _TOKEN = re.compile(r"([A-Z][a-z]?)(\d+(?:\.\d+)?)?")

@@ -39,12 +39,9 @@ from powdersolve.maps.sharpen import sharpen_map
 from powdersolve.maps.symmetry import symmetrise_found
 from powdersolve.metrics import CrystalScore, invert, lattice_rotations, map_correlation_per_sample, score_predictions
 from powdersolve.model import CMEDNet, half_space_hkl, model_band
-from powdersolve.structures import Crystal, crystal_system, iter_structure_files, load_crystal
-from powdersolve.weights import available_systems, load_model, shipped_weights, weights_checksum
+from powdersolve.structures import Crystal, crystal_system, iter_structure_files, lattice_system, load_crystal
+from powdersolve.weights import available_systems, load_model, serving_model, shipped_weights, weights_checksum
 
-#: Crystal systems scored by another system's model: hexagonal crystals share the trigonal model's
-#: hexagonal axes. They are still reported under their own system, with the model named.
-MODEL_SYSTEM = {"hexagonal": "trigonal"}
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -99,12 +96,13 @@ class LoadedModel:
 
 @dataclass(frozen=True)
 class Case:
-    """One structure to score, the system it is reported under and the model that scores it."""
+    """One structure to score, the crystal system it is reported under and its lattice's system (which
+    selects the model, :func:`powdersolve.weights.serving_model`, as for an indexed pattern)."""
 
     file: Path
     crystal: Crystal
     system: str
-    model_system: str
+    lattice: str
 
 
 def symmetry_averaged(grids: np.ndarray, lattice: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -141,13 +139,13 @@ def cell_formula(crystal: Crystal) -> str:
 
 
 def load_cases(structures: str | Path, system: str | None) -> list[Case]:
-    """Every structure file (of ``system`` only, when given) with its crystal system and model system."""
+    """Every structure file (of crystal system ``system`` only, when given) with its systems."""
     cases = []
     for f in iter_structure_files(structures):
         c = load_crystal(f)
         s = crystal_system(max(c.spacegroup, 1))
         if system is None or s == system:
-            cases.append(Case(f, c, s, MODEL_SYSTEM.get(s, s)))
+            cases.append(Case(f, c, s, lattice_system(max(c.spacegroup, 1))))
     if not cases:
         raise InputError(f"{structures}: no {system or ''} structures to evaluate")
     return cases
@@ -155,25 +153,28 @@ def load_cases(structures: str | Path, system: str | None) -> list[Case]:
 
 def assign_models(cases: list[Case], weights: str | Path | None
                   ) -> tuple[list[tuple[Case, LoadedModel]], list[dict]]:
-    """Each case with the model of its system: the given ``weights`` where they are that system's model,
-    the shipped one when ``weights`` is None. Cases without one are returned as skipped, with the reason."""
-    models: dict[str, LoadedModel] = {}
+    """Each case with the model its lattice selects (:func:`powdersolve.weights.serving_model`): among the
+    shipped models when ``weights`` is None, else the given weights where they may serve that lattice.
+    Cases without one are returned as skipped, with the reason."""
+    given: LoadedModel | None = None
     if weights is not None:
         m, side = load_model(weights)
-        models[m.cfg.system] = LoadedModel(m, Path(weights), side.get("metadata", {}))
+        given = LoadedModel(m, Path(weights), side.get("metadata", {}))
+    have = [given.model.cfg.system] if given is not None else available_systems()
+    models: dict[str, LoadedModel] = {} if given is None else {given.model.cfg.system: given}
     scored, skipped = [], []
     for case in cases:
-        if weights is None and case.model_system not in models and case.model_system in available_systems():
-            path = shipped_weights(case.model_system)
-            m, side = load_model(path)
-            models[case.model_system] = LoadedModel(m, path, side.get("metadata", {}))
-        if case.model_system in models:
-            scored.append((case, models[case.model_system]))
+        system = serving_model(case.lattice, have)
+        if system is None:
+            reason = (f"no model serves a {case.lattice} lattice ({case.system} crystal); "
+                      f"{'given' if given else 'shipped'}: {', '.join(have) or 'none'}")
+            skipped.append({"file": case.file.name, "system": case.system, "reason": reason})
             continue
-        have = ", ".join(models) if weights is not None else ", ".join(available_systems())
-        reason = (f"no {case.model_system} model (weights for: {have})" if case.model_system == case.system
-                  else f"{case.system} crystals are scored by the {case.model_system} model; none given (have: {have})")
-        skipped.append({"file": case.file.name, "system": case.system, "reason": reason})
+        if system not in models:
+            path = shipped_weights(system)
+            m, side = load_model(path)
+            models[system] = LoadedModel(m, path, side.get("metadata", {}))
+        scored.append((case, models[system]))
     return scored, skipped
 
 

@@ -78,6 +78,8 @@ def per_system(rows: list[dict], base: list[tuple[str, str, CrystalScore]], trea
     out = {}
     for system in dict.fromkeys(r["system"] for r in rows):
         sel = [r for r in rows if r["system"] == system]
-        out[system] = {"model_system": sel[0]["model_system"], "weights": sel[0]["weights"],
+        # A system's crystals may be scored by more than one model (trigonal P and R lattices).
+        out[system] = {"model_system": ", ".join(dict.fromkeys(r["model_system"] for r in sel)),
+                       "weights": ", ".join(dict.fromkeys(r["weights"] for r in sel)),
                        **summarise(sel, [b for b in base if b[0] == system], treatments, symmetrise)}
     return out

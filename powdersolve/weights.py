@@ -22,8 +22,34 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
+#: Models that may serve a lattice, best first, keyed by the lattice's crystal system as indexing names
+#: it: 'hexagonal' is a hexagonal P lattice (trigonal P groups included), 'trigonal' a rhombohedral one.
+#: The two models on hexagonal axes stand in for each other; no other model serves another system.
+SERVING_MODELS: dict[str, tuple[str, ...]] = {
+    "cubic": ("cubic",),
+    "hexagonal": ("hexagonal", "trigonal"),
+    "trigonal": ("trigonal", "hexagonal"),
+    "tetragonal": ("tetragonal",),
+    "orthorhombic": ("orthorhombic",),
+    "monoclinic": ("monoclinic",),
+    "triclinic": ("triclinic",),
+}
+
+
+def serving_model(lattice_system: str, have: list[str] | None = None) -> str | None:
+    """The model system that serves a lattice (:data:`SERVING_MODELS`), among ``have`` (default: the
+    shipped models); None when none does."""
+    have = available_systems() if have is None else have
+    return next((m for m in SERVING_MODELS.get(lattice_system, ()) if m in have), None)
+
+
+def served_lattices(model_system: str) -> tuple[str, ...]:
+    """Lattice systems a model may serve (the inverse of :data:`SERVING_MODELS`)."""
+    return tuple(lat for lat, models in SERVING_MODELS.items() if model_system in models)
+
+
 def shipped_weights(system: str) -> Path:
-    """Path of the shipped model for a crystal system ('cubic' or 'trigonal')."""
+    """Path of the shipped model for a crystal system (:func:`available_systems`)."""
     p = WEIGHTS_DIR / f"{system}.safetensors"
     if not p.exists():
         raise InputError(f"no shipped model for the {system} system (have: {', '.join(available_systems())})")

@@ -38,8 +38,11 @@ def test_bad_cells_are_refused_in_one_line(text: str) -> None:
 def test_one_tolerance_classifies_the_six_numbers_and_the_matrix_alike() -> None:
     off = ANGLE_TOL_DEG / 2
     for params, family in [((4, 4, 4, 90, 90, 90), "cubic"), ((3, 3, 5, 90, 90, 120), "hexagonal"),
-                           ((4, 4, 4, 90 + off, 90, 90), "cubic"), ((4, 4, 4, 90 + 2 * ANGLE_TOL_DEG, 90, 90), None),
-                           ((3, 3, 5, 90, 90, 90), None), ((4, 4.1, 4, 90, 90, 90), None)]:
+                           ((4, 4, 4, 90 + off, 90, 90), "cubic"),
+                           ((4, 4, 4, 90 + 2 * ANGLE_TOL_DEG, 90, 90), "triclinic"),
+                           ((3, 3, 5, 90, 90, 90), "tetragonal"), ((4, 4.1, 4, 90, 90, 90), "orthorhombic"),
+                           ((5, 6, 7, 90, 104, 90), "monoclinic"), ((5, 6, 7, 80, 104, 90), "triclinic"),
+                           ((3, 3, 5, 90, 90, 119), "triclinic")]:
         cell = Cell.of(params)
         assert cell.family == family, params
         assert metric_family(cell.matrix) == family, params

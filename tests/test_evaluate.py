@@ -19,8 +19,8 @@ from powdersolve.evaluate import EvalConfig, evaluate, model_inputs
 from powdersolve.inputs import sample_grids
 from powdersolve.maps.modification import ModificationConfig
 from powdersolve.model import build_model, tiny_config, with_overrides
-from powdersolve.structures import load_crystal
-from powdersolve.weights import WEIGHTS_DIR, load_model, save_model
+from powdersolve.structures import lattice_system, load_crystal
+from powdersolve.weights import WEIGHTS_DIR, load_model, save_model, serving_model
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_each_crystal_is_scored_by_the_model_of_its_system(tiny_weights: Path, m
     rep = evaluate(tiny_weights, mixed_cifs, cfg, progress=False)
     assert rep["n"] == 1 and rep["per_crystal"][0]["file"] == "Al_225.cif"
     skipped = {s["system"]: s["reason"] for s in rep["skipped"]}
-    assert set(skipped) == {"hexagonal", "tetragonal"} and "trigonal model" in skipped["hexagonal"]
+    assert set(skipped) == {"hexagonal", "tetragonal"} and "no model serves a hexagonal lattice" in skipped["hexagonal"]
     trigonal = save_model(build_model(with_overrides(tiny_config(), system="trigonal")), tmp_path / "t.safetensors")
     rep = evaluate(trigonal, mixed_cifs, cfg, progress=False)
     row = rep["per_crystal"][0]
@@ -127,12 +127,14 @@ def test_each_crystal_is_scored_by_the_model_of_its_system(tiny_weights: Path, m
 
 
 @pytest.mark.needs_data(WEIGHTS_DIR / "cubic.safetensors", WEIGHTS_DIR / "trigonal.safetensors")
-def test_without_weights_each_system_gets_its_shipped_model(mixed_cifs: Path) -> None:
+def test_without_weights_each_crystal_gets_the_shipped_model_its_lattice_selects(mixed_cifs: Path) -> None:
     rep = evaluate(None, mixed_cifs, EvalConfig(grid=12, samples=1, baselines=False), progress=False)
-    assert {s: Path(b["weights"]).name for s, b in rep["per_system"].items()} == {
-        "cubic": "cubic.safetensors", "hexagonal": "trigonal.safetensors"}
-    assert [(s["file"], s["system"]) for s in rep["skipped"]] == [("Hg_139.cif", "tetragonal")]
-    assert "no tetragonal model" in rep["skipped"][0]["reason"]
+    expected = {f.name: serving_model(lattice_system(int(f.stem.rsplit("_", 1)[1]))) for f in mixed_cifs.iterdir()}
+    scored = {row["file"]: Path(row["weights"]).stem for row in rep["per_crystal"]}
+    assert scored == {f: m for f, m in expected.items() if m is not None}
+    assert {s["file"] for s in rep["skipped"]} == {f for f, m in expected.items() if m is None}
+    assert all("no model serves" in s["reason"] for s in rep["skipped"])
+    assert {"Al_225.cif", "Be_194.cif"} <= set(scored)
 
 
 def test_absolute_scale_with_z_from_the_map_is_scored_for_every_model(tiny_weights: Path, other_weights: Path,

@@ -19,8 +19,8 @@ def register(group: click.Group) -> None:
 
 @click.command("evaluate")
 @click.option("--weights", default=None, type=click.Path(),
-              help="Model weights (.safetensors): scores the crystals of its system; default: each crystal by the "
-                   "shipped model of its system.")
+              help="Model weights (.safetensors): scores the crystals whose lattice it serves; default: each "
+                   "crystal by the shipped model its lattice selects.")
 @click.option("--structures", required=True, type=click.Path(), help="Structure file or folder (CIF, POSCAR, JSON).")
 @click.option("--system", default=None, help="Only crystals of this crystal system.")
 @click.option("--grid", default=50, show_default=True, type=click.IntRange(8, 128))

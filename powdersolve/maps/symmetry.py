@@ -38,7 +38,9 @@ SEARCH_GRID = 48
 
 #: Space-group numbers whose lattice metric is that of each cell family ('hexagonal' holds the trigonal
 #: groups too: their cells, rhombohedral ones in hexagonal axes included, have the hexagonal metric).
-FAMILY_GROUPS = {"cubic": tuple(range(195, 231)), "hexagonal": tuple(range(143, 195))}
+FAMILY_GROUPS = {"cubic": tuple(range(195, 231)), "hexagonal": tuple(range(143, 195)),
+                 "tetragonal": tuple(range(75, 143)), "orthorhombic": tuple(range(16, 75)),
+                 "monoclinic": tuple(range(3, 16)), "triclinic": (1, 2)}
 
 
 @dataclass(frozen=True)

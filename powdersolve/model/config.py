@@ -105,9 +105,17 @@ def paper_config(system: str = "cubic", wavelengths: tuple[float, ...] = (0.7107
                        wavelengths=wavelengths, system=system, extra={"separate_std": True})
 
 
+#: Crystal systems whose models work on hexagonal axes (a = b, gamma = 120 deg).
+HEXAGONAL_AXES = ("trigonal", "hexagonal")
+
+
 def cpu_config(system: str = "cubic") -> ModelConfig:
-    """The shipped default: Q-axis input, strided CNN, Fourier decoder reading indexed amplitudes."""
-    box = (8, 8, 8) if system == "cubic" else (6, 6, 16)
+    """The shipped default: Q-axis input, strided CNN, Fourier decoder reading indexed amplitudes.
+
+    The Miller-index box is |h|, |k|, |l| <= 8, except on hexagonal axes (trigonal and hexagonal
+    systems): |h|, |k| <= 6, |l| <= 16, because their c axes are often long (layer stackings).
+    """
+    box = (6, 6, 16) if system in HEXAGONAL_AXES else (8, 8, 8)
     return ModelConfig(arch="fourier", xrd_input="q", xrd_channels=2, xrd_encoder="strided", latent=256,
                        hidden=512, decoder_layers=3, hkl_box=box, amplitudes=True, system=system)
 

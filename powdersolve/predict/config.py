@@ -9,10 +9,10 @@ from powdersolve.cell import Cell, Composition
 from powdersolve.density import MAX_GRID
 from powdersolve.errors import InputError
 from powdersolve.maps.modification import ModificationConfig
+from powdersolve.weights import SERVING_MODELS
 
-SYSTEMS = ("cubic", "trigonal", "auto")
-#: The model's crystal system for each metric family of a cell (:attr:`powdersolve.cell.Cell.family`).
-FAMILY_MODEL_SYSTEM = {"cubic": "cubic", "hexagonal": "trigonal"}
+#: Values of ``system``: 'auto' or a model's crystal system.
+SYSTEMS = ("auto", *SERVING_MODELS)
 MIN_GRID = 8
 MAX_SAMPLES = 1000
 
@@ -25,9 +25,10 @@ class PredictConfig:
         samples: latent samples drawn (>= 1); sample 0 is the posterior mean.
         grid: grid points per cell axis (8-128).
         seed: seeds the latent samples.
-        system: 'cubic', 'trigonal' or 'auto' (cubic when cubic indexing succeeds, else trigonal;
-            with a given cell, the cell's metric decides). Ignored in favour of the model's own
-            system when ``weights`` is given and ``system`` is 'auto'.
+        system: the model's crystal system, or 'auto': the shipped model that serves the lattice
+            (:func:`powdersolve.weights.serving_model`) of the given cell's metric, or of the best cell
+            indexed from the pattern. Ignored in favour of the model's own system when ``weights`` is
+            given and ``system`` is 'auto'.
         background: remove the background (SNIP) before peak picking.
         strip_kalpha2: Rachinger K-alpha2 stripping (skipped, and logged, for a non-K-alpha wavelength).
         min_two_theta: drop points below this 2-theta (deg); None keeps all.

@@ -20,10 +20,10 @@ from powdersolve.formats import Pattern, read_pattern
 from powdersolve.indexing import M20_THRESHOLD, CellSolution, IndexConfig, index_counts
 from powdersolve.inputs import ModelInput, choose_composition, pattern_input
 from powdersolve.model import ModelConfig
-from powdersolve.predict.config import FAMILY_MODEL_SYSTEM, PredictConfig
+from powdersolve.predict.config import PredictConfig
 from powdersolve.predict.result import Wavelength
 from powdersolve.preprocess import PreprocessConfig, doublet_for, preprocess
-from powdersolve.weights import available_systems, shipped_weights
+from powdersolve.weights import available_systems, served_lattices, serving_model, shipped_weights
 
 #: Largest distance (1/A) between a picked peak and a reflection of the cell for them to be matched.
 PEAK_TOL_Q = MERGE_TOL_Q
@@ -90,10 +90,6 @@ def preprocess_pattern(pat: Pattern, lam: float, lam_source: str, config: Predic
     return Processed(tt, counts, wavelength, peaks, log)
 
 
-#: Model system serving each indexed crystal system (hexagonal P and R lattices: the trigonal model).
-INDEXED_MODEL_SYSTEM = {"cubic": "cubic", "hexagonal": "trigonal", "trigonal": "trigonal"}
-#: Crystal systems searched when a model's system is fixed.
-MODEL_INDEX_SYSTEMS = {"cubic": ("cubic",), "trigonal": ("hexagonal", "trigonal")}
 #: Largest 2-theta zero shift (deg) fitted while indexing.
 INDEX_ZERO_RANGE = 0.1
 
@@ -121,8 +117,8 @@ def _model_for_indexed(sols: list[CellSolution], have: list[str], source: str) -
     """(model system, cell) for the best indexed cell; a cell no shipped model serves is refused, never
     sent to another system's model."""
     top = sols[0]
-    system = INDEXED_MODEL_SYSTEM.get(top.system, "")
-    if system not in have:
+    system = serving_model(top.system, have)
+    if system is None:
         cell = " ".join(f"{v:.4f}" for v in top.cell)
         raise InputError(f"{source}: the pattern indexes as {top.system} {top.centring} ({cell}; M20 "
                          f"{top.m20:.1f}), and no shipped model serves {top.system} cells (shipped: "
@@ -141,10 +137,11 @@ def resolve_model(config: PredictConfig, pat: Pattern, wavelength: float, source
     if not have:
         raise InputError("no shipped model is installed; pass --weights")
     if config.cell is not None:
-        system = FAMILY_MODEL_SYSTEM.get(Cell.of(config.cell).family or "", "")
-        if system not in have:
-            raise InputError(f"--cell {tuple(config.cell)} is not a {' or '.join(have)} cell; give a matching cell "
-                             "or --system")
+        family = Cell.of(config.cell).family
+        system = serving_model(family, have)
+        if system is None:
+            raise InputError(f"--cell {' '.join(f'{v:g}' for v in config.cell)} has a {family} metric, and no shipped "
+                             f"model serves {family} cells (shipped: {', '.join(have)}); check the cell")
         return system, shipped_weights(system), None
     system, sol = _model_for_indexed(index(pat, wavelength, source), have, source)
     return system, shipped_weights(system), sol
@@ -155,18 +152,18 @@ def choose_cell(config: PredictConfig, system: str, pat: Pattern, processed: Pro
     """(cell, 'given' or 'indexed', indexing details or None); a given cell must be of the model's system."""
     if config.cell is not None:
         cell = Cell.of(config.cell)
-        if FAMILY_MODEL_SYSTEM.get(cell.family or "") != system:
-            raise InputError(f"--cell {' '.join(f'{v:g}' for v in cell)} is not a {system} cell "
-                             f"({'a = b, gamma = 120' if system == 'trigonal' else 'a = b = c, 90 deg'}) "
-                             "as the model needs; check the cell or --system")
+        if cell.family not in served_lattices(system):
+            raise InputError(f"--cell {' '.join(f'{v:g}' for v in cell)} has a {cell.family} metric; the {system} "
+                             f"model serves {' and '.join(served_lattices(system))} cells (conventional standard "
+                             "setting); check the cell or --system")
         return cell, "given", None
-    sol = sol or index(pat, processed.wavelength.value, source, MODEL_INDEX_SYSTEMS.get(system))[0]
+    sol = sol or index(pat, processed.wavelength.value, source, served_lattices(system))[0]
     indexing = {"system": sol.system, "centring": sol.centring, "m20": float(sol.m20), "f_n": float(sol.f_n),
                 "n_indexed": int(sol.n_indexed), "n_lines": int(sol.n_lines), "zero_shift_deg": sol.zero_shift}
     processed.log.append(f"indexed: {sol.system} {sol.centring} a={sol.a:.4f} c={sol.c:.4f} A, M20={sol.m20:.1f}")
-    if sol.system == "hexagonal":
-        processed.log.append("a hexagonal P lattice goes to the trigonal model: trained on groups 143-167, it has "
-                             "not seen the hexagonal groups 168-194")
+    if sol.system != system:
+        processed.log.append(f"a {sol.system} {sol.centring} lattice goes to the {system} model, for want of a "
+                             f"shipped {sol.system} model")
     return sol.cell, "indexed", indexing
 
 

@@ -134,6 +134,19 @@ def crystal_system(spacegroup: int) -> str:
     return next(name for top, name in bounds if spacegroup <= top)
 
 
+#: Space groups of the trigonal system with a rhombohedral (R) lattice.
+RHOMBOHEDRAL_GROUPS = frozenset({146, 148, 155, 160, 161, 166, 167})
+
+
+def lattice_system(spacegroup: int) -> str:
+    """Crystal system of a space group's Bravais lattice as indexing names it: the crystal system, except
+    that trigonal groups with a P lattice are 'hexagonal' (the hP lattice) and 'trigonal' is the R lattice."""
+    system = crystal_system(spacegroup)
+    if system == "trigonal" and int(spacegroup) not in RHOMBOHEDRAL_GROUPS:
+        return "hexagonal"
+    return system
+
+
 def is_chiral(spacegroup: int) -> bool:
     """Whether a crystal of this space group (1-230) is chiral: its group is a Sohncke group.
 
