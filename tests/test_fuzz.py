@@ -28,7 +28,7 @@ from pymatgen.core import Element, Lattice, Structure
 
 from powdersolve.cell import Composition
 from powdersolve.diffraction.sticks import parse_wavelength
-from powdersolve.errors import PowdersolveError
+from powdersolve.errors import InputError, PowdersolveError
 from powdersolve.formats import MAX_POINTS, Pattern, read_pattern
 from powdersolve.formats.bruker_raw import read_bruker_raw
 from powdersolve.formats.gsas import read_gsas
@@ -419,3 +419,14 @@ def test_xrdml_unknown_encoding_is_an_input_error() -> None:
     data = re.sub(rb'encoding="[^"]*"', b'encoding="UTFnan"', data, count=1)
     assert b"UTFnan" in data
     assert run_file_reader(read_xrdml, "enc.xrdml", data) is None
+
+
+def test_a_sheared_cell_with_a_huge_edge_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Found by the fuzzer: a 1e308 A off-diagonal entry keeps the volume small and overflowed the reduction."""
+    poscar = ("Mg1 O1\n1.0\n4.2 1e308 0\n0 4.2 0\n0 0 4.2\nMg O\n1 1\ndirect\n"
+              "0 0 0 Mg\n0.5 0.5 0.5 O\n")
+    path = tmp_path / "POSCAR"
+    path.write_text(poscar)
+    with pytest.raises(InputError, match="cell edge") as err:
+        read_structure(path)
+    assert "\n" not in str(err.value)

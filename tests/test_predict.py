@@ -21,7 +21,7 @@ from powdersolve.errors import InputError
 from powdersolve.inputs import choose_composition
 from powdersolve.model import build_model, tiny_config, with_overrides
 from powdersolve.plots import isosurface
-from powdersolve.predict import PredictConfig, predict
+from powdersolve.predict import PredictConfig, predict, steps
 from powdersolve.structures import load_crystal
 from powdersolve.weights import WEIGHTS_DIR, save_model
 
@@ -442,12 +442,19 @@ def test_modify_with_histogram_matching_has_the_expected_values(tmp_path: Path, 
     assert np.allclose(np.sort(modified.ravel()), ref, rtol=1e-5, atol=1e-5 * ref.max())
 
 
-def test_a_cell_no_shipped_model_serves_is_refused_not_sent_to_another_model(tmp_path: Path) -> None:
-    """Rutile (tetragonal), simulated independently: indexing finds its system and predict stops there."""
+def test_an_indexed_cell_goes_to_its_systems_model_and_is_refused_without_one(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rutile (tetragonal), simulated independently: indexing finds its system, the tetragonal model serves
+    it, and where no model serves tetragonal cells predict stops there instead of using another model."""
     rutile = Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.594, 2.959), ["Ti", "O"],
                                        [[0, 0, 0], [0.3048, 0.3048, 0]])
     tt, counts = independent.pattern(rutile, hi=100.0)
     path = tmp_path / "rutile.xy"
     np.savetxt(path, np.column_stack([tt, counts]))
+    config = PredictConfig(composition="TiO2", wavelength=independent.CU_KA1, samples=1, grid=16)
+    result = predict(path, config)
+    assert result.system == "tetragonal"
+    assert np.allclose(result.cell[:3], (4.594, 4.594, 2.959), rtol=2e-3)
+    monkeypatch.setattr(steps, "available_systems", lambda: ["cubic", "trigonal"])
     with pytest.raises(InputError, match=r"indexes as tetragonal P .*no shipped model serves tetragonal"):
-        predict(path, PredictConfig(composition="TiO2", wavelength=independent.CU_KA1))
+        predict(path, config)

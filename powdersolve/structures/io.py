@@ -23,6 +23,8 @@ MAX_ATOMS = 2000
 MAX_VOLUME = 1.0e6
 #: Shortest lattice translation accepted (A); no crystal repeats over a shorter distance.
 MIN_LATTICE_VECTOR = 1.0
+#: Longest cell edge accepted (A).
+MAX_CELL_LENGTH = 1000.0
 #: The 65 Sohncke space groups: only proper operations, so a crystal in one is chiral.
 SOHNCKE_GROUPS = frozenset((
     1, 3, 4, 5, *range(16, 25), *range(75, 81), *range(89, 99), *range(143, 147), *range(149, 156),
@@ -76,6 +78,10 @@ def read_structure(path: str | Path) -> Structure:
     if not 1.0 <= structure.volume <= MAX_VOLUME:
         raise InputError(f"{p}: cell volume {structure.volume:.3g} A^3 is outside 1-{MAX_VOLUME:.0e} A^3; "
                          "check the cell lengths")
+    # Finite but huge edges (a sheared cell can keep a small volume) overflow the lattice reduction.
+    longest = float(np.max(np.linalg.norm(structure.lattice.matrix, axis=1)))
+    if not longest <= MAX_CELL_LENGTH:
+        raise InputError(f"{p}: a cell edge of {longest:.3g} A is above {MAX_CELL_LENGTH:g} A; check the cell lengths")
     # A sub-Angstrom lattice translation (e.g. a 0.5-degree cell angle) is unphysical and stalls spglib for minutes.
     shortest = min(structure.lattice.get_lll_reduced_lattice().abc)
     if shortest < MIN_LATTICE_VECTOR:
