@@ -44,6 +44,11 @@ class SolveConfig:
             also read atoms from it averaged over each of the ``symmetry_top`` most symmetric
             plausible groups; those candidates are refined first.
         symmetry_top: plausible groups whose averaged maps are read.
+        extinction_groups: with ``map_symmetry``, also read atoms from the first map averaged over this
+            many of the most symmetric groups of the pattern's best extinction class (systematic
+            absences of the picked peaks, :func:`powdersolve.indexing.extinction.cell_space_group_candidates`),
+            each in the setting the absences show, relabelled to its standard one; refined first.
+            0: the map's own symmetry only.
         modified_map: also read atoms from the density-modified mean map (the measured peaks'
             magnitudes with the map's phases, error-reduction cycles, then cycles averaged over the most
             symmetric space group the map obeys unless ``map_symmetry`` is off;
@@ -76,6 +81,7 @@ class SolveConfig:
     family_first: bool = True
     map_symmetry: bool = True
     symmetry_top: int = 3
+    extinction_groups: int = 2
     modified_map: bool = True
     skip_p1_pairs: bool = True
 
@@ -90,6 +96,8 @@ class SolveConfig:
             raise InputError(f"max_candidates {self.max_candidates} must be >= 1")
         if self.refine_top < 0:
             raise InputError(f"--refine-top {self.refine_top} must be 0 (refine all) or more")
+        if self.extinction_groups < 0:
+            raise InputError(f"extinction_groups {self.extinction_groups} must be 0 (off) or more")
         if self.screen_iter < 1:
             raise InputError(f"screen_iter {self.screen_iter} must be at least 1")
 

@@ -30,13 +30,20 @@ from pymatgen.core import Structure
 from powdersolve.cell import metric_family
 from powdersolve.errors import ModificationError
 from powdersolve.formats import Pattern
+from powdersolve.indexing.extinction import ExtinctionClass, cell_space_group_candidates
 from powdersolve.maps.modification import ModificationConfig
 from powdersolve.predict import PredictConfig, Prediction, modify_prediction, predict
 from powdersolve.predict.steps import preprocess_pattern, read
 from powdersolve.solve.config import SolveConfig
 from powdersolve.solve.observed import Observed, observed_from_prediction
 from powdersolve.solve.rank import rank_structures
-from powdersolve.solve.reading import candidates_from_grids, composition_for_atoms, symmetrised_maps
+from powdersolve.solve.reading import (
+    PriorityMap,
+    candidates_from_grids,
+    composition_for_atoms,
+    extinction_maps,
+    symmetrised_maps,
+)
 from powdersolve.solve.result import SolveResult, write_solve_outputs
 
 Progress = Callable[[str], None]
@@ -92,7 +99,7 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
     labels = (["mean"] if config.include_mean else []) + [f"sample {i}" for i in range(len(pred.samples))]
     first = _modified_first(pred) if config.modified_map else []
     result = _solve_grids(grids, labels, pred.lattice, pcfg.composition, observed_from_prediction(pred), config,
-                          say, timings, first)
+                          say, timings, first, _extinctions(pred))
     return replace(result, prediction=pred)
 
 
@@ -130,40 +137,50 @@ def solve_from_structures(pattern: str | os.PathLike | Pattern, structures: Sequ
                        len(structures), timings, config)
 
 
-def _modified_first(pred: Prediction) -> list[tuple[np.ndarray, str, int | None]]:
-    """The prediction's density-modified map as (grid, label, space group) to read before all others."""
+def _modified_first(pred: Prediction) -> list[PriorityMap]:
+    """The prediction's density-modified map, to read before all others (empty when there is none)."""
     if pred.modified is None:
         return []
     group = pred.modified_group
     label = "modified mean" + (f" averaged over {group.symbol}" if group is not None else "")
-    return [(pred.modified, label, group.number if group is not None else None)]
+    return [PriorityMap(pred.modified, label, group.number if group is not None else None)]
+
+
+def _extinctions(pred: Prediction) -> list[ExtinctionClass]:
+    """The best extinction classes of the prediction's cell from its picked peaks (lattice centring from
+    indexing when the cell was indexed, else every centring of the cell's family)."""
+    indexing = pred.indexing or {}
+    return cell_space_group_candidates(pred.cell, pred.peaks.two_theta, pred.wavelength.effective,
+                                       centring=indexing.get("centring"),
+                                       zero_shift=float(indexing.get("zero_shift_deg") or 0.0))
 
 
 def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray, composition: str | None,
                  observed: Observed, config: SolveConfig, say: Progress, timings: dict[str, float],
-                 first: Sequence[tuple[np.ndarray, str, int | None]] = ()) -> SolveResult:
-    """Candidates from ``grids`` (the first one searched for its group) and ``first`` (read before all)."""
+                 first: Sequence[PriorityMap] = (), extinctions: Sequence[ExtinctionClass] = ()) -> SolveResult:
+    """Candidates from ``grids`` (the first one searched for its group, and averaged over the groups of the
+    best of ``extinctions``) and ``first`` (read before all)."""
     t0 = time.perf_counter()
     comp, ratios_known = composition_for_atoms(composition)
-    n_first = 0
-    groups: list[int | None] = [None] * len(grids)
+    priority = list(first)
     if config.map_symmetry and grids:
         say("searching the first map for its space group")
         sym_maps, sym_labels, sym_groups = symmetrised_maps(grids[0], lattice, labels[0], config.symmetry_top)
-        grids, labels, n_first = sym_maps + list(grids), sym_labels + list(labels), len(sym_maps)
-        groups = list(sym_groups) + groups
+        if config.extinction_groups and extinctions:
+            say(f"averaging the first map over the groups of the extinction class {extinctions[0].label}")
+            priority += extinction_maps(grids[0], lattice, labels[0], extinctions, config.extinction_groups,
+                                        skip=sym_groups)
+        priority += [PriorityMap(g, lab, n) for g, lab, n in zip(sym_maps, sym_labels, sym_groups)]
         timings["map_symmetry"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-    if first:
-        grids = [g for g, _, _ in first] + list(grids)
-        labels = [label for _, label, _ in first] + list(labels)
-        groups = [number for _, _, number in first] + groups
-        n_first += len(first)
-    say(f"reading atoms from {len(grids)} density maps")
-    read = candidates_from_grids(grids, lattice, comp, ratios_known=ratios_known, labels=labels,
+    say(f"reading atoms from {len(priority) + len(grids)} density maps")
+    read = candidates_from_grids([m.grid for m in priority] + list(grids), lattice, comp, ratios_known=ratios_known,
+                                 labels=[m.label for m in priority] + list(labels),
                                  min_distance=config.min_distance, symprec=config.symprec, n_z=config.n_z,
-                                 n_z_averaged=config.n_z_averaged, n_first=n_first, spacegroups=groups,
-                                 skip_p1_pairs=config.skip_p1_pairs)
+                                 n_z_averaged=config.n_z_averaged, n_first=len(priority),
+                                 spacegroups=[m.number for m in priority] + [None] * len(grids),
+                                 skip_p1_pairs=config.skip_p1_pairs,
+                                 lattices=[m.lattice for m in priority] + [None] * len(grids))
     species_note = read.species_note
     if not comp:
         species_note = species_note or "no composition given: species inferred from electrons per density peak"
@@ -174,4 +191,4 @@ def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray
                               metric_family(lattice), read.n_priority)
     timings["refine_rank"] = time.perf_counter() - t0
     return SolveResult(ranking.candidates, ranking.origins, observed, None, composition, species_note,
-                       read.notes + ranking.notes, len(grids), len(read.structures), timings, config)
+                       read.notes + ranking.notes, len(priority) + len(grids), len(read.structures), timings, config)

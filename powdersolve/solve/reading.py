@@ -8,9 +8,17 @@ from dataclasses import dataclass
 import numpy as np
 from pymatgen.core import Structure
 
-from powdersolve.cell import Composition
+from powdersolve.cell import Composition, metric_family
 from powdersolve.errors import InputError
-from powdersolve.maps.symmetry import plausible_groups_of, symmetrise_map
+from powdersolve.indexing.extinction import ExtinctionClass
+from powdersolve.maps.settings import AxisSetting, axis_setting, to_standard
+from powdersolve.maps.symmetry import (
+    FAMILY_GROUPS,
+    group_operations,
+    plausible_groups_of,
+    search_space_groups,
+    symmetrise_map,
+)
 from powdersolve.solve.atoms import density_to_structures
 from powdersolve.solve.candidate import DistinctStructures
 
@@ -48,7 +56,8 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
                           labels: Sequence[str] | None = None, min_distance: float = 0.7, symprec: float = 0.2,
                           n_z: int = 2, n_z_averaged: int = 2, n_first: int = 0,
                           spacegroups: Sequence[int | None] | None = None,
-                          skip_p1_pairs: bool = False) -> MapReadings:
+                          skip_p1_pairs: bool = False, lattices: Sequence[np.ndarray | None] | None = None
+                          ) -> MapReadings:
     """Distinct structures read from density grids (e/A^3, fractional axes) in the cell ``lattice`` (rows, A).
 
     Each map is read for its ``n_z`` (averaged maps: ``n_z_averaged``) most plausible numbers of formula units.
@@ -58,7 +67,8 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     by the number of maps that gave them (consensus first), except that those read from the first
     ``n_first`` maps (symmetry-averaged ones) come before all others. ``spacegroups``: per map, the
     group it was averaged over (its atoms are read as whole orbits), or None.
-    ``skip_p1_pairs``: see :class:`~powdersolve.solve.config.SolveConfig`.
+    ``skip_p1_pairs``: see :class:`~powdersolve.solve.config.SolveConfig`. ``lattices``: per map, its own
+    cell (rows, A) where it differs from ``lattice`` (a map relabelled to a group's standard setting), or None.
     """
     labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]
     seen = DistinctStructures()
@@ -71,7 +81,8 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     for m, (grid, label) in enumerate(zip(grids, labels)):
         try:
             group = spacegroups[m] if spacegroups is not None else None
-            results = density_to_structures(grid, lattice, composition, ratios_known=ratios_known,
+            own = lattices[m] if lattices is not None and lattices[m] is not None else lattice
+            results = density_to_structures(grid, own, composition, ratios_known=ratios_known,
                                             min_distance=min_distance, symprec=symprec,
                                             n_z=n_z if group is None else n_z_averaged, spacegroup=group)
         except InputError as exc:
@@ -117,3 +128,58 @@ def symmetrised_maps(grid: np.ndarray, lattice: np.ndarray, label: str, top: int
     maps = [symmetrise_map(grid, g.number, g.origin) for g in found]
     labels = [f"{label} averaged over {g.symbol} (cc_min {g.cc_min:.2f})" for g in found]
     return maps, labels, [g.number for g in found]
+
+
+@dataclass(frozen=True)
+class PriorityMap:
+    """A map read before the others, usually averaged over a space group at its standard origin.
+
+    Attributes:
+        grid: the map (e/A^3, fractional axes of ``lattice``).
+        label: where the map came from, e.g. 'mean averaged over Pnma as P 2_1/b 2_1/n 2_1/m (extinctions; ...)'.
+        number: the space group it was averaged over (its atoms are read as whole orbits), or None.
+        lattice: (3, 3) rows in A when the cell's axes were relabelled to the group's standard setting;
+            None: the cell as given.
+    """
+
+    grid: np.ndarray
+    label: str
+    number: int | None = None
+    lattice: np.ndarray | None = None
+
+
+def extinction_maps(grid: np.ndarray, lattice: np.ndarray, label: str, classes: Sequence[ExtinctionClass],
+                    top: int = 2, skip: Sequence[int] = ()) -> list[PriorityMap]:
+    """``grid`` averaged over the most symmetric group of each of the ``top`` best extinction classes.
+
+    The extinctions are evidence the map does not carry: a group the noisy map obeys too weakly to be
+    found by :func:`plausible_groups_of` is still used when the pattern's absences call for it. More
+    than one class is taken because an accidentally weak reflection makes a class with one absence
+    too many rank first. Each group is taken in the setting the absences show (the cell's axes
+    relabelled to its standard setting, :mod:`powdersolve.maps.settings`), its origin found on the map
+    (:func:`search_space_groups`). Groups in ``skip`` (already read in the cell's own axes) and settings
+    that are not an axis permutation of the standard one are left out.
+    """
+    family = metric_family(lattice)
+    if top < 1 or family not in FAMILY_GROUPS:
+        return []
+    chosen: dict[tuple, AxisSetting] = {}
+    for cls in classes[:top]:
+        for group in sorted(cls.groups, key=lambda g: -len(group_operations(g.number)[0])):
+            setting = axis_setting(group.hall)
+            if setting is None or (setting.is_identity and group.number in skip):
+                continue
+            chosen.setdefault((setting.number, setting.perm, setting.reverse_last), setting)
+            break
+    out = []
+    for setting in chosen.values():
+        std_grid, std_lattice = to_standard(grid, lattice, setting)
+        try:
+            found = search_space_groups(std_grid, metric_family(std_lattice), groups=(setting.number,))[0]
+        except InputError:  # the relabelled grid's steps differ along axes the group mixes
+            continue
+        symbol = found.symbol + ("" if setting.is_identity else f" as {setting.symbol}")
+        out.append(PriorityMap(symmetrise_map(std_grid, setting.number, found.origin),
+                               f"{label} averaged over {symbol} (extinctions; cc_min {found.cc_min:.2f})",
+                               setting.number, std_lattice))
+    return out

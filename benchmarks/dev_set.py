@@ -1,0 +1,99 @@
+"""Export a development set: generated crystals with free coordinates, as CIF files for `powdersolve evaluate`.
+
+Choices (which model to ship, which setting) are made on such a set, never on the held-out real
+one. The crystals come from the test split of a build (the split no model selection reads: the
+training loop selects on val), at most ``--per-group`` per space group so that a few prolific
+prototypes do not dominate, and only those with at least one free coordinate (a crystal whose
+atoms all sit on fixed Wyckoff positions is scored near 1 by the zero-phase null, which makes it
+useless for telling models apart). Every crystal is checked against the benchmark exclusion list.
+
+    python benchmarks/dev_set.py --data data/build/orthorhombic_e --out data/dev/orthorhombic --limit 80
+    powdersolve evaluate --structures data/dev/orthorhombic --json benchmarks/results/dev_orthorhombic.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from pymatgen.io.cif import CifWriter
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from powdersolve.dataset import load_dataset
+from powdersolve.fileio import atomic_output_dir
+from powdersolve.structures.exclusion import is_excluded
+
+
+def has_free_coordinate(structure, symprec: float = 0.01) -> bool:
+    """True when some site's Wyckoff position has a free parameter (its letter's coordinates are not all fixed)."""
+    sga = SpacegroupAnalyzer(structure, symprec=symprec)
+    sym = sga.get_symmetrized_structure()
+    ops = sga.get_space_group_operations()
+    for group in sym.equivalent_sites:
+        site = group[0].frac_coords
+        # A position is fixed when every small move off it breaks its site symmetry: compare the
+        # orbit size of the site and of the site nudged along the directions free parameters take.
+        nudged = [site + 1e-3 * d / np.linalg.norm(d) for d in _DIRECTIONS]
+        n0 = len(_orbit(ops, site))
+        if any(len(_orbit(ops, p)) == n0 for p in nudged):
+            return True
+    return False
+
+
+#: Directions of the free parameters of Wyckoff positions (x; x,x; x,-x; x,2x; x,x,x; ...).
+_DIRECTIONS = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [1, 2, 0], [2, 1, 0],
+                        [1, 0, 1], [0, 1, 1], [1, 1, 1], [1, -1, 1], [1, 1, -1], [-1, 1, 1]], dtype=float)
+
+
+def _orbit(ops, x: np.ndarray, tol: float = 1e-4) -> list[np.ndarray]:
+    out: list[np.ndarray] = []
+    for op in ops:
+        y = np.mod(op.operate(x), 1.0)
+        if not any(np.all(np.abs(((y - z) + 0.5) % 1.0 - 0.5) < tol) for z in out):
+            out.append(y)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="a build folder (`powdersolve data build`)")
+    ap.add_argument("--out", required=True, help="folder for the CIF files (written whole)")
+    ap.add_argument("--split", default="test", choices=("val", "test"))
+    ap.add_argument("--limit", type=int, default=80)
+    ap.add_argument("--per-group", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    records = load_dataset(args.data, args.split)
+    order = np.random.default_rng(args.seed).permutation(len(records))
+    per_group: Counter[int] = Counter()
+    chosen = []
+    for i in order:
+        crystal = records[i].crystal
+        if per_group[crystal.spacegroup] >= args.per_group or is_excluded(crystal.formula, crystal.spacegroup):
+            continue
+        structure = crystal.to_structure()
+        if not has_free_coordinate(structure):
+            continue
+        per_group[crystal.spacegroup] += 1
+        chosen.append((crystal, structure))
+        if len(chosen) == args.limit:
+            break
+    with atomic_output_dir(Path(args.out), overwrite=True) as tmp:
+        for k, (crystal, structure) in enumerate(chosen):
+            (tmp / f"{k:03d}_{crystal.formula}_{crystal.spacegroup}.cif").write_text(str(CifWriter(structure)))
+        summary = {"source": str(args.data), "split": args.split, "seed": args.seed, "n": len(chosen),
+                   "per_group": args.per_group, "spacegroups": dict(sorted(per_group.items())),
+                   "atoms_per_cell": [len(s) for _, s in chosen]}
+        # A .md manifest: evaluate reads every .json/.cif in the folder as a structure.
+        about = __doc__.split("\n\n")[1]
+        body = json.dumps(summary, indent=1)
+        (tmp / "dev_set.md").write_text(f"# Development set\n\n{about}\n\n```json\n{body}\n```\n")
+    print(f"{args.out}: {len(chosen)} crystals with free coordinates from the {args.split} split of {args.data}, "
+          f"{len(per_group)} space groups")
+
+
+if __name__ == "__main__":
+    main()
