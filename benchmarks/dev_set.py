@@ -8,6 +8,7 @@ atoms all sit on fixed Wyckoff positions is scored near 1 by the zero-phase null
 useless for telling models apart). Every crystal is checked against the benchmark exclusion list.
 
     python benchmarks/dev_set.py --data data/build/orthorhombic_e --out data/dev/orthorhombic --limit 80
+    python benchmarks/dev_set.py --data data/build/orthorhombic_r2 --out data/dev/orthorhombic_random --limit 120 --per-group 6
     powdersolve evaluate --structures data/dev/orthorhombic --json benchmarks/results/dev_orthorhombic.json
 """
 
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=80)
     ap.add_argument("--per-group", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--min-atoms", type=int, default=1, help="only cells of at least this many atoms")
     args = ap.parse_args()
     records = load_dataset(args.data, args.split)
     order = np.random.default_rng(args.seed).permutation(len(records))
@@ -75,7 +77,7 @@ def main() -> None:
         if per_group[crystal.spacegroup] >= args.per_group or is_excluded(crystal.formula, crystal.spacegroup):
             continue
         structure = crystal.to_structure()
-        if not has_free_coordinate(structure):
+        if len(structure) < args.min_atoms or not has_free_coordinate(structure):
             continue
         per_group[crystal.spacegroup] += 1
         chosen.append((crystal, structure))
@@ -85,6 +87,7 @@ def main() -> None:
         for k, (crystal, structure) in enumerate(chosen):
             (tmp / f"{k:03d}_{crystal.formula}_{crystal.spacegroup}.cif").write_text(str(CifWriter(structure)))
         summary = {"source": str(args.data), "split": args.split, "seed": args.seed, "n": len(chosen),
+                   "min_atoms": args.min_atoms,
                    "per_group": args.per_group, "spacegroups": dict(sorted(per_group.items())),
                    "atoms_per_cell": [len(s) for _, s in chosen]}
         # A .md manifest: evaluate reads every .json/.cif in the folder as a structure.
