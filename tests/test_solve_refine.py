@@ -22,6 +22,7 @@ from powdersolve.solve import (
     simulate_pattern,
     write_solutions,
 )
+from powdersolve.solve.rank import merge_coincident
 from powdersolve.solve.refine import build_model
 from powdersolve.structures import Crystal
 
@@ -199,3 +200,23 @@ def test_displacement_and_preferred_orientation_are_recovered() -> None:
     assert res.displacement == pytest.approx(-0.08, abs=5e-3)
     assert res.po_ratio == pytest.approx(0.85, abs=0.01)
     assert res.rwp < 1e-3
+
+
+def test_coincident_atoms_are_merged_and_the_candidate_refined_again() -> None:
+    """A candidate with every atom doubled fits as well as the truth (the scale absorbs the factor 2);
+    the ranker keeps one atom of each coincident pair. Pattern from the independent simulator."""
+    from independent import CU_KA1, pattern, rock_salt
+
+    truth = rock_salt()
+    assert merge_coincident(truth) is None
+    doubled = Structure.from_sites(list(truth) + [site for site in truth])
+    doubled.translate_sites(list(range(len(truth), 2 * len(truth))), [0.01, 0.0, 0.0])
+    merged = merge_coincident(doubled)
+    assert merged is not None and merged.composition == truth.composition
+    # Different species this close stay (another kind of wrong candidate, not a doubled atom).
+    mixed = Structure(truth.lattice, ["Na", "Cl"], [[0, 0, 0], [0.01, 0, 0]])
+    assert merge_coincident(mixed) is None
+    tt, y = pattern(truth)
+    best = rank_candidates([doubled], tt, y, CU_KA1, config=RankConfig(refine=RefineConfig(w=0.08**2)),
+                           abstain=False)[0]
+    assert best.result.structure.composition == truth.composition

@@ -29,6 +29,9 @@ from powdersolve.structures.io import crystal_system
 #: leaves most intensity unexplained and stays at 0.4-0.8; 0.35 sits between, erring towards returning a
 #: roughly right solution rather than nothing.
 MAX_RWP = 0.35
+#: Atoms of one species closer than this (A) after a refinement are one atom counted twice: two
+#: orbits read from neighbouring density peaks that the fit moved onto each other.
+COINCIDENT = 0.5
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,36 @@ def refine_safely(structure: Structure, observed: Observed, config: RefineConfig
         if _finite(res):
             return res
     return None
+
+
+def merge_coincident(structure: Structure, tol: float = COINCIDENT) -> Structure | None:
+    """``structure`` with each cluster of same-species atoms closer than ``tol`` (A) kept as its first
+    atom, or None when no two such atoms are that close.
+
+    A doubled atom scales every structure factor of its site by two, which the refined scale absorbs,
+    so such a candidate can fit the pattern as well as the truth while stating twice the atoms.
+    """
+    if len(structure) < 2:
+        return None
+    d = structure.distance_matrix
+    same = np.array([[a == b for b in structure.species] for a in structure.species])
+    close = (d < tol) & same & ~np.eye(len(structure), dtype=bool)
+    if not close.any():
+        return None
+    drop = set()
+    for i in range(len(structure)):
+        if i not in drop:
+            drop |= {int(j) for j in np.flatnonzero(close[i]) if j > i}
+    return Structure.from_sites([site for k, site in enumerate(structure) if k not in drop])
+
+
+def _refine_merged(structure: Structure, observed: Observed, config: RefineConfig) -> RefineResult | None:
+    """:func:`refine_safely`, then once more from the result with coincident atoms merged, if it has any."""
+    res = refine_safely(structure, observed, config)
+    merged = merge_coincident(res.structure) if res is not None else None
+    if merged is None:
+        return res
+    return refine_safely(merged, observed, config)
 
 
 @cache
@@ -221,7 +254,7 @@ def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]
         # the full fit, ~10x the cost, is spent on the few best.
         quick = replace(rcfg, max_iter=config.screen_iter, refine_profile=False)
         for i, s in enumerate(structures):
-            res = refine_safely(s, observed, quick)
+            res = _refine_merged(s, observed, quick)
             if res is not None:
                 screened[i] = res
         by_rwp = sorted(screened, key=lambda i: screened[i].rwp)
@@ -234,7 +267,7 @@ def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]
         notes.append(f"{len(structures)} candidates screened, the best {len(full)} fully refined")
     refined: list[Candidate] = []
     for i in full:
-        res = refine_safely(structures[i], observed, rcfg)
+        res = _refine_merged(structures[i], observed, rcfg)
         if res is None:
             notes.append(f"candidate from {', '.join(origins[i])} did not refine (diverged); dropped")
             continue
