@@ -220,3 +220,17 @@ def test_coincident_atoms_are_merged_and_the_candidate_refined_again() -> None:
     best = rank_candidates([doubled], tt, y, CU_KA1, config=RankConfig(refine=RefineConfig(w=0.08**2)),
                            abstain=False)[0]
     assert best.result.structure.composition == truth.composition
+
+
+def test_a_merge_that_would_change_the_formula_is_not_made() -> None:
+    from independent import CU_KA1, pattern, rock_salt
+
+    truth = rock_salt()
+    # One extra Cl on top of another: merging it would leave Na4Cl3, another compound.
+    extra = Structure.from_sites(list(truth) + [truth[4]])
+    extra.translate_sites([len(truth)], [0.01, 0.0, 0.0])
+    assert merge_coincident(extra) is not None
+    tt, y = pattern(truth)
+    best = rank_candidates([extra], tt, y, CU_KA1, config=RankConfig(refine=RefineConfig(w=0.08**2)),
+                           abstain=False)[0]
+    assert best.result.structure.composition.reduced_composition == extra.composition.reduced_composition

@@ -135,10 +135,11 @@ def merge_coincident(structure: Structure, tol: float = COINCIDENT) -> Structure
 
 
 def _refine_merged(structure: Structure, observed: Observed, config: RefineConfig) -> RefineResult | None:
-    """:func:`refine_safely`, then once more from the result with coincident atoms merged, if it has any."""
+    """:func:`refine_safely`, then once more from the result with coincident atoms merged, if it has any
+    and merging keeps the formula (a merge that changes it would give a candidate of another compound)."""
     res = refine_safely(structure, observed, config)
     merged = merge_coincident(res.structure) if res is not None else None
-    if merged is None:
+    if merged is None or merged.composition.reduced_composition != structure.composition.reduced_composition:
         return res
     return refine_safely(merged, observed, config)
 
