@@ -8,7 +8,8 @@ atoms all sit on fixed Wyckoff positions is scored near 1 by the zero-phase null
 useless for telling models apart). Every crystal is checked against the benchmark exclusion list.
 
     python benchmarks/dev_set.py --data data/build/orthorhombic_e --out data/dev/orthorhombic --limit 80
-    python benchmarks/dev_set.py --data data/build/orthorhombic_r2 --out data/dev/orthorhombic_random --limit 120 --per-group 6
+    python benchmarks/dev_set.py --data data/build/orthorhombic_r2 --out data/dev/orthorhombic_random \
+        --limit 120 --per-group 6
     powdersolve evaluate --structures data/dev/orthorhombic --json benchmarks/results/dev_orthorhombic.json
 """
 
