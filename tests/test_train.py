@@ -236,7 +236,8 @@ def test_ddp_two_cpu_processes(tiny_data: Path, tmp_path: Path) -> None:
     args = ["train", "--data", str(tiny_data), "--config", "tiny", "--epochs", "2", "--batch-size", "6",
             "--threads", "1", "--augment", "paper"]
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    # --standalone: a free local port, so no other job on the machine can hold the rendezvous port.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "powdersolve", *args, "--out", str(tmp_path / "ddp")]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-800:]
