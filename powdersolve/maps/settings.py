@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import spglib
 
+from powdersolve.indexing.extinction import systematically_absent
 from powdersolve.maps.symmetry import group_operations
 
 #: Reflections on which two settings' systematic absences are compared.
@@ -57,13 +58,6 @@ class AxisSetting:
         return p
 
 
-def _absent(hkl: np.ndarray, rot: np.ndarray, trans: np.ndarray) -> np.ndarray:
-    hr = np.einsum("kj,oji->koi", hkl, rot)
-    fixed = np.all(hr == hkl[:, None, :], axis=2)
-    phase = hkl @ trans.T
-    return np.any(fixed & (np.abs(phase - np.round(phase)) > 1e-6), axis=1)
-
-
 def _rotation_set(rot: np.ndarray) -> frozenset[bytes]:
     return frozenset(np.asarray(r, dtype=np.int64).tobytes() for r in rot)
 
@@ -82,7 +76,7 @@ def axis_setting(hall: int) -> AxisSetting | None:
     trans = np.asarray(ops["translations"], dtype=np.float64)
     std_rot, std_tau, _ = group_operations(int(sg.number))
     std_rots = _rotation_set(std_rot)
-    std_absent = _absent(_PROBE_HKL, std_rot, std_tau)
+    std_absent = systematically_absent(_PROBE_HKL, std_rot, std_tau)
     for perm in itertools.permutations(range(3)):
         parity = np.linalg.det(np.eye(3)[list(perm)]) < 0
         setting = AxisSetting(int(sg.number), str(sg.international_full), tuple(perm), bool(parity))
@@ -92,7 +86,7 @@ def axis_setting(hall: int) -> AxisSetting | None:
             continue
         # A reflection h of the setting is h_std = h P^-1 in standard indices.
         hkl_std = _PROBE_HKL @ p_inv
-        if np.array_equal(_absent(_PROBE_HKL, rot, trans), std_absent[_index_of(hkl_std)]):
+        if np.array_equal(systematically_absent(_PROBE_HKL, rot, trans), std_absent[_index_of(hkl_std)]):
             return setting
     return None
 
