@@ -21,42 +21,18 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from pymatgen.core import Structure
 from pymatgen.io.cif import CifWriter
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from powdersolve.dataset import load_dataset
 from powdersolve.fileio import atomic_output_dir
 from powdersolve.structures.exclusion import is_excluded
+from powdersolve.structures.orbits import site_constraints
 
 
-def has_free_coordinate(structure, symprec: float = 0.01) -> bool:
-    """True when some site's Wyckoff position has a free parameter (its letter's coordinates are not all fixed)."""
-    sga = SpacegroupAnalyzer(structure, symprec=symprec)
-    sym = sga.get_symmetrized_structure()
-    ops = sga.get_space_group_operations()
-    for group in sym.equivalent_sites:
-        site = group[0].frac_coords
-        # A position is fixed when every small move off it breaks its site symmetry: compare the
-        # orbit size of the site and of the site nudged along the directions free parameters take.
-        nudged = [site + 1e-3 * d / np.linalg.norm(d) for d in _DIRECTIONS]
-        n0 = len(_orbit(ops, site))
-        if any(len(_orbit(ops, p)) == n0 for p in nudged):
-            return True
-    return False
-
-
-#: Directions of the free parameters of Wyckoff positions (x; x,x; x,-x; x,2x; x,x,x; ...).
-_DIRECTIONS = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [1, 2, 0], [2, 1, 0],
-                        [1, 0, 1], [0, 1, 1], [1, 1, 1], [1, -1, 1], [1, 1, -1], [-1, 1, 1]], dtype=float)
-
-
-def _orbit(ops, x: np.ndarray, tol: float = 1e-4) -> list[np.ndarray]:
-    out: list[np.ndarray] = []
-    for op in ops:
-        y = np.mod(op.operate(x), 1.0)
-        if not any(np.all(np.abs(((y - z) + 0.5) % 1.0 - 0.5) < tol) for z in out):
-            out.append(y)
-    return out
+def has_free_coordinate(structure: Structure, symprec: float = 0.01) -> bool:
+    """True when some site's Wyckoff position has a free parameter (site-symmetry projector of nonzero rank)."""
+    return site_constraints(structure, symprec)[0].n_free > 0
 
 
 def main() -> None:
