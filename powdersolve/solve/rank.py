@@ -123,7 +123,8 @@ def merge_coincident(structure: Structure, tol: float = COINCIDENT) -> Structure
     if len(structure) < 2:
         return None
     d = structure.distance_matrix
-    same = np.array([[a == b for b in structure.species] for a in structure.species])
+    species = np.array([str(sp) for sp in structure.species])
+    same = species[:, None] == species[None, :]
     close = (d < tol) & same & ~np.eye(len(structure), dtype=bool)
     if not close.any():
         return None

@@ -175,7 +175,7 @@ def extinction_maps(grid: np.ndarray, lattice: np.ndarray, label: str, classes: 
     for setting in chosen.values():
         std_grid, std_lattice = to_standard(grid, lattice, setting)
         try:
-            found = search_space_groups(std_grid, metric_family(std_lattice), groups=(setting.number,))[0]
+            found = search_space_groups(std_grid, family, groups=(setting.number,))[0]  # relabelling keeps the family
         except InputError:  # the relabelled grid's steps differ along axes the group mixes
             continue
         symbol = found.symbol + ("" if setting.is_identity else f" as {setting.symbol}")
