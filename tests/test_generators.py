@@ -147,3 +147,58 @@ def test_perturbed_prototypes_pass_the_filters():
         assert distances_ok(c, 1.0, 0.6) and not is_excluded(c.formula, c.spacegroup)
     with pytest.raises(InputError):
         generate("prototypes", "trigonal", 1, 0, perturb=-0.1)
+
+
+@pytest.fixture(scope="module")
+def dimer_crystals():
+    return generate("dimers", "orthorhombic", 4, [3, 0], max_atoms=40)
+
+
+def test_dimer_crystals_hold_pairs_whose_partner_is_the_nearest_atom(dimer_crystals):
+    from pymatgen.core import Element
+
+    from powdersolve.structures.generators.dimers import DIMER_UNITS
+
+    bonds = {}
+    for u in DIMER_UNITS:
+        bonds.setdefault(u.element, []).append(u.bond)
+    for c in dimer_crystals:
+        assert 16 <= c.spacegroup <= 74 and distances_ok(c, 1.0, 0.6) and not is_excluded(c.formula, c.spacegroup)
+        d = c.to_structure().distance_matrix + np.eye(len(c.numbers)) * 99
+        nearest = d.argmin(axis=1)
+        paired = [i for i in range(len(c.numbers))
+                  if c.numbers[nearest[i]] == c.numbers[i] and nearest[nearest[i]] == i
+                  and any(abs(d[i, nearest[i]] - b) <= 0.031 * b
+                          for b in bonds.get(Element.from_Z(int(c.numbers[i])).symbol, []))]
+        # Every atom of the pair-forming element sits in a mutual nearest-neighbour pair of a dimer length.
+        species = {int(c.numbers[i]) for i in paired}
+        assert species, c.formula
+        for z in species:
+            assert all(i in paired for i in np.flatnonzero(c.numbers == z)), c.formula
+
+
+def test_dimer_generator_is_deterministic(dimer_crystals):
+    again = generate("dimers", "orthorhombic", 4, [3, 0], max_atoms=40)
+    assert all(_same(a, b) for a, b in zip(dimer_crystals, again))
+
+
+def test_dimer_orbit_pairs_swapped_by_site_symmetry():
+    """On an inversion centre of P-1 the pair is one orbit of 2 atoms; on a general position of P1, two orbits."""
+    from powdersolve.structures.generators.dimers import dimer_orbit
+
+    lattice = np.diag([4.0, 5.0, 6.0])
+    rng = np.random.default_rng(0)
+    rot = np.array([np.eye(3), -np.eye(3)])
+    trans = np.zeros((2, 3))
+    (orbit,) = dimer_orbit(rot, trans, lattice, np.array([0.5, 0.5, 0.5]), 2.28, rng)
+    assert len(orbit) == 2
+    assert np.linalg.norm((orbit[0] - orbit[1]) @ lattice) == pytest.approx(2.28)
+    assert np.allclose((orbit[0] + orbit[1]) / 2, 0.5)
+    first, second = dimer_orbit(rot[:1], trans[:1], lattice, np.array([0.1, 0.2, 0.3]), 1.49, rng)
+    assert len(first) == len(second) == 1
+    assert np.linalg.norm((first[0] - second[0]) @ lattice) == pytest.approx(1.49)
+    # A 3-fold axis alone reverses no direction: no pair can sit on it.
+    c3 = np.array([[[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, -1, 0], [1, -1, 0], [0, 0, 1]],
+                   [[-1, 1, 0], [-1, 0, 0], [0, 0, 1]]], dtype=float)
+    hexagonal = np.array([[4.0, 0, 0], [-2.0, 2.0 * np.sqrt(3), 0], [0, 0, 5.0]])
+    assert dimer_orbit(c3, np.zeros((3, 3)), hexagonal, np.zeros(3), 2.0, rng) == []

@@ -22,7 +22,8 @@ def data() -> None:
 
 @data.command("build")
 @click.option("--generator", "generator", default="prototypes", show_default=True,
-              help="prototypes, random, files:DIR, or a comma list (count split evenly), e.g. prototypes,random.")
+              help="prototypes, random, dimers (crystals of X2 pairs), files:DIR, or a comma list "
+                   "(count split evenly), e.g. prototypes,random.")
 @click.option("--system", default="cubic", show_default=True,
               help="Crystal system (cubic, trigonal, ..., all) or comma-separated space groups.")
 @click.option("--count", type=int, required=True, help="Crystals to generate (before deduplication).")

@@ -47,7 +47,7 @@ class BuildConfig:
     """What a dataset build makes.
 
     Attributes:
-        generators: generator kinds ('prototypes', 'random', 'files:DIR'); ``count`` is split evenly.
+        generators: generator kinds ('prototypes', 'random', 'dimers', 'files:DIR'); ``count`` is split evenly.
         system: crystal-system name or comma-separated space groups.
         count: crystals requested in total (before deduplication).
         seed: build seed; shard s uses seed [seed, s].
@@ -93,10 +93,10 @@ class BuildConfig:
         if self.variants <= 0:
             raise InputError(f"--variants {self.variants} must be a positive integer")
         if not self.generators:
-            raise InputError("--generator is empty; use prototypes, random or files:DIR")
+            raise InputError("--generator is empty; use prototypes, random, dimers or files:DIR")
         for g in self.generators:
             if g not in KINDS and not g.startswith("files:"):
-                raise InputError(f"unknown generator '{g}'; use prototypes, random or files:DIR")
+                raise InputError(f"unknown generator '{g}'; use prototypes, random, dimers or files:DIR")
         parse_system(self.system)
 
     def content_dict(self) -> dict:

@@ -11,6 +11,7 @@ import numpy as np
 from powdersolve.errors import InputError
 from powdersolve.structures.crystal import Crystal
 from powdersolve.structures.exclusion import exclusion_set, is_excluded
+from powdersolve.structures.generators.dimers import DIMER_TIMEOUT_S, _dimer_candidate
 from powdersolve.structures.generators.limits import (
     DEFAULT_COVALENT_FACTOR,
     DEFAULT_MAX_ATOMS,
@@ -58,7 +59,7 @@ def generate(kind: str, system: str | Sequence[int], count: int, seed: int | Seq
              min_distance: float = DEFAULT_MIN_DISTANCE, covalent_factor: float = DEFAULT_COVALENT_FACTOR,
              max_atoms: int = DEFAULT_MAX_ATOMS, timeout_s: float = 5.0, perturb: float = 0.0,
              group_swap: bool = False) -> list[Crystal]:
-    """``count`` filtered crystals from generator ``kind`` ('prototypes', 'random' or 'files:DIR').
+    """``count`` filtered crystals from generator ``kind`` ('prototypes', 'random', 'dimers' or 'files:DIR').
 
     Args:
         system: crystal-system name ('cubic', 'trigonal', ..., 'all') or space-group numbers.
@@ -87,11 +88,16 @@ def generate(kind: str, system: str | Sequence[int], count: int, seed: int | Seq
                              "benchmark-exclusion filters")
         return found[:count]
     if kind not in KINDS:
-        raise InputError(f"unknown generator '{kind}'; use prototypes, random or files:DIR")
+        raise InputError(f"unknown generator '{kind}'; use prototypes, random, dimers or files:DIR")
     if perturb < 0:
         raise InputError(f"perturb {perturb} must be a non-negative distance in Angstrom")
     if kind == "prototypes":
         make = functools.partial(_prototype_candidate, perturb=perturb, group_swap=group_swap)
+    elif kind == "dimers":
+        make = _dimer_candidate
+        # Pairs crowd PyXtal's placements: a candidate that has not fitted within this CPU time
+        # almost never does (measured: most successes take < 0.3 s), so give up early.
+        timeout_s = min(timeout_s, DIMER_TIMEOUT_S) if timeout_s > 0 else DIMER_TIMEOUT_S
     else:
         make = _random_candidate
     _warm_up(kind, groups, max_atoms)

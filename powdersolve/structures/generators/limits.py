@@ -25,7 +25,7 @@ SYSTEMS: dict[str, tuple[int, int]] = {
 }
 
 
-KINDS = ("prototypes", "random")
+KINDS = ("prototypes", "random", "dimers")
 
 
 DEFAULT_MIN_DISTANCE = 1.0
