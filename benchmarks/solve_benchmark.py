@@ -189,7 +189,8 @@ def solve_config(args: argparse.Namespace) -> SolveConfig:
     return SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K), abstain=False,
                        family_first=not args.rwp_only, map_symmetry=not args.no_map_symmetry,
                        modified_map=not args.no_modified_map,
-                       skip_p1_pairs=not args.merge_p1_pairs, n_z_averaged=args.n_z_averaged)
+                       skip_p1_pairs=not args.merge_p1_pairs, n_z_averaged=args.n_z_averaged,
+                       all_serving_models=not args.one_model)
 
 
 def run_case(case: Case, kind: str, mode: str, cases: list[Case], args: argparse.Namespace) -> dict:
@@ -320,6 +321,9 @@ def main() -> None:
     ap.add_argument("--merge-p1-pairs", action="store_true",
                     help="variant: StructureMatcher also compares two P1 readings "
                          "(SolveConfig.skip_p1_pairs=False, the default before 2026-12-02)")
+    ap.add_argument("--one-model", action="store_true",
+                    help="variant: only the first model that serves the lattice (SolveConfig.all_serving_models="
+                         "False, the default until 2026-12-06)")
     ap.add_argument("--n-z-averaged", type=int, default=2,
                     help="variant: Z values read from each symmetry-averaged map (SolveConfig.n_z_averaged; "
                          "1 was the default on 2026-11-25)")

@@ -269,3 +269,39 @@ def test_solve_goes_on_without_the_modified_map_when_modification_has_nothing(mo
     result = pipeline.solve(example, SolveConfig(samples=2), PredictConfig(composition="CaF2"))
     assert calls == [None]
     assert result.prediction.modified is None and result.best.spacegroup == 225
+
+
+@pytest.mark.parametrize("both", [True, False])
+def test_hexagonal_axes_are_read_by_both_models_that_serve_them(both: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hexagonal P lattice (where indexing cannot tell trigonal P groups from hexagonal ones) is read by the
+    hexagonal model and, with ``all_serving_models``, also by the trigonal model in the same indexed cell;
+    the candidates of both are ranked together."""
+    from independent import pattern
+
+    from powdersolve.formats import Pattern
+    from powdersolve.predict import PredictConfig
+    from powdersolve.solve import pipeline
+
+    real_predict = pipeline.predict
+    calls = []
+
+    def counted_predict(pat, config, progress=None):
+        calls.append((config.system, config.cell))
+        return real_predict(pat, config, progress=progress)
+
+    monkeypatch.setattr(pipeline, "predict", counted_predict)
+    # CdI2-type (P-3m1): Cd at 1a, I at 2d.
+    cdi2 = Structure.from_spacegroup("P-3m1", Lattice.hexagonal(4.24, 6.84), ["Cd", "I"],
+                                     [[0, 0, 0], [1 / 3, 2 / 3, 0.25]])
+    tt, counts = pattern(cdi2)
+    pat = Pattern(tt, counts, None, WAVELENGTHS["CuKa1"], Path("CdI2.xy"), "xy")
+    result = pipeline.solve(pat, SolveConfig(samples=2, grid=32, abstain=False, all_serving_models=both),
+                            PredictConfig(composition="CdI2"))
+    assert calls[0] == ("auto", None)
+    assert result.prediction.system == "hexagonal"
+    if both:
+        assert len(calls) == 2 and calls[1][0] == "trigonal" and calls[1][1] == result.prediction.cell
+        assert any(m.startswith("trigonal model") for origin in result.origins for m in origin)
+    else:
+        assert len(calls) == 1
+    assert result.best.result.rwp < 0.1 and result.best.formula == "CdI2"

@@ -55,6 +55,10 @@ class SolveConfig:
             :mod:`powdersolve.maps.modification`), at that group's standard origin, with the group's orbits;
             its candidates are refined before all others. On 24 generated trigonal crystals it raised
             top-1 matches from 18 to 20 and on 24 cubic ones kept 22, breaking none.
+        all_serving_models: when the model is picked automatically and another shipped model serves the
+            same lattice (:data:`powdersolve.weights.SERVING_MODELS`: the hexagonal and trigonal models
+            both serve hexagonal axes, where indexing cannot tell a trigonal P group from a hexagonal one),
+            also read atoms from that model's maps; the pattern fit ranks the candidates of both.
         skip_p1_pairs: when reading candidates, two structures that spglib could only place in P1
             are merged only when one is a copy of the other (:func:`powdersolve.solve.rank.same_sites`),
             without StructureMatcher, which took a quarter of the solve time, mostly on such pairs.
@@ -84,6 +88,7 @@ class SolveConfig:
     extinction_groups: int = 2
     modified_map: bool = True
     skip_p1_pairs: bool = True
+    all_serving_models: bool = True
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_rwp) and self.max_rwp > 0):

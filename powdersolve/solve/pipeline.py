@@ -45,6 +45,7 @@ from powdersolve.solve.reading import (
     symmetrised_maps,
 )
 from powdersolve.solve.result import SolveResult, write_solve_outputs
+from powdersolve.weights import SERVING_MODELS, available_systems
 
 Progress = Callable[[str], None]
 #: The default settings (one shared, immutable instance).
@@ -81,25 +82,28 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     pcfg = replace(predict_config or PredictConfig(), samples=config.samples, grid=config.grid, keep_samples=True)
-    # Atoms are read scale-free, and the solve benchmarks were measured on the network's own scale;
-    # the absolute scale (an affine change of each map) would move the basins' electron counts.
-    pred = predict(pattern, replace(pcfg, modify=None, absolute_scale=False), progress=progress)
     # The solver wants the modified map where its group's orbits are read: the group's standard origin.
     modifying = (replace(pcfg.modify or ModificationConfig(), symmetry=config.map_symmetry, origin="standard")
                  if config.modified_map else pcfg.modify)
-    if modifying is not None:
-        try:
-            pred = modify_prediction(pred, modifying, pcfg.composition, pcfg.formula_units)
-        except ModificationError as exc:
-            # The modified map is an extra candidate source; without it the solve still stands.
-            say(f"{exc}; solving without the modified map")
+    pred = _prediction(pattern, pcfg, modifying, say, progress)
+    preds = [pred]
+    for system in _other_serving_models(pred, pcfg, config):
+        say(f"also predicting with the {system} model, which serves the same lattice")
+        preds.append(_prediction(pattern, replace(pcfg, system=system, cell=pred.cell), modifying, say, progress))
     timings["predict"] = time.perf_counter() - t0
-    assert pred.samples is not None  # keep_samples=True
-    grids = ([pred.mean] if config.include_mean else []) + list(pred.samples)
-    labels = (["mean"] if config.include_mean else []) + [f"sample {i}" for i in range(len(pred.samples))]
-    first = _modified_first(pred) if config.modified_map else []
+    grids: list[np.ndarray] = []
+    labels: list[str] = []
+    first: list[PriorityMap] = []
+    searched: list[int] = []
+    for p in preds:
+        assert p.samples is not None  # keep_samples=True
+        tag = "" if p is pred else f"{p.system} model "
+        searched.append(len(grids))
+        grids += ([p.mean] if config.include_mean else []) + list(p.samples)
+        labels += ([f"{tag}mean"] if config.include_mean else []) + [f"{tag}sample {i}" for i in range(len(p.samples))]
+        first += _modified_first(p, tag) if config.modified_map else []
     result = _solve_grids(grids, labels, pred.lattice, pcfg.composition, observed_from_prediction(pred), config,
-                          say, timings, first, _extinctions(pred))
+                          say, timings, first, _extinctions(pred), searched)
     return replace(result, prediction=pred)
 
 
@@ -137,12 +141,40 @@ def solve_from_structures(pattern: str | os.PathLike | Pattern, structures: Sequ
                        len(structures), timings, config)
 
 
-def _modified_first(pred: Prediction) -> list[PriorityMap]:
-    """The prediction's density-modified map, to read before all others (empty when there is none)."""
+def _prediction(pattern: str | os.PathLike | Pattern, pcfg: PredictConfig, modifying: ModificationConfig | None,
+                say: Progress, progress: Progress | None) -> Prediction:
+    """:func:`predict` on the network's own scale, then the density-modified mean map when ``modifying``."""
+    # Atoms are read scale-free, and the solve benchmarks were measured on the network's own scale;
+    # the absolute scale (an affine change of each map) would move the basins' electron counts.
+    pred = predict(pattern, replace(pcfg, modify=None, absolute_scale=False), progress=progress)
+    if modifying is None:
+        return pred
+    try:
+        return modify_prediction(pred, modifying, pcfg.composition, pcfg.formula_units)
+    except ModificationError as exc:
+        # The modified map is an extra candidate source; without it the solve still stands.
+        say(f"{exc}; solving without the modified map")
+        return pred
+
+
+def _other_serving_models(pred: Prediction, pcfg: PredictConfig, config: SolveConfig) -> list[str]:
+    """Shipped models besides ``pred``'s that serve its lattice (:data:`powdersolve.weights.SERVING_MODELS`:
+    the hexagonal and trigonal models both serve hexagonal axes), when the model was picked automatically
+    and ``config.all_serving_models`` is on."""
+    if not config.all_serving_models or pcfg.weights is not None or pcfg.system != "auto":
+        return []
+    lattice = (pred.indexing or {}).get("system") or pred.cell.family
+    have = available_systems()
+    return [m for m in SERVING_MODELS.get(lattice, ()) if m != pred.system and m in have]
+
+
+def _modified_first(pred: Prediction, tag: str = "") -> list[PriorityMap]:
+    """The prediction's density-modified map, to read before all others (empty when there is none);
+    ``tag`` prefixes its label (the model it came from)."""
     if pred.modified is None:
         return []
     group = pred.modified_group
-    label = "modified mean" + (f" averaged over {group.symbol}" if group is not None else "")
+    label = f"{tag}modified mean" + (f" averaged over {group.symbol}" if group is not None else "")
     return [PriorityMap(pred.modified, label, group.number if group is not None else None)]
 
 
@@ -157,20 +189,22 @@ def _extinctions(pred: Prediction) -> list[ExtinctionClass]:
 
 def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray, composition: str | None,
                  observed: Observed, config: SolveConfig, say: Progress, timings: dict[str, float],
-                 first: Sequence[PriorityMap] = (), extinctions: Sequence[ExtinctionClass] = ()) -> SolveResult:
-    """Candidates from ``grids`` (the first one searched for its group, and averaged over the groups of the
-    best of ``extinctions``) and ``first`` (read before all)."""
+                 first: Sequence[PriorityMap] = (), extinctions: Sequence[ExtinctionClass] = (),
+                 searched: Sequence[int] = (0,)) -> SolveResult:
+    """Candidates from ``grids`` (those at the indices ``searched`` searched for their group, and averaged
+    over the groups of the best of ``extinctions``) and ``first`` (read before all)."""
     t0 = time.perf_counter()
     comp, ratios_known = composition_for_atoms(composition)
     priority = list(first)
     if config.map_symmetry and grids:
-        say("searching the first map for its space group")
-        sym_maps, sym_labels, sym_groups = symmetrised_maps(grids[0], lattice, labels[0], config.symmetry_top)
-        if config.extinction_groups and extinctions:
-            say(f"averaging the first map over the groups of the extinction class {extinctions[0].label}")
-            priority += extinction_maps(grids[0], lattice, labels[0], extinctions, config.extinction_groups,
-                                        skip=sym_groups)
-        priority += [PriorityMap(g, lab, n) for g, lab, n in zip(sym_maps, sym_labels, sym_groups)]
+        for i in searched:
+            say(f"searching the map '{labels[i]}' for its space group")
+            sym_maps, sym_labels, sym_groups = symmetrised_maps(grids[i], lattice, labels[i], config.symmetry_top)
+            if config.extinction_groups and extinctions:
+                say(f"averaging it over the groups of the extinction class {extinctions[0].label}")
+                priority += extinction_maps(grids[i], lattice, labels[i], extinctions, config.extinction_groups,
+                                            skip=sym_groups)
+            priority += [PriorityMap(g, lab, n) for g, lab, n in zip(sym_maps, sym_labels, sym_groups)]
         timings["map_symmetry"] = time.perf_counter() - t0
         t0 = time.perf_counter()
     say(f"reading atoms from {len(priority) + len(grids)} density maps")
