@@ -224,13 +224,16 @@ def run_case(case: Case, kind: str, mode: str, cases: list[Case], args: argparse
     raise ValueError(f"unknown mode {mode}")
 
 
-def load_cases(systems: list[str], limit: int | None, dataset: Path | None = None) -> list[Case]:
-    """The real structures of each system, or (``dataset``) the val + test crystals of a generated build."""
+def load_cases(systems: list[str], limit: int | None, dataset: Path | None = None,
+               groups: tuple[int, int] = (1, 230)) -> list[Case]:
+    """The real structures of each system, or (``dataset``) the val + test crystals of a generated build
+    whose space groups lie in ``groups`` (inclusive range)."""
     cases = []
     if dataset is not None:
         from powdersolve.dataset import load_dataset
 
-        records = [r for r in load_dataset(dataset) if r.split in ("val", "test")]
+        records = [r for r in load_dataset(dataset) if r.split in ("val", "test")
+                   and groups[0] <= r.crystal.spacegroup <= groups[1]]
         for r in records[:limit]:
             crystal = r.crystal
             name = f"{crystal.formula}_{crystal.spacegroup}"
@@ -311,6 +314,7 @@ def main() -> None:
     ap.add_argument("--dataset", type=Path, default=None,
                     help="a generated build: solve its val + test crystals instead of the real ones "
                          "(for choosing settings without the benchmark); --systems names its one system")
+    ap.add_argument("--groups", default="1-230", help="with --dataset: only crystals of these space groups (LO-HI)")
     ap.add_argument("--rwp-only", action="store_true",
                     help="variant: rank by Rwp without the family-first rule (SolveConfig.family_first=False)")
     ap.add_argument("--no-modified-map", action="store_true",
@@ -347,7 +351,8 @@ def main() -> None:
         suffix = ("_independent" if kinds == ["independent"] else "") + ("_no_cell" if args.no_cell else "")
         args.json = RESULTS / f"solve_{args.systems.replace(',', '_')}{suffix}.json"
     torch.set_num_threads(args.threads)
-    cases = load_cases([s for s in args.systems.split(",") if s], args.limit, args.dataset)
+    cases = load_cases([s for s in args.systems.split(",") if s], args.limit, args.dataset,
+                       tuple(int(g) for g in args.groups.split("-")))
     rows = []
     t_all = time.perf_counter()
     for case in cases:
@@ -385,7 +390,7 @@ def write_json(args: argparse.Namespace, modes: list[str], kinds: list[str], row
                         "wavelength": LINE, "two_theta": TWO_THETA,
                         "weights": {k: str(v) for k, v in args.weights.items()} or "shipped",
                         "matchers": MATCHERS, "profiles": {k: repr(v) for k, v in PROFILES.items()},
-                        "dataset": str(args.dataset) if args.dataset else None,
+                        "dataset": str(args.dataset) if args.dataset else None, "groups": args.groups,
                         "cell": "indexed (model, wrong-pattern); true (no-model, oracle)" if args.no_cell else "true",
                         "solve_config": repr(solve_config(args))},
            "complete": complete, "summary": summarise(rows), "rows": rows, "seconds_total": seconds}
