@@ -20,6 +20,7 @@ from powdersolve.cli import main
 from powdersolve.indexing import IndexConfig, index_pattern
 from powdersolve.indexing.extinction import space_group_candidates, systematically_absent
 from powdersolve.indexing.reduction import niggli, same_lattice
+from powdersolve.indexing.search import INDEX2
 
 CU = 1.540562
 
@@ -159,3 +160,53 @@ def test_cli_bad_input_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["index", str(bad), "--systems", "cubic,quasicrystal"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert all(line.startswith("powdersolve: error:") for line in err)
+
+
+def superstructure(abc: tuple[float, float, float], beta: float, coords: list[list[float]], shift: float = 0.15
+                   ) -> tuple[Structure, Structure]:
+    """A P2_1/c Zn-O subcell (edges A, beta deg, fractional coordinates) and its superstructure: a doubled,
+    the Zn atoms of one half moved ``shift`` A along +b and of the other along -b, so that the lines
+    the doubling adds are weak."""
+    sub = Structure.from_spacegroup("P2_1/c", Lattice.monoclinic(*abc, beta), ["Zn", "O"], coords)
+    sup = sub * (2, 1, 1)
+    for i, site in enumerate(sup):
+        if site.specie.symbol == "Zn":
+            sup.translate_sites([i], [0, shift if site.frac_coords[0] % 1 < 0.5 else -shift, 0],
+                                frac_coords=False)
+    return sub, sup
+
+
+def test_superstructure_beats_its_subcell_that_leaves_lines_unexplained() -> None:
+    # The subcell indexes all lines but two weak ones of the doubling (and the spurious line) with
+    # about twice the M20 of the right cell; the right cell, its supercell, explains them.
+    sub, sup = superstructure((7.368, 5.123, 6.985), 100.54, [[0.513, 0.136, 0.689], [0.842, 0.426, 0.957]])
+    sols = index_pattern(two_theta=peak_list(sup), wavelength=CU, config=CONFIG)
+    top = sols[0]
+    assert top.system == "monoclinic"
+    assert same_lattice(niggli(top.lattice(), top.centring), primitive_niggli(sup))
+    subcells = [s for s in sols if same_lattice(niggli(s.lattice(), s.centring), primitive_niggli(sub))]
+    assert subcells and subcells[0].m20 > 1.5 * top.m20
+    assert subcells[0].n_indexed >= subcells[0].n_lines - 3 and subcells[0].n_indexed < top.n_indexed
+
+
+def test_supercell_indexing_only_the_stray_line_does_not_displace_the_right_cell() -> None:
+    # A supercell of the right cell indexes the spurious line by chance (and has a comparable score):
+    # one line above chance is no evidence for it.
+    _, sup = superstructure((5.481, 7.462, 5.456), 111.41, [[0.87, 0.391, 0.438], [0.373, 0.107, 0.479]])
+    top = index_pattern(two_theta=peak_list(sup), wavelength=CU, config=CONFIG)[0]
+    assert same_lattice(niggli(top.lattice(), top.centring), primitive_niggli(sup))
+
+
+def test_index2_transforms_are_the_seven_supercells_and_seven_subcells() -> None:
+    sup = [t for t in INDEX2 if np.linalg.det(t) > 1]
+    sub = [t for t in INDEX2 if np.linalg.det(t) < 1]
+    assert len(sup) == len(sub) == 7
+    assert all(np.isclose(np.linalg.det(t), 2) and np.allclose(t, np.round(t)) for t in sup)
+    # A subcell's lattice contains the parent's: the parent's rows are integer combinations of its own.
+    assert all(np.isclose(np.linalg.det(t), 0.5) and np.allclose(np.linalg.inv(t), np.round(np.linalg.inv(t)))
+               for t in sub)
+    # Different lattices: no supercell's rows are integer combinations of another's.
+    for i, a in enumerate(sup):
+        for b in sup[i + 1:]:
+            m = a @ np.linalg.inv(b)
+            assert not np.allclose(m, np.round(m))

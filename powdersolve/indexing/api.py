@@ -16,9 +16,15 @@ Pipeline (all in Q = 1/d^2):
    in every Bravais lattice spglib finds in their metric at a few tolerances (:mod:`.reduction`);
 4. every trial that indexes enough of the first lines is refined by weighted least squares with a
    zero shift (:mod:`.refine`) and scored by de Wolff M20 and Smith-Snyder F_N;
-5. candidates describing the same lattice (same Niggli cell) are merged, keeping the most symmetric
-   one unless its M20 is clearly worse; the rest are ranked by M20 times (fraction of the first 20 lines
-   indexed) ** ``UNINDEXED_EXPONENT`` times ``IndexConfig.occam`` per free metric parameter fewer than triclinic.
+5. the leading ``N_NEIGHBOURS`` candidates are refined once more from their refined cells (a trial far
+   from the right metric can stop in a false minimum), then their index-2 supercells and subcells
+   in every Bravais lattice of their metric (the generators of steps 1-3 start from a few low-index
+   lines and miss a superstructure whose doubling shows only in weak lines, while its subcell
+   indexes most lines), and the leading candidates once more;
+6. candidates describing the same lattice (same Niggli cell) are merged, keeping the most symmetric
+   one unless its M20 is clearly worse; the rest are ranked by M20 times (fraction of the lines
+   indexed) ** (``UNINDEXED_EXPONENT`` max(n, 20) / 20) times ``IndexConfig.occam`` per free metric
+   parameter fewer than triclinic (:func:`.solution.solution_of`).
 
 Each system has a time budget (``IndexConfig.time_budget_s``); a search out of time returns what it has.
 """
@@ -38,6 +44,9 @@ from powdersolve.indexing.pattern import PickedPeaks, pick_peaks
 from powdersolve.indexing.reduction import niggli, same_lattice
 from powdersolve.indexing.search import HIGH_SYSTEMS, Search
 from powdersolve.indexing.solution import CENTRING_POINTS, M20_THRESHOLD, CellSolution, IndexConfig
+
+#: Leading candidates whose index-2 supercells and subcells are refined.
+N_NEIGHBOURS = 5
 
 
 def _rank(found: list[CellSolution], n_keep: int) -> list[CellSolution]:
@@ -94,8 +103,16 @@ def index_peaks(obs: Observed, config: IndexConfig, progress: Callable[[str], No
             "the triclinic search skipped")
     elif "triclinic" in systems:
         search.low(tuple(systems))
-    found = [s for s in search.found if s.system in systems]
-    return _rank(found, config.n_keep)
+
+    def leading(n: int) -> list[CellSolution]:
+        return _rank([s for s in search.found if s.system in systems], n)
+
+    # Step 5: the leading candidates refined to convergence, their supercells and subcells, and the
+    # leading ones (perhaps some of those) refined to convergence in turn.
+    search.polish(leading(N_NEIGHBOURS))
+    search.neighbours(leading(N_NEIGHBOURS), tuple(systems))
+    search.polish(leading(N_NEIGHBOURS))
+    return leading(config.n_keep)
 
 
 def index_pattern(d_spacings: Sequence[float] | np.ndarray | None = None, *,

@@ -45,6 +45,27 @@ LINE_MULTIPLICITY = {"orthorhombic": 8, "monoclinic": 4}
 MAX_LINE_RATIO = 3.0
 
 
+def _index2_transforms() -> np.ndarray:
+    """(14, 3, 3) matrices T taking primitive rows L to the rows T @ L of the lattices that contain L,
+    or that L contains, with index 2: the 7 supercells (det 2) and the 7 subcells (det 1/2).
+
+    A supercell keeps the translations n.L with v.n even, for each v in {0, 1}^3 \\ {0}; a subcell adds
+    (v.L) / 2. Any lattice of twice or half the volume sharing the translations of the other is one of them.
+    """
+    out = []
+    for v in np.array([(i >> 2 & 1, i >> 1 & 1, i & 1) for i in range(1, 8)]):
+        i = int(np.argmax(v))
+        sup = np.eye(3)
+        sup[:, i] += v  # rows e_j + v_j e_i (2 e_i for j = i): each keeps v.n even
+        sub = np.eye(3)
+        sub[i] = v / 2
+        out += [sup, sub]
+    return np.array(out)
+
+
+#: Supercell and subcell transforms of :meth:`Search.neighbours`.
+INDEX2 = _index2_transforms()
+
 
 class Search:
     """Collects refined candidates of one pattern (one job; no state outside it)."""
@@ -60,26 +81,39 @@ class Search:
         self.need = n_s - self.max_unindexed
         self.found: list[CellSolution] = []
 
-    def add(self, system: str, centring: str, p0: np.ndarray, keep: bool = True) -> Fit | None:
-        """Refine a trial; keep it as a candidate (unless ``keep`` is False) when it indexes enough lines."""
-        ref = refine(system, centring, np.asarray(p0, dtype=np.float64), self.obs,
-                     max_unindexed=self.max_unindexed)
+    def _fit(self, system: str, centring: str, p0: np.ndarray) -> Fit | None:
+        """A trial refined, or None when it leaves more lines unindexed than the search allows."""
+        ref = refine(system, centring, np.asarray(p0, dtype=np.float64), self.obs, max_unindexed=self.max_unindexed)
         if ref is None:
             return None
         fit = figures(system, centring, ref[0], ref[1], self.obs)
         if fit is None or fit.n_unindexed20 > self.max_unindexed or fit.n_lines - fit.n_indexed > 2 * max(
                 self.max_unindexed, 1):
             return None
-        sol = solution_of(fit, self.obs, self.config.occam)
-        if not keep:
-            return fit if sol is not None else None
-        if sol is None or not (self.config.min_volume * CENTRING_POINTS[centring] <= sol.volume
-                                   <= self.config.max_volume):
+        return fit
+
+    def solution(self, system: str, centring: str, p0: np.ndarray) -> tuple[Fit, CellSolution] | None:
+        """A trial refined: its fit and candidate when it indexes enough lines and passes the volume and
+        edge limits of the configuration, else None."""
+        fit = self._fit(system, centring, p0)
+        sol = None if fit is None else solution_of(fit, self.obs, self.config.occam)
+        if fit is None or sol is None or not (self.config.min_volume * CENTRING_POINTS[centring] <= sol.volume
+                                              <= self.config.max_volume):
             return None
         if float(niggli(sol.lattice(), centring)[0].min()) < self.config.min_edge:
             return None
-        self.found.append(sol)
-        return fit
+        return fit, sol
+
+    def add(self, system: str, centring: str, p0: np.ndarray, keep: bool = True) -> Fit | None:
+        """Refine a trial; keep it as a candidate (unless ``keep`` is False) when it indexes enough lines."""
+        if not keep:
+            fit = self._fit(system, centring, p0)
+            return fit if fit is not None and solution_of(fit, self.obs, self.config.occam) is not None else None
+        out = self.solution(system, centring, p0)
+        if out is None:
+            return None
+        self.found.append(out[1])
+        return out[0]
 
     def best_trials(self, system: str, centring: str, trials: np.ndarray) -> np.ndarray:
         """Up to ``n_refine`` trials that index most of the first lines, smallest cells first."""
@@ -208,6 +242,80 @@ class Search:
                 mp = param_map(system)
                 p = np.linalg.lstsq(mp, p6_from_lattice(std), rcond=None)[0]
                 self.add(system, centring, p)
+
+    def polish(self, candidates: Sequence[CellSolution]) -> None:
+        """Refine ``candidates`` once more, starting from their refined cells.
+
+        A trial far from the right metric may stop, after the fixed iterations of :func:`.refine.refine`,
+        in a false minimum that leaves lines at high angle unindexed (the zero shift and a slightly
+        wrong edge compensating at low angle); restarted from there, the assignment takes those lines in
+        and the fit converges. Both versions stay candidates; the merge keeps the better.
+        """
+        for sol in candidates:
+            self.add(sol.system, sol.centring, np.linalg.lstsq(param_map(sol.system), sol.p6(), rcond=None)[0])
+
+    def neighbours(self, candidates: Sequence[CellSolution], systems: Sequence[str]) -> None:
+        """Refine the index-2 supercells and subcells of ``candidates`` in every Bravais lattice of their metric.
+
+        The trial generators start from a few low-index lines, so a superstructure whose doubling shows
+        only in weak lines (its subcell, of half the volume, indexes most lines) may never be tried,
+        while the subcell is; likewise a cell may be missed while a supercell of it is found. A
+        subcell is kept as any candidate (if it indexes the same lines, M20 prefers it); a supercell
+        only as :meth:`explains` allows, since a cell of twice the volume indexes stray lines by
+        chance. Each is refined from the parent's metric, then once more from the result (as
+        :meth:`polish`), and the better of the two taken: its many lines make the first assignment
+        ambiguous.
+        """
+        seen: list[tuple[np.ndarray, np.ndarray]] = [niggli(s.lattice(), s.centring) for s in self.found]
+        n_before = len(self.found)
+        for sol in candidates:
+            prim = primitive_lattice(sol.lattice(), sol.centring)
+            for t in INDEX2:
+                red = niggli(t @ prim)
+                lat = lattice_from_cell(*red[0], *red[1])
+                vol = abs(float(np.linalg.det(lat)))
+                if not (self.config.min_volume <= vol <= self.config.max_volume) or any(
+                        same_lattice(red, r) for r in seen):
+                    continue
+                seen.append(red)
+                for system, centring, std in bravais_lattices(lat):
+                    if system == "triclinic":
+                        if sol.system != "triclinic" or "triclinic" not in systems:
+                            continue
+                        p = p6_from_lattice(lat)  # the Niggli cell, as the reduced-basis search reports
+                    elif system in systems:
+                        p = np.linalg.lstsq(param_map(system), p6_from_lattice(std), rcond=None)[0]
+                    else:
+                        continue
+                    first = self.solution(system, centring, p)
+                    if first is None:
+                        continue
+                    again = self.solution(system, centring, first[0].p)
+                    best = first[1] if again is None or again[1].score <= first[1].score else again[1]
+                    if np.linalg.det(t) < 1 or self.explains(best, sol):
+                        self.found.append(best)
+        self.say(f"indexing: {len(self.found) - n_before} candidates from the supercells and subcells of the "
+                 f"{len(candidates)} leading ones")
+
+    def explains(self, sup: CellSolution, parent: CellSolution) -> bool:
+        """Whether a supercell ``sup`` of ``parent`` (twice its primitive volume) explains the lines better
+        than chance: it fits better outright (a higher M20 although it predicts about twice the lines),
+        or it indexes at least one more of the lines the parent leaves unindexed than a cell of its
+        volume would by chance (the excess over chance that :func:`_pick` ranks trials by).
+
+        The chance count takes the reflections the supercell adds, pi dV sqrt(Q) per unit Q for a
+        primitive volume increase dV (A^3), each matching a line within its tolerance
+        (:func:`.trials.chance_matches`). One stray line a supercell happens to index is thus no
+        reason to prefer it (p ~ 0.2-0.4 at twice the volume), while a subcell that leaves two lines
+        of a superstructure unexplained loses to it.
+        """
+        if sup.m20 >= parent.m20:
+            return True
+        unindexed = ~parent.hkl.any(axis=1)
+        k = int(np.sum(unindexed & sup.hkl.any(axis=1)))
+        dv = sup.volume / CENTRING_POINTS[sup.centring] - parent.volume / CENTRING_POINTS[parent.centring]
+        lam = float(chance_matches(np.array([max(dv, 0.0)]), self.q[unindexed], self.obs.tol_q()[unindexed])[0])
+        return k - lam >= 1.0
 
     def add_triclinic(self, p0: np.ndarray, keep: bool) -> Fit | None:
         ref = refine("triclinic", "P", p0, self.obs, max_unindexed=self.max_unindexed)

@@ -22,8 +22,9 @@ from powdersolve.indexing.refine import Fit
 M20_THRESHOLD = 10.0
 #: Lattice points per conventional cell of each centring.
 CENTRING_POINTS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
-#: Ranking factor (fraction of the first 20 lines indexed) ** UNINDEXED_EXPONENT: each unindexed
-#: line weighs more when there are few lines (one in ten: x 0.43; one in twenty: x 0.66).
+#: Ranking factor (fraction of the lines indexed) ** (UNINDEXED_EXPONENT * max(n, 20) / 20) for n
+#: lines: each unindexed line weighs more when there are fewer than 20 (one in ten: x 0.43; one in
+#: twenty: x 0.66), and about x 0.66 wherever it lies among more (one in thirty: x 0.67).
 UNINDEXED_EXPONENT = 8.0
 
 
@@ -127,12 +128,21 @@ class CellSolution:
 
 
 def solution_of(fit: Fit, obs: Observed, occam: float) -> CellSolution | None:
+    """The :class:`CellSolution` of a refined fit, with its ranking score; None for a cell that is not
+    positive definite.
+
+    The score is M20 times the indexed-fraction factor of :data:`UNINDEXED_EXPONENT` times ``occam``
+    per free metric parameter fewer than triclinic. The fraction counts every line given, not only
+    the first 20 of M20: a subcell that leaves a superstructure line beyond the 20th unexplained
+    must pay for it, or it out-ranks the right cell on M20 alone (its N20 is half).
+    """
     cell = cell_from_p6(param_map(fit.system) @ fit.p)
     if cell is None:
         return None
     n_par = param_map(fit.system).shape[1]
-    m = min(20, fit.n_lines)
-    score = fit.m20 * ((m - fit.n_unindexed20) / m) ** UNINDEXED_EXPONENT * occam ** (6 - n_par)
+    n = max(fit.n_lines, 1)
+    exponent = UNINDEXED_EXPONENT * max(n, 20) / 20
+    score = fit.m20 * (fit.n_indexed / n) ** exponent * occam ** (6 - n_par)
     return CellSolution(fit.system, *cell, fit.centring, fit.m20, fit.n_indexed, fit.zero, int(obs.tt.size),
                         fit.f_n, fit.hkl, float(score))
 
