@@ -190,7 +190,7 @@ def solve_config(args: argparse.Namespace) -> SolveConfig:
                        family_first=not args.rwp_only, map_symmetry=not args.no_map_symmetry,
                        modified_map=not args.no_modified_map,
                        skip_p1_pairs=not args.merge_p1_pairs, n_z_averaged=args.n_z_averaged,
-                       all_serving_models=not args.one_model)
+                       all_serving_models=not args.one_model, alternate_samples=args.alternate_samples)
 
 
 def run_case(case: Case, kind: str, mode: str, cases: list[Case], args: argparse.Namespace) -> dict:
@@ -328,6 +328,8 @@ def main() -> None:
     ap.add_argument("--one-model", action="store_true",
                     help="variant: only the first model that serves the lattice (SolveConfig.all_serving_models="
                          "False, the default until 2026-12-06)")
+    ap.add_argument("--alternate-samples", type=int, default=SolveConfig.alternate_samples,
+                    help="latent samples of each additional serving model (SolveConfig.alternate_samples)")
     ap.add_argument("--n-z-averaged", type=int, default=2,
                     help="variant: Z values read from each symmetry-averaged map (SolveConfig.n_z_averaged; "
                          "1 was the default on 2026-11-25)")

@@ -59,6 +59,8 @@ class SolveConfig:
             same lattice (:data:`powdersolve.weights.SERVING_MODELS`: the hexagonal and trigonal models
             both serve hexagonal axes, where indexing cannot tell a trigonal P group from a hexagonal one),
             also read atoms from that model's maps; the pattern fit ranks the candidates of both.
+        alternate_samples: latent samples drawn from each such additional model (at most ``samples``):
+            its maps double the reading and refinement time when it draws as many as the first model.
         skip_p1_pairs: when reading candidates, two structures that spglib could only place in P1
             are merged only when one is a copy of the other (:func:`powdersolve.solve.rank.same_sites`),
             without StructureMatcher, which took a quarter of the solve time, mostly on such pairs.
@@ -89,6 +91,7 @@ class SolveConfig:
     modified_map: bool = True
     skip_p1_pairs: bool = True
     all_serving_models: bool = True
+    alternate_samples: int = 5
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_rwp) and self.max_rwp > 0):
@@ -103,6 +106,8 @@ class SolveConfig:
             raise InputError(f"--refine-top {self.refine_top} must be 0 (refine all) or more")
         if self.extinction_groups < 0:
             raise InputError(f"extinction_groups {self.extinction_groups} must be 0 (off) or more")
+        if self.alternate_samples < 1:
+            raise InputError(f"alternate_samples {self.alternate_samples} must be at least 1")
         if self.screen_iter < 1:
             raise InputError(f"screen_iter {self.screen_iter} must be at least 1")
 

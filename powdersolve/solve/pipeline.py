@@ -89,7 +89,8 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
     preds = [pred]
     for system in _other_serving_models(pred, pcfg, config):
         say(f"also predicting with the {system} model, which serves the same lattice")
-        preds.append(_prediction(pattern, replace(pcfg, system=system, cell=pred.cell), modifying, say, progress))
+        alternate = replace(pcfg, system=system, cell=pred.cell, samples=min(config.alternate_samples, pcfg.samples))
+        preds.append(_prediction(pattern, alternate, modifying, say, progress))
     timings["predict"] = time.perf_counter() - t0
     grids: list[np.ndarray] = []
     labels: list[str] = []
