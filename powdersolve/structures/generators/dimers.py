@@ -30,6 +30,7 @@ import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 
 from powdersolve.structures.generators.limits import _ANIONS, _cations
+from powdersolve.structures.generators.random_crystals import cell_multiple
 
 #: Shortest distance between atoms of neighbouring pairs that PyXtal is asked to leave, Angstrom.
 _CONTACT = 1.2
@@ -94,6 +95,11 @@ def _pair_direction(stabiliser_cart: np.ndarray, rng: np.random.Generator, tries
     Candidates are drawn from the -1 eigenspace of a random operation (its projector (I - R) / 2 for an
     involution; the real -1 eigenvectors otherwise) and kept only when the whole stabiliser agrees.
     """
+    # Special orientations (along an axis of a higher site symmetry) have measure zero in an
+    # eigenspace, so the real +/-1 eigenvectors of every operation are offered too.
+    axes = [np.real(vec) for rr in stabiliser_cart
+            for val, vec in zip(*np.linalg.eig(rr), strict=True)
+            if abs(abs(val) - 1) < 1e-6 and np.linalg.norm(np.imag(vec)) < 1e-9]
     for _ in range(tries):
         r = stabiliser_cart[int(rng.integers(len(stabiliser_cart)))]
         w, v = np.linalg.eig(r)
@@ -102,11 +108,6 @@ def _pair_direction(stabiliser_cart: np.ndarray, rng: np.random.Generator, tries
             continue
         u = minus @ rng.normal(size=minus.shape[1])
         if minus.shape[1] > 1 and rng.random() < 0.3:
-            # Special orientations (along an axis of a higher site symmetry) have measure zero in
-            # the eigenspace, so offer the basis vectors of every operation's eigenspaces too.
-            axes = [np.real(vec) for rr in stabiliser_cart
-                    for val, vec in zip(*np.linalg.eig(rr), strict=True)
-                    if abs(abs(val) - 1) < 1e-6 and np.linalg.norm(np.imag(vec)) < 1e-9]
             u = axes[int(rng.integers(len(axes)))]
         norm = np.linalg.norm(u)
         if norm < 1e-9:
@@ -219,12 +220,10 @@ def _dimer_candidate(groups: tuple[int, ...], max_atoms: int, rng: np.random.Gen
     base = np.array([formula[s] // 2 if s == unit.element else formula[s] for s in species])
     sg = int(groups[int(rng.integers(len(groups)))])
     group = Group(sg)
-    atoms_per_k = int(base.sum() + base[species.index(unit.element)])
-    factors = [k for k in range(1, max_atoms // atoms_per_k + 1) if group.check_compatible((base * k).tolist())[0]]
-    if not factors:
+    # Each placeholder becomes two atoms.
+    k = cell_multiple(group, base, int(base.sum() + base[0]), max_atoms, rng)
+    if k is None:
         return None
-    w = 1.0 / np.arange(1, len(factors) + 1)
-    k = factors[int(rng.choice(len(factors), p=w / w.sum()))]
     xtal = pyxtal()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

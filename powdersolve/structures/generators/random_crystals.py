@@ -60,6 +60,21 @@ def random_composition(rng: np.random.Generator) -> dict[str, int]:
     return {el: c // g for el, c in counts.items()}
 
 
+def cell_multiple(group, base: np.ndarray, atoms_per_multiple: int, max_atoms: int,
+                  rng: np.random.Generator) -> int | None:
+    """A random multiple k of the species counts ``base`` that PyXtal can place in ``group`` (a
+    ``pyxtal.symmetry.Group``) with k x ``atoms_per_multiple`` <= ``max_atoms`` atoms; None when none fits.
+
+    Small k are preferred (weight 1/rank), as real structures are mostly small cells, but large ones stay.
+    """
+    factors = [k for k in range(1, max_atoms // atoms_per_multiple + 1)
+               if group.check_compatible((base * k).tolist())[0]]
+    if not factors:
+        return None
+    w = 1.0 / np.arange(1, len(factors) + 1)
+    return factors[int(rng.choice(len(factors), p=w / w.sum()))]
+
+
 def _random_candidate(groups: tuple[int, ...], max_atoms: int, rng: np.random.Generator) -> Structure | None:
     from pyxtal import pyxtal
     from pyxtal.symmetry import Group
@@ -69,13 +84,9 @@ def _random_candidate(groups: tuple[int, ...], max_atoms: int, rng: np.random.Ge
     base = np.array([comp[s] for s in species])
     sg = int(groups[int(rng.integers(len(groups)))])
     group = Group(sg)
-    factors = [k for k in range(1, max_atoms // int(base.sum()) + 1)
-               if group.check_compatible((base * k).tolist())[0]]
-    if not factors:
+    k = cell_multiple(group, base, int(base.sum()), max_atoms, rng)
+    if k is None:
         return None
-    # Prefer small cells, as real structures do, but keep some large ones.
-    w = 1.0 / np.arange(1, len(factors) + 1)
-    k = factors[int(rng.choice(len(factors), p=w / w.sum()))]
     xtal = pyxtal()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
