@@ -271,11 +271,12 @@ def test_solve_goes_on_without_the_modified_map_when_modification_has_nothing(mo
     assert result.prediction.modified is None and result.best.spacegroup == 225
 
 
-@pytest.mark.parametrize("both", [True, False])
-def test_hexagonal_axes_are_read_by_both_models_that_serve_them(both: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("own", [True, False])
+def test_hexagonal_axes_ask_the_other_model_when_the_first_answer_is_not_its_own(
+        own: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """A hexagonal P lattice (where indexing cannot tell trigonal P groups from hexagonal ones) is read by the
-    hexagonal model and, with ``all_serving_models``, also by the trigonal model in the same indexed cell;
-    the candidates of both are ranked together."""
+    hexagonal model; when its best fit is not its own (here forced), the trigonal model also reads it in the
+    same indexed cell and the candidates of both are ranked together."""
     from independent import pattern
 
     from powdersolve.formats import Pattern
@@ -290,18 +291,38 @@ def test_hexagonal_axes_are_read_by_both_models_that_serve_them(both: bool, monk
         return real_predict(pat, config, progress=progress)
 
     monkeypatch.setattr(pipeline, "predict", counted_predict)
+    monkeypatch.setattr(pipeline, "_own_answer", lambda *_args: own)
     # CdI2-type (P-3m1): Cd at 1a, I at 2d.
     cdi2 = Structure.from_spacegroup("P-3m1", Lattice.hexagonal(4.24, 6.84), ["Cd", "I"],
                                      [[0, 0, 0], [1 / 3, 2 / 3, 0.25]])
     tt, counts = pattern(cdi2)
     pat = Pattern(tt, counts, None, WAVELENGTHS["CuKa1"], Path("CdI2.xy"), "xy")
-    result = pipeline.solve(pat, SolveConfig(samples=2, grid=32, abstain=False, all_serving_models=both),
-                            PredictConfig(composition="CdI2"))
+    result = pipeline.solve(pat, SolveConfig(samples=2, grid=32, abstain=False), PredictConfig(composition="CdI2"))
     assert calls[0] == ("auto", None)
     assert result.prediction.system == "hexagonal"
-    if both:
+    if own:
+        assert len(calls) == 1
+    else:
         assert len(calls) == 2 and calls[1][0] == "trigonal" and calls[1][1] == result.prediction.cell
         assert any(m.startswith("trigonal model") for origin in result.origins for m in origin)
-    else:
-        assert len(calls) == 1
     assert result.best.result.rwp < 0.1 and result.best.formula == "CdI2"
+    assert len({c.source for c in result.candidates}) == len(result.candidates)  # renumbered, still distinct
+
+
+def test_a_models_own_answer_is_an_acceptable_fit_in_its_own_crystal_system() -> None:
+    """The staging rule: another serving model is asked unless the first model's best fit is acceptable and
+    its space group belongs to that model's crystal system."""
+    from types import SimpleNamespace
+
+    from powdersolve.solve.pipeline import _own_answer
+
+    def result(spacegroup: int, rwp: float) -> SimpleNamespace:
+        best = SimpleNamespace(spacegroup=spacegroup, result=SimpleNamespace(rwp=rwp))
+        return SimpleNamespace(candidates=[best], best=best)
+
+    assert _own_answer(result(194, 0.05), "hexagonal", 0.35)
+    assert not _own_answer(result(164, 0.05), "hexagonal", 0.35)  # P-3m1: trigonal, ask the trigonal model
+    assert not _own_answer(result(194, 0.50), "hexagonal", 0.35)  # not acceptable
+    assert _own_answer(result(166, 0.05), "trigonal", 0.35)
+    assert not _own_answer(result(1, 0.05), "trigonal", 0.35)
+    assert not _own_answer(None, "trigonal", 0.35)

@@ -1,7 +1,9 @@
 """Candidate deduplication: the copy check against StructureMatcher, the merging of noisy readings,
-and the point-group order that ranks equally good fits."""
+the point-group order that ranks equally good fits, merged rankings and threaded refinement."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,8 +11,11 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 from pymatgen.symmetry.groups import PointGroup, SpaceGroup
 
-from powdersolve.solve.candidate import DistinctStructures, same_sites
-from powdersolve.solve.rank import point_group_order
+from powdersolve.errors import NoSolutionError
+from powdersolve.solve.candidate import Candidate, DistinctStructures, candidate_of, same_sites
+from powdersolve.solve.observed import Observed
+from powdersolve.solve.rank import RankConfig, Ranking, merge_rankings, point_group_order, rank_structures
+from powdersolve.solve.refine import RefineConfig, RefineResult
 
 
 @pytest.fixture()
@@ -68,3 +73,52 @@ def test_distinct_structures_merges_near_duplicates_but_not_two_noisy_ones(spine
 def test_point_group_order_equals_pymatgen(number: int) -> None:
     expected = len(PointGroup(SpaceGroup.from_int_number(number).point_group).symmetry_ops)
     assert point_group_order(number) == expected
+
+
+def _candidate(structure: Structure, rwp: float, screened_only: bool = False) -> Candidate:
+    """A candidate with a stand-in refinement record (only the structure and Rwp matter to the ranking)."""
+    res = RefineResult(structure, 0.0, 1.0, 1.0, rwp, rwp, 1.0, np.zeros(1), np.zeros(1), np.zeros(1))
+    return candidate_of(res, 0, screened_only=screened_only)
+
+
+def test_merged_rankings_rank_together_drop_duplicates_and_renumber() -> None:
+    """Two models' rankings of one pattern: one list by Rwp, the worse copy of a structure both read
+    dropped, each candidate keeping its own origins, sources renumbered; abstention on the merged best."""
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cscl = Structure(Lattice.cubic(3.3), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    first = Ranking([_candidate(nacl, 0.05), _candidate(cscl, 0.40, screened_only=True)],
+                    [["mean"], ["sample 1"]], ["a"])
+    second = Ranking([_candidate(nacl.copy(), 0.03), _candidate(cscl, 0.20)],
+                     [["trigonal model mean"], ["trigonal model sample 0"]], ["b"])
+    merged = merge_rankings([first, second], RankConfig(max_rwp=0.35), "cubic", "x.xy")
+    assert [round(c.result.rwp, 2) for c in merged.candidates] == [0.03, 0.20]
+    assert merged.origins == [["trigonal model mean"], ["trigonal model sample 0"]]
+    assert len({c.source for c in merged.candidates}) == 2 and merged.notes == ["a", "b"]
+    with pytest.raises(NoSolutionError, match="threshold"):
+        merge_rankings([first, second], RankConfig(max_rwp=0.02), "cubic", "x.xy")
+
+
+def test_thinned_profile_keeps_a_few_points_per_fwhm() -> None:
+    tt = np.arange(5.0, 120.0, 0.01)
+    obs = Observed(tt, np.ones_like(tt), 1.54, "x.xy", fwhm=0.08)
+    assert np.allclose(np.diff(obs.thinned(4.0).two_theta), 0.02)
+    assert obs.thinned(8.0) is obs  # already at 8 points per FWHM
+    assert Observed(tt, np.ones_like(tt), 1.54, "x.xy").thinned(4.0).two_theta.size == tt.size  # FWHM unknown
+
+
+def test_ranking_does_not_depend_on_the_number_of_refinement_threads() -> None:
+    """Screening and full refinements in threads give the same ranked fits as one at a time."""
+    from independent import pattern
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    tt, counts = pattern(nacl, hi=80.0, step=0.02)
+    obs = Observed(tt, counts - counts.min(), 1.5406, "NaCl.xy", fwhm=0.08)
+    starts = [nacl, Structure(nacl.lattice, ["Na", "Cl"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+              Structure(nacl.lattice, ["Cl", "Na"], [[0, 0, 0], [0.5, 0.5, 0.5]])]
+    origins = [[f"map {i}"] for i in range(3)]
+    cfg = RankConfig(refine_top=2, screen_iter=5, abstain=False, width_from_peaks=True,
+                     refine=RefineConfig(max_iter=30, refine_profile=True))
+    one = rank_structures(starts, origins, obs, replace(cfg, workers=1))
+    two = rank_structures(starts, origins, obs, replace(cfg, workers=2))
+    assert [c.result.rwp for c in one.candidates] == [c.result.rwp for c in two.candidates]
+    assert one.candidates[0].spacegroup == 225 and len(one.candidates) >= 2

@@ -25,12 +25,16 @@ def linear_fit(design: torch.Tensor, obs: torch.Tensor, weight: torch.Tensor, ri
     return torch.linalg.solve(lhs, wd.T @ obs)
 
 
-def minimise(params: list[torch.nn.Parameter], loss_fn: Callable[[], torch.Tensor], max_iter: int) -> None:
-    """L-BFGS with a strong-Wolfe line search on ``params`` (the others stay fixed); they are frozen after."""
+def minimise(params: list[torch.nn.Parameter], loss_fn: Callable[[], torch.Tensor], max_iter: int,
+             tolerance_change: float = 1e-14) -> None:
+    """L-BFGS with a strong-Wolfe line search on ``params`` (the others stay fixed); they are frozen after.
+
+    Stops after ``max_iter`` iterations, or when an iteration changes the loss by less than ``tolerance_change``.
+    """
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-10, tolerance_change=1e-14, history_size=20)
+                            tolerance_grad=1e-10, tolerance_change=tolerance_change, history_size=20)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()

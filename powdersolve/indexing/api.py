@@ -3,7 +3,10 @@
 Pipeline (all in Q = 1/d^2):
 
 1. one- and two-parameter lattices (cubic P/I/F, hexagonal P, rhombohedral R, tetragonal P/I) from
-   exhaustive low-index trial assignment of the first lines (:mod:`.trials`);
+   exhaustive low-index trial assignment of the first lines (:mod:`.trials`). Cubic goes first: a cubic
+   cell that indexes every line (at least ``MIN_LINES_COMPLETE``) with M20 >= ``IndexConfig.stop_m20``
+   ends the search after step 5's second refinement (a lower metric indexing the same lines is the
+   same lattice or loses on Occam; a split line would be unindexed);
 2. orthorhombic (3 parameters) and monoclinic (4) lattices from exhaustive assignment of 3 or 4 of
    the first lines to low-index reflections of P, C, I and F lattices (:func:`.trials.metric_trials`),
    screened smallest cell first; each refined primitive cell is re-refined with every centring its
@@ -47,6 +50,8 @@ from powdersolve.indexing.solution import CENTRING_POINTS, M20_THRESHOLD, CellSo
 
 #: Leading candidates whose index-2 supercells and subcells are refined.
 N_NEIGHBOURS = 5
+#: Fewest lines for which a cubic cell indexing all of them ends the search (:func:`_complete_cubic`).
+MIN_LINES_COMPLETE = 6
 
 
 def _rank(found: list[CellSolution], n_keep: int) -> list[CellSolution]:
@@ -76,6 +81,21 @@ def _rank(found: list[CellSolution], n_keep: int) -> list[CellSolution]:
     return [s for _, s in best[:n_keep]]
 
 
+def _complete_cubic(found: Sequence[CellSolution], config: IndexConfig) -> CellSolution | None:
+    """A cubic cell that indexes every one of at least ``MIN_LINES_COMPLETE`` lines with M20 >=
+    ``config.stop_m20`` (the best such), or None.
+
+    Every lower-symmetry metric that indexes the same lines describes the same lattice (the merge keeps
+    the cubic one) or a cell the cubic one beats by Occam, unless some line splits; a split line is not
+    indexed by the cubic cell, and the full search runs.
+    """
+    if config.stop_m20 <= 0:
+        return None
+    complete = [s for s in found if s.system == "cubic" and s.n_lines >= MIN_LINES_COMPLETE
+                and s.n_indexed == s.n_lines and s.m20 >= config.stop_m20]
+    return max(complete, key=lambda s: s.score, default=None)
+
+
 def index_peaks(obs: Observed, config: IndexConfig, progress: Callable[[str], None] | None = None
                 ) -> list[CellSolution]:
     """Ranked cells (best first) of validated observations; see the module docstring."""
@@ -84,7 +104,20 @@ def index_peaks(obs: Observed, config: IndexConfig, progress: Callable[[str], No
     systems = set(config.systems)
     if systems & {"hexagonal", "trigonal"}:
         systems |= {"hexagonal", "trigonal"}
+
+    def leading(n: int) -> list[CellSolution]:
+        return _rank([s for s in search.found if s.system in systems], n)
+
     high = [s for s in HIGH_SYSTEMS if s in systems]
+    if high and high[0] == "cubic":
+        search.high(["cubic"])
+        complete = _complete_cubic(search.found, config)
+        if complete is not None:
+            say(f"indexing: a cubic {complete.centring} cell indexes all {complete.n_lines} lines with M20 "
+                f"{complete.m20:.1f}; the lower systems not searched")
+            search.polish(leading(N_NEIGHBOURS))
+            return leading(config.n_keep)
+        high = high[1:]
     if high:
         search.high(high)
     # A symmetric cell indexing every line (one may be an impurity's) with a convincing M20 leaves a
@@ -103,9 +136,6 @@ def index_peaks(obs: Observed, config: IndexConfig, progress: Callable[[str], No
             "the triclinic search skipped")
     elif "triclinic" in systems:
         search.low(tuple(systems))
-
-    def leading(n: int) -> list[CellSolution]:
-        return _rank([s for s in search.found if s.system in systems], n)
 
     # Step 5: the leading candidates refined to convergence, their supercells and subcells, and the
     # leading ones (perhaps some of those) refined to convergence in turn.

@@ -58,7 +58,10 @@ class SolveConfig:
         all_serving_models: when the model is picked automatically and another shipped model serves the
             same lattice (:data:`powdersolve.weights.SERVING_MODELS`: the hexagonal and trigonal models
             both serve hexagonal axes, where indexing cannot tell a trigonal P group from a hexagonal one),
-            also read atoms from that model's maps; the pattern fit ranks the candidates of both.
+            and the first model's best fit is not an acceptable one in its own crystal system, also read
+            atoms from that model's maps; the pattern fit ranks the candidates of both. Staged so: a
+            hexagonal model that reads a hexagonal group stands, one that reads a trigonal group defers
+            to the trigonal model's reading too.
         alternate_samples: latent samples drawn from each such additional model (at most ``samples``):
             its maps double the reading and refinement time when it draws as many as the first model.
         skip_p1_pairs: when reading candidates, two structures that spglib could only place in P1
@@ -66,6 +69,7 @@ class SolveConfig:
             without StructureMatcher, which took a quarter of the solve time, mostly on such pairs.
             The shipped models' cells (cubic, hexagonal) are never P1; refined fits are still merged
             with the full matcher.
+        workers: candidate refinements run at once (threads); results do not depend on it.
     """
 
     samples: int = 20
@@ -92,6 +96,7 @@ class SolveConfig:
     skip_p1_pairs: bool = True
     all_serving_models: bool = True
     alternate_samples: int = 5
+    workers: int = 2
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_rwp) and self.max_rwp > 0):
@@ -108,6 +113,8 @@ class SolveConfig:
             raise InputError(f"extinction_groups {self.extinction_groups} must be 0 (off) or more")
         if self.alternate_samples < 1:
             raise InputError(f"alternate_samples {self.alternate_samples} must be at least 1")
+        if self.workers < 1:
+            raise InputError(f"workers {self.workers} must be at least 1")
         if self.screen_iter < 1:
             raise InputError(f"screen_iter {self.screen_iter} must be at least 1")
 
@@ -116,5 +123,5 @@ class SolveConfig:
         return RankConfig(max_rwp=self.max_rwp, keep=self.top_k, refine=self.refine, abstain=self.abstain,
                           width_from_peaks=self.width_from_peaks, refine_top=self.refine_top,
                           screen_iter=self.screen_iter, max_candidates=self.max_candidates, rwp_tie=self.rwp_tie,
-                          family_first=self.family_first)
+                          family_first=self.family_first, workers=self.workers)
 

@@ -27,6 +27,22 @@ class Observed:
     fwhm: float | None = None
     sigma: np.ndarray | None = None
 
+    def thinned(self, points_per_fwhm: float) -> Observed:
+        """Every k-th point, k the largest step keeping at least ``points_per_fwhm`` points across the
+        median FWHM; itself when that is every point or the FWHM is unknown.
+
+        A screening fit only has to rank candidates, and a peak sampled a few times per FWHM still
+        carries its integrated intensity and position.
+        """
+        if self.fwhm is None or not np.isfinite(self.fwhm) or len(self.two_theta) < 2:
+            return self
+        step = float(np.median(np.diff(self.two_theta)))
+        k = int(self.fwhm / (points_per_fwhm * step)) if step > 0 else 1
+        if k <= 1:
+            return self
+        sigma = None if self.sigma is None else self.sigma[::k]
+        return Observed(self.two_theta[::k], self.counts[::k], self.wavelength, self.source, self.fwhm, sigma)
+
 
 def observed_from_prediction(pred: Prediction) -> Observed:
     """The profile ``pred`` was made from: preprocessed exactly as the model saw it, at its effective wavelength."""

@@ -5,7 +5,10 @@ map density-modified, :func:`powdersolve.predict.modify_prediction`), reads atom
 posterior-mean map, from its symmetry-averaged and modified versions and from each sample map
 (:mod:`powdersolve.solve.reading`), and refines and ranks the distinct candidates by Rwp against the
 preprocessed pattern (:mod:`powdersolve.solve.rank`), abstaining with
-:class:`~powdersolve.errors.NoSolutionError` when the best Rwp is above the threshold.
+:class:`~powdersolve.errors.NoSolutionError` when the best Rwp is above the threshold. Where another
+shipped model serves the same lattice (hexagonal axes) and the first model's best fit is not in its own
+crystal system, that model's maps are read too and both rankings merged
+(:func:`powdersolve.solve.rank.merge_rankings`).
 
 The observed profile is the preprocessed one (range cut, K-alpha2 stripped, background removed): the
 refinement models a single wavelength, which after stripping is K-alpha1. Rwp is therefore a
@@ -28,7 +31,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from powdersolve.cell import metric_family
-from powdersolve.errors import ModificationError
+from powdersolve.errors import ModificationError, NoSolutionError
 from powdersolve.formats import Pattern
 from powdersolve.indexing.extinction import ExtinctionClass, cell_space_group_candidates
 from powdersolve.maps.modification import ModificationConfig
@@ -36,7 +39,7 @@ from powdersolve.predict import PredictConfig, Prediction, modify_prediction, pr
 from powdersolve.predict.steps import preprocess_pattern, read
 from powdersolve.solve.config import SolveConfig
 from powdersolve.solve.observed import Observed, observed_from_prediction
-from powdersolve.solve.rank import rank_structures
+from powdersolve.solve.rank import Ranking, merge_rankings, rank_structures
 from powdersolve.solve.reading import (
     PriorityMap,
     candidates_from_grids,
@@ -45,6 +48,7 @@ from powdersolve.solve.reading import (
     symmetrised_maps,
 )
 from powdersolve.solve.result import SolveResult, write_solve_outputs
+from powdersolve.structures.io import crystal_system
 from powdersolve.weights import SERVING_MODELS, available_systems
 
 Progress = Callable[[str], None]
@@ -86,26 +90,25 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
     modifying = (replace(pcfg.modify or ModificationConfig(), symmetry=config.map_symmetry, origin="standard")
                  if config.modified_map else pcfg.modify)
     pred = _prediction(pattern, pcfg, modifying, say, progress)
-    preds = [pred]
-    for system in _other_serving_models(pred, pcfg, config):
-        say(f"also predicting with the {system} model, which serves the same lattice")
-        alternate = replace(pcfg, system=system, cell=pred.cell, samples=min(config.alternate_samples, pcfg.samples))
-        preds.append(_prediction(pattern, alternate, modifying, say, progress))
     timings["predict"] = time.perf_counter() - t0
-    grids: list[np.ndarray] = []
-    labels: list[str] = []
-    first: list[PriorityMap] = []
-    searched: list[int] = []
-    for p in preds:
-        assert p.samples is not None  # keep_samples=True
-        tag = "" if p is pred else f"{p.system} model "
-        searched.append(len(grids))
-        grids += ([p.mean] if config.include_mean else []) + list(p.samples)
-        labels += ([f"{tag}mean"] if config.include_mean else []) + [f"{tag}sample {i}" for i in range(len(p.samples))]
-        first += _modified_first(p, tag) if config.modified_map else []
-    result = _solve_grids(grids, labels, pred.lattice, pcfg.composition, observed_from_prediction(pred), config,
-                          say, timings, first, _extinctions(pred), searched)
-    return replace(result, prediction=pred)
+    others = _other_serving_models(pred, pcfg, config)
+    if not others:
+        return replace(_solve_prediction(pred, pcfg.composition, config, say, timings), prediction=pred)
+    # Staged: another model that serves the lattice is asked only when this one's answer is not its own.
+    staged = replace(config, abstain=False)
+    results = [_solve_prediction_or_none(pred, pcfg.composition, staged, say, timings)]
+    if not _own_answer(results[0], pred.system, config.max_rwp):
+        for system in others:
+            say(f"{_verdict(results[0], pred.system)}: also predicting with the {system} model, which serves "
+                "the same lattice")
+            t0 = time.perf_counter()
+            alternate = replace(pcfg, system=system, cell=pred.cell,
+                                samples=min(config.alternate_samples, pcfg.samples))
+            other = _prediction(pattern, alternate, modifying, say, progress)
+            timings["predict"] += time.perf_counter() - t0
+            results.append(_solve_prediction_or_none(other, pcfg.composition, staged, say, timings,
+                                                     tag=f"{system} model "))
+    return replace(_merge_results([r for r in results if r is not None], config, pred), prediction=pred)
 
 
 def solve_from_grids(pattern: str | os.PathLike | Pattern, grids: Sequence[np.ndarray] | np.ndarray,
@@ -140,6 +143,62 @@ def solve_from_structures(pattern: str | os.PathLike | Pattern, structures: Sequ
     timings["refine_rank"] = time.perf_counter() - t0
     return SolveResult(ranking.candidates, ranking.origins, observed, None, None, "", ranking.notes, len(structures),
                        len(structures), timings, config)
+
+
+def _solve_prediction(pred: Prediction, composition: str | None, config: SolveConfig, say: Progress,
+                      timings: dict[str, float], tag: str = "") -> SolveResult:
+    """Candidates from one prediction's maps (mean, samples, density-modified mean), refined and ranked;
+    ``tag`` prefixes their labels (the model they came from)."""
+    assert pred.samples is not None  # keep_samples=True
+    grids = ([pred.mean] if config.include_mean else []) + list(pred.samples)
+    labels = ([f"{tag}mean"] if config.include_mean else []) + [f"{tag}sample {i}" for i in range(len(pred.samples))]
+    first = _modified_first(pred, tag) if config.modified_map else []
+    return _solve_grids(grids, labels, pred.lattice, composition, observed_from_prediction(pred), config, say,
+                        timings, first, _extinctions(pred))
+
+
+def _solve_prediction_or_none(pred: Prediction, composition: str | None, config: SolveConfig, say: Progress,
+                              timings: dict[str, float], tag: str = "") -> SolveResult | None:
+    """:func:`_solve_prediction`, or None when its maps gave no refinable candidate (another model may)."""
+    try:
+        return _solve_prediction(pred, composition, config, say, timings, tag)
+    except NoSolutionError as exc:
+        say(str(exc))
+        return None
+
+
+def _own_answer(result: SolveResult | None, model_system: str, max_rwp: float) -> bool:
+    """Whether a model's best fit is acceptable (Rwp <= ``max_rwp``) and has a space group of the model's
+    own crystal system: then no other model serving the lattice is asked. A hexagonal model whose best
+    fit is trigonal (or lower) defers to the trigonal model's reading, and vice versa."""
+    if result is None or not result.candidates:
+        return False
+    best = result.best
+    return best.result.rwp <= max_rwp and crystal_system(max(best.spacegroup, 1)) == model_system
+
+
+def _verdict(result: SolveResult | None, model_system: str) -> str:
+    """Why another model is asked, in words."""
+    if result is None or not result.candidates:
+        return f"the {model_system} model's maps gave no refinable candidate"
+    best = result.best
+    return (f"the {model_system} model's best fit is {best.spacegroup_symbol} "
+            f"({crystal_system(max(best.spacegroup, 1))}) at Rwp {best.result.rwp:.3f}")
+
+
+def _merge_results(results: Sequence[SolveResult], config: SolveConfig, pred: Prediction) -> SolveResult:
+    """One result from the staged results of several models on one pattern: candidates ranked together
+    (:func:`powdersolve.solve.rank.merge_rankings`), abstaining per ``config``."""
+    observed = observed_from_prediction(pred)
+    if not results:
+        raise NoSolutionError(f"no solution: no model's maps gave a refinable candidate for {observed.source}; "
+                              "check the composition and cell")
+    ranking = merge_rankings([Ranking(r.candidates, r.origins, r.notes) for r in results], config.rank_config(),
+                             metric_family(pred.lattice), observed.source)
+    first = results[0]
+    return SolveResult(ranking.candidates, ranking.origins, first.observed, None, first.composition,
+                       first.species_note, ranking.notes, sum(r.n_maps for r in results),
+                       sum(r.n_distinct for r in results), first.timings, config)
 
 
 def _prediction(pattern: str | os.PathLike | Pattern, pcfg: PredictConfig, modifying: ModificationConfig | None,
@@ -190,23 +249,21 @@ def _extinctions(pred: Prediction) -> list[ExtinctionClass]:
 
 def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray, composition: str | None,
                  observed: Observed, config: SolveConfig, say: Progress, timings: dict[str, float],
-                 first: Sequence[PriorityMap] = (), extinctions: Sequence[ExtinctionClass] = (),
-                 searched: Sequence[int] = (0,)) -> SolveResult:
-    """Candidates from ``grids`` (those at the indices ``searched`` searched for their group, and averaged
-    over the groups of the best of ``extinctions``) and ``first`` (read before all)."""
+                 first: Sequence[PriorityMap] = (), extinctions: Sequence[ExtinctionClass] = ()) -> SolveResult:
+    """Candidates from ``grids`` (the first searched for its group, and averaged over the groups of the best
+    of ``extinctions``) and ``first`` (read before all)."""
     t0 = time.perf_counter()
     comp, ratios_known = composition_for_atoms(composition)
     priority = list(first)
     if config.map_symmetry and grids:
-        for i in searched:
-            say(f"searching the map '{labels[i]}' for its space group")
-            sym_maps, sym_labels, sym_groups = symmetrised_maps(grids[i], lattice, labels[i], config.symmetry_top)
-            if config.extinction_groups and extinctions:
-                say(f"averaging it over the groups of the extinction class {extinctions[0].label}")
-                priority += extinction_maps(grids[i], lattice, labels[i], extinctions, config.extinction_groups,
-                                            skip=sym_groups)
-            priority += [PriorityMap(g, lab, n) for g, lab, n in zip(sym_maps, sym_labels, sym_groups)]
-        timings["map_symmetry"] = time.perf_counter() - t0
+        say(f"searching the map '{labels[0]}' for its space group")
+        sym_maps, sym_labels, sym_groups = symmetrised_maps(grids[0], lattice, labels[0], config.symmetry_top)
+        if config.extinction_groups and extinctions:
+            say(f"averaging it over the groups of the extinction class {extinctions[0].label}")
+            priority += extinction_maps(grids[0], lattice, labels[0], extinctions, config.extinction_groups,
+                                        skip=sym_groups)
+        priority += [PriorityMap(g, lab, n) for g, lab, n in zip(sym_maps, sym_labels, sym_groups)]
+        timings["map_symmetry"] = timings.get("map_symmetry", 0.0) + time.perf_counter() - t0
         t0 = time.perf_counter()
     say(f"reading atoms from {len(priority) + len(grids)} density maps")
     read = candidates_from_grids([m.grid for m in priority] + list(grids), lattice, comp, ratios_known=ratios_known,
@@ -215,15 +272,15 @@ def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray
                                  n_z_averaged=config.n_z_averaged, n_first=len(priority),
                                  spacegroups=[m.number for m in priority] + [None] * len(grids),
                                  skip_p1_pairs=config.skip_p1_pairs,
-                                 lattices=[m.lattice for m in priority] + [None] * len(grids))
+                                 lattices=[m.lattice for m in priority] + [None] * len(grids), workers=config.workers)
     species_note = read.species_note
     if not comp:
         species_note = species_note or "no composition given: species inferred from electrons per density peak"
-    timings["atoms"] = time.perf_counter() - t0
+    timings["atoms"] = timings.get("atoms", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
     say(f"refining {len(read.structures)} distinct candidate structures")
     ranking = rank_structures(read.structures, read.origins, observed, config.rank_config(),
                               metric_family(lattice), read.n_priority)
-    timings["refine_rank"] = time.perf_counter() - t0
+    timings["refine_rank"] = timings.get("refine_rank", 0.0) + time.perf_counter() - t0
     return SolveResult(ranking.candidates, ranking.origins, observed, None, composition, species_note,
                        read.notes + ranking.notes, len(priority) + len(grids), len(read.structures), timings, config)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cache
 
@@ -19,7 +20,7 @@ from powdersolve.errors import InputError, NoSolutionError
 from powdersolve.maps.symmetry import group_operations
 from powdersolve.solve.candidate import Candidate, candidate_of, drop_duplicates
 from powdersolve.solve.observed import Observed
-from powdersolve.solve.refine import RefineConfig, RefineResult, refine
+from powdersolve.solve.refine import RefineConfig, RefineResult, refine, single_threaded_torch
 from powdersolve.structures.io import crystal_system
 
 #: Abstain threshold on the background-subtracted, unit-weight Rwp (fraction). A correct structure
@@ -54,6 +55,13 @@ class RankConfig:
             symmetric of them ranks first (:func:`prefer_symmetry`); 0 ranks by Rwp alone.
         family_first: acceptable fits with the symmetry of the cell's metric family rank first
             (:func:`family_first`).
+        screen_ratio: of the best ``refine_top`` screened candidates, only those within this factor of the
+            best screening Rwp are fully refined (a fit leaving twice the misfit after screening is a
+            different structure, not one short of convergence).
+        screen_points_per_fwhm: the screening fits use the pattern thinned to about this many points per
+            median FWHM (:meth:`Observed.thinned`); the full fits use every point.
+        workers: candidates refined at once, each in its own thread (torch releases the interpreter in
+            its kernels and backward passes); the results do not depend on it.
     """
 
     max_rwp: float = MAX_RWP
@@ -67,6 +75,9 @@ class RankConfig:
     max_candidates: int | None = None
     rwp_tie: float = 0.0
     family_first: bool = False
+    screen_ratio: float = 2.0
+    screen_points_per_fwhm: float = 4.0
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -221,21 +232,47 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         refined = _refine_all(structures, origins, observed, config, family, notes)
-    distinct = drop_duplicates(refined)
+    distinct = order_candidates(refined, config, family)
     if not distinct:
         raise NoSolutionError(f"no solution: none of {len(structures)} candidates for {observed.source} could be "
                               "refined; check composition, cell and wavelength")
-    distinct = prefer_symmetry(distinct, config.rwp_tie)
-    if config.family_first:
-        distinct = family_first(distinct, family, config.max_rwp)
-    best = distinct[0].result.rwp
-    if config.abstain and not best <= config.max_rwp:
-        raise NoSolutionError(
-            f"no solution: best Rwp {best:.3f} > threshold {config.max_rwp:.3f} for {observed.source} "
-            f"({len(structures)} distinct candidates), the abstain threshold; check composition, cell and "
-            "wavelength, or raise --max-rwp")
+    _abstain_if_poor(distinct[0].result.rwp, len(structures), observed.source, config)
     ranked = distinct[: config.keep]
     return Ranking(ranked, [list(origins[c.source]) for c in ranked], notes)
+
+
+def order_candidates(candidates: Sequence[Candidate], config: RankConfig, family: str | None) -> list[Candidate]:
+    """Refined ``candidates`` (fully refined by Rwp, then screened-only) in ranking order: StructureMatcher
+    duplicates dropped (the better fit kept), equally good fits most symmetric first, and with
+    ``config.family_first`` acceptable in-family fits before the others."""
+    distinct = prefer_symmetry(drop_duplicates(candidates), config.rwp_tie)
+    return family_first(distinct, family, config.max_rwp) if config.family_first else distinct
+
+
+def merge_rankings(rankings: Sequence[Ranking], config: RankConfig, family: str | None, source: str) -> Ranking:
+    """One ranking of the candidates of several (each already refined against the same pattern ``source``),
+    ordered as :func:`rank_structures` orders one; abstains per ``config``. Each candidate's ``source`` is
+    renumbered to its place in the merged list, and its origins travel with it."""
+    pairs = [(c, list(o)) for r in rankings for c, o in zip(r.candidates, r.origins, strict=True)]
+    # Screened-only fits rank after the fully refined ones, as within one ranking.
+    pairs.sort(key=lambda p: (p[0].screened_only, p[0].result.rwp))
+    merged = [replace(c, source=i) for i, (c, _) in enumerate(pairs)]
+    ordered = order_candidates(merged, config, family)
+    notes = [n for r in rankings for n in r.notes]
+    if not ordered:
+        raise NoSolutionError(f"no solution: no candidate structure for {source} refined")
+    _abstain_if_poor(ordered[0].result.rwp, len(merged), source, config)
+    ranked = ordered[: config.keep]
+    return Ranking(ranked, [pairs[c.source][1] for c in ranked], notes)
+
+
+def _abstain_if_poor(best_rwp: float, n_candidates: int, source: str, config: RankConfig) -> None:
+    """Raise NoSolutionError when ``config.abstain`` and the best Rwp is above ``config.max_rwp``."""
+    if config.abstain and not best_rwp <= config.max_rwp:
+        raise NoSolutionError(
+            f"no solution: best Rwp {best_rwp:.3f} > threshold {config.max_rwp:.3f} for {source} "
+            f"({n_candidates} distinct candidates), the abstain threshold; check composition, cell and "
+            "wavelength, or raise --max-rwp")
 
 
 def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]], observed: Observed,
@@ -251,25 +288,26 @@ def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]
         return as_screened[i]
 
     full = list(range(len(structures)))
-    if config.refine_top and len(structures) > config.refine_top:
-        # A short fit already separates the right structure (Rwp ~0.1) from wrong ones (> 0.3);
-        # the full fit, ~10x the cost, is spent on the few best.
-        quick = replace(rcfg, max_iter=config.screen_iter, refine_profile=False)
-        for i, s in enumerate(structures):
-            res = _refine_merged(s, observed, quick)
-            if res is not None:
-                screened[i] = res
-        by_rwp = sorted(screened, key=lambda i: screened[i].rwp)
-        full = by_rwp[: config.refine_top]
-        if config.family_first and family in FAMILY_SYSTEMS:
-            # The best in-family screened fit is also refined fully, so family_first can weigh it.
-            best_in_family = next((i for i in by_rwp if in_family(screened_candidate(i), family)), None)
-            if best_in_family is not None and best_in_family not in full:
-                full.append(best_in_family)
-        notes.append(f"{len(structures)} candidates screened, the best {len(full)} fully refined")
+    with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool, single_threaded_torch():
+        if config.refine_top and len(structures) > config.refine_top:
+            # A short fit already separates the right structure (Rwp ~0.1) from wrong ones (> 0.3);
+            # the full fit, ~10x the cost, is spent on the few best.
+            quick = replace(rcfg, max_iter=config.screen_iter, refine_profile=False)
+            coarse = observed.thinned(config.screen_points_per_fwhm)
+            fits = pool.map(lambda s: _refine_merged(s, coarse, quick), structures)
+            screened = {i: res for i, res in enumerate(fits) if res is not None}
+            by_rwp = sorted(screened, key=lambda i: screened[i].rwp)
+            limit = config.screen_ratio * screened[by_rwp[0]].rwp if by_rwp else np.inf
+            full = [i for i in by_rwp[: config.refine_top] if screened[i].rwp <= limit]
+            if config.family_first and family in FAMILY_SYSTEMS:
+                # The best in-family screened fit is also refined fully, so family_first can weigh it.
+                best_in_family = next((i for i in by_rwp if in_family(screened_candidate(i), family)), None)
+                if best_in_family is not None and best_in_family not in full:
+                    full.append(best_in_family)
+            notes.append(f"{len(structures)} candidates screened, the best {len(full)} fully refined")
+        results = list(pool.map(lambda i: _refine_merged(structures[i], observed, rcfg), full))
     refined: list[Candidate] = []
-    for i in full:
-        res = _refine_merged(structures[i], observed, rcfg)
+    for i, res in zip(full, results, strict=True):
         if res is None:
             notes.append(f"candidate from {', '.join(origins[i])} did not refine (diverged); dropped")
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from powdersolve.maps.symmetry import (
     search_space_groups,
     symmetrise_map,
 )
-from powdersolve.solve.atoms import density_to_structures
+from powdersolve.solve.atoms import AtomsResult, density_to_structures
 from powdersolve.solve.candidate import DistinctStructures
 
 
@@ -56,8 +57,8 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
                           labels: Sequence[str] | None = None, min_distance: float = 0.7, symprec: float = 0.2,
                           n_z: int = 2, n_z_averaged: int = 2, n_first: int = 0,
                           spacegroups: Sequence[int | None] | None = None,
-                          skip_p1_pairs: bool = False, lattices: Sequence[np.ndarray | None] | None = None
-                          ) -> MapReadings:
+                          skip_p1_pairs: bool = False, lattices: Sequence[np.ndarray | None] | None = None,
+                          workers: int = 1) -> MapReadings:
     """Distinct structures read from density grids (e/A^3, fractional axes) in the cell ``lattice`` (rows, A).
 
     Each map is read for its ``n_z`` (averaged maps: ``n_z_averaged``) most plausible numbers of formula units.
@@ -69,6 +70,7 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     group it was averaged over (its atoms are read as whole orbits), or None.
     ``skip_p1_pairs``: see :class:`~powdersolve.solve.config.SolveConfig`. ``lattices``: per map, its own
     cell (rows, A) where it differs from ``lattice`` (a map relabelled to a group's standard setting), or None.
+    ``workers``: maps read at once (threads); the result does not depend on it.
     """
     labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]
     seen = DistinctStructures()
@@ -78,15 +80,21 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     notes: list[str] = []
     failed: list[str] = []
     priority: list[bool] = []
-    for m, (grid, label) in enumerate(zip(grids, labels)):
+    def read(m: int) -> list[AtomsResult] | InputError:
+        group = spacegroups[m] if spacegroups is not None else None
+        own = lattices[m] if lattices is not None and lattices[m] is not None else lattice
         try:
-            group = spacegroups[m] if spacegroups is not None else None
-            own = lattices[m] if lattices is not None and lattices[m] is not None else lattice
-            results = density_to_structures(grid, own, composition, ratios_known=ratios_known,
-                                            min_distance=min_distance, symprec=symprec,
-                                            n_z=n_z if group is None else n_z_averaged, spacegroup=group)
+            return density_to_structures(grids[m], own, composition, ratios_known=ratios_known,
+                                         min_distance=min_distance, symprec=symprec,
+                                         n_z=n_z if group is None else n_z_averaged, spacegroup=group)
         except InputError as exc:
-            failed.append(f"{label} ({exc})")
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        readings = list(pool.map(read, range(len(grids))))
+    for m, (results, label) in enumerate(zip(readings, labels)):
+        if isinstance(results, InputError):
+            failed.append(f"{label} ({results})")
             continue
         for k, res in enumerate(results):
             species_note = species_note or res.inferred_species_note
