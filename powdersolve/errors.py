@@ -26,6 +26,10 @@ class InputError(PowdersolveError, ValueError):
     exit_code = EXIT_BAD_INPUT
 
 
+class TooLargeError(InputError):
+    """A computation would exceed its memory guard (e.g. profile points x reflections of a refinement)."""
+
+
 class ModificationError(InputError):
     """Density modification has nothing to work with (no measured peak on a reflection of the cell)."""
 

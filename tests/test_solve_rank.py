@@ -122,3 +122,19 @@ def test_ranking_does_not_depend_on_the_number_of_refinement_threads() -> None:
     two = rank_structures(starts, origins, obs, replace(cfg, workers=2))
     assert [c.result.rwp for c in one.candidates] == [c.result.rwp for c in two.candidates]
     assert one.candidates[0].spacegroup == 225 and len(one.candidates) >= 2
+
+
+def test_a_candidate_too_large_to_refine_is_dropped_and_the_others_ranked() -> None:
+    """A reading in a huge cell exceeds the refinement's memory guard; it is dropped with a note instead
+    of ending the whole solve."""
+    from independent import pattern
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    tt, counts = pattern(nacl, hi=80.0, step=0.02)
+    obs = Observed(tt, counts - counts.min(), 1.5406, "NaCl.xy", fwhm=0.08)
+    rng = np.random.default_rng(0)
+    huge = Structure(Lattice.from_parameters(17.0, 17.5, 18.0, 80, 85, 95), ["Na", "Cl"] * 20, rng.random((40, 3)))
+    cfg = RankConfig(abstain=False, refine=RefineConfig(max_iter=10, max_profile_elements=500_000))
+    ranking = rank_structures([huge, nacl], [["sample 0"], ["mean"]], obs, cfg)
+    assert [c.formula for c in ranking.candidates] == ["NaCl"]
+    assert any("too large" in n for n in ranking.notes)

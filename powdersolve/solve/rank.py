@@ -16,7 +16,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from powdersolve.cell import FAMILY_SYSTEMS
-from powdersolve.errors import InputError, NoSolutionError
+from powdersolve.errors import InputError, NoSolutionError, TooLargeError
 from powdersolve.maps.symmetry import group_operations
 from powdersolve.solve.candidate import Candidate, candidate_of, drop_duplicates
 from powdersolve.solve.observed import Observed
@@ -108,13 +108,15 @@ def refine_safely(structure: Structure, observed: Observed, config: RefineConfig
 
     A wrong starting structure can drive the Caglioti widths or the cell to a non-physical point where
     the pattern is NaN; the fit is then retried with the profile fixed, then with only the scale, zero
-    and B free.
+    and B free. A structure too large to refine (:class:`TooLargeError`) gives None at once.
     """
     tries = (config, replace(config, refine_profile=False),
              replace(config, refine_profile=False, refine_lattice=False, refine_coords=False))
     for cfg in tries:
         try:
             res = refine(structure, observed.two_theta, observed.counts, observed.wavelength, observed.sigma, cfg)
+        except TooLargeError:
+            return None  # a candidate read in a huge cell: the others still stand
         except InputError:
             raise
         except (ValueError, RuntimeError, np.linalg.LinAlgError):  # a singular or diverged fit
@@ -309,7 +311,7 @@ def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]
     refined: list[Candidate] = []
     for i, res in zip(full, results, strict=True):
         if res is None:
-            notes.append(f"candidate from {', '.join(origins[i])} did not refine (diverged); dropped")
+            notes.append(f"candidate from {', '.join(origins[i])} did not refine (diverged or too large); dropped")
             continue
         refined.append(candidate_of(res, i, symprec=config.symprec))
     rest = sorted((i for i in screened if i not in full), key=lambda i: screened[i].rwp)

@@ -35,7 +35,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from powdersolve.diffraction.leastsq import linear_fit, minimise, pattern_arrays
 from powdersolve.diffraction.peakshape import PeakProfile, ProfileStart, chebyshev_basis, march_dollase
 from powdersolve.diffraction.refinable_cell import RefinableCell, metric
-from powdersolve.errors import InputError
+from powdersolve.errors import TooLargeError
 from powdersolve.scattering import form_factor_coefficients, hkl_sphere
 from powdersolve.solve.fitplot import plot_fit as plot_fit  # re-exported: callers import it from here
 from powdersolve.structures.io import crystal_system
@@ -210,7 +210,7 @@ class PatternModel(torch.nn.Module):
         first[group[::-1]] = np.arange(len(group))[::-1]
         self.group_first = torch.as_tensor(first)
         if len(self.tt) * self.n_groups > self.cfg.max_profile_elements:
-            raise InputError(
+            raise TooLargeError(
                 f"{len(self.tt)} points x {self.n_groups} reflections is too large to refine; "
                 "give fewer points or a smaller 2-theta range")
 
