@@ -106,3 +106,20 @@ def test_bad_inputs() -> None:
         index_pattern([3.0, 2.0, 1.5, 1.2, 1.0], systems=("quasicrystal",))
     with pytest.raises(InputError, match="either"):
         index_pattern([3.0, 2.0], two_theta=[10.0, 20.0], wavelength=CU)
+
+
+def test_only_a_tight_complete_cubic_cell_ends_the_search_early() -> None:
+    """A cubic cell ends the search when it indexes every line at a high M20; a large cubic cell that
+    indexes a lower-symmetry pattern's lines loosely (M20 40, as cubic P a = 17.6 A did for a generated
+    rhombohedral crystal) or leaves a line unindexed does not, nor does any with ``stop_m20`` 0."""
+    from powdersolve.indexing.api import MIN_M20_COMPLETE, _complete_cubic
+    from powdersolve.indexing.solution import CellSolution
+
+    def cubic(a: float, m20: float, n_indexed: int = 30) -> CellSolution:
+        return CellSolution("cubic", a, a, a, 90.0, 90.0, 90.0, "P", m20, n_indexed, 0.0, n_lines=30, score=m20)
+
+    tight, loose = cubic(5.1, 3 * MIN_M20_COMPLETE), cubic(17.6, 40.9)
+    assert _complete_cubic([loose, tight], IndexConfig()) is tight
+    assert _complete_cubic([loose], IndexConfig()) is None
+    assert _complete_cubic([cubic(5.1, 3 * MIN_M20_COMPLETE, n_indexed=29)], IndexConfig()) is None
+    assert _complete_cubic([tight], IndexConfig(stop_m20=0.0)) is None

@@ -4,7 +4,7 @@ Pipeline (all in Q = 1/d^2):
 
 1. one- and two-parameter lattices (cubic P/I/F, hexagonal P, rhombohedral R, tetragonal P/I) from
    exhaustive low-index trial assignment of the first lines (:mod:`.trials`). Cubic goes first: a cubic
-   cell that indexes every line (at least ``MIN_LINES_COMPLETE``) with M20 >= ``IndexConfig.stop_m20``
+   cell that indexes every line (at least ``MIN_LINES_COMPLETE``) with M20 >= ``MIN_M20_COMPLETE``
    ends the search after step 5's second refinement (a lower metric indexing the same lines is the
    same lattice or loses on Occam; a split line would be unindexed);
 2. orthorhombic (3 parameters) and monoclinic (4) lattices from exhaustive assignment of 3 or 4 of
@@ -52,6 +52,11 @@ from powdersolve.indexing.solution import CENTRING_POINTS, M20_THRESHOLD, CellSo
 N_NEIGHBOURS = 5
 #: Fewest lines for which a cubic cell indexing all of them ends the search (:func:`_complete_cubic`).
 MIN_LINES_COMPLETE = 6
+#: Lowest M20 at which it does. A large cubic cell indexes 30 lines of a lower-symmetry pattern by
+#: chance at M20 40-80 (generated rhombohedral and hexagonal crystals: cubic P a = 17.6 A, I 11.9 A and
+#: I 16.4 A), where the true cell fits them better; true cubic cells of generated crystals index at
+#: M20 >= 250. Below this the full search runs and the ranking decides.
+MIN_M20_COMPLETE = 100.0
 
 
 def _rank(found: list[CellSolution], n_keep: int) -> list[CellSolution]:
@@ -83,16 +88,17 @@ def _rank(found: list[CellSolution], n_keep: int) -> list[CellSolution]:
 
 def _complete_cubic(found: Sequence[CellSolution], config: IndexConfig) -> CellSolution | None:
     """A cubic cell that indexes every one of at least ``MIN_LINES_COMPLETE`` lines with M20 >=
-    ``config.stop_m20`` (the best such), or None.
+    ``MIN_M20_COMPLETE`` (the best such), or None (also when ``config.stop_m20`` is 0: never stop early).
 
-    Every lower-symmetry metric that indexes the same lines describes the same lattice (the merge keeps
-    the cubic one) or a cell the cubic one beats by Occam, unless some line splits; a split line is not
-    indexed by the cubic cell, and the full search runs.
+    A lower-symmetry metric that indexes the same lines describes the same lattice (the merge keeps the
+    cubic one) or a cell the cubic one beats by Occam, unless some line splits (then the cubic cell does
+    not index it) or the cubic cell fits the lines only loosely (a large cell indexing them by chance:
+    its M20 is low, and the full search runs).
     """
     if config.stop_m20 <= 0:
         return None
     complete = [s for s in found if s.system == "cubic" and s.n_lines >= MIN_LINES_COMPLETE
-                and s.n_indexed == s.n_lines and s.m20 >= config.stop_m20]
+                and s.n_indexed == s.n_lines and s.m20 >= MIN_M20_COMPLETE]
     return max(complete, key=lambda s: s.score, default=None)
 
 
