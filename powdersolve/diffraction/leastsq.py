@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -23,6 +24,21 @@ def linear_fit(design: torch.Tensor, obs: torch.Tensor, weight: torch.Tensor, ri
     lhs = design.T @ wd
     lhs = lhs + torch.diag(ridge * torch.diagonal(lhs).detach() + 1e-12)
     return torch.linalg.solve(lhs, wd.T @ obs)
+
+
+@contextmanager
+def single_threaded_torch() -> Iterator[None]:
+    """Run the block with one torch intra-op thread, then restore the caller's setting.
+
+    The tensors of a profile fit are small (points x reflections, ~1e5): intra-op threads cost more than
+    they save, by 20x on a busy machine. Nested uses keep the outermost caller's setting.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def minimise(params: list[torch.nn.Parameter], loss_fn: Callable[[], torch.Tensor], max_iter: int,

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from pymatgen.core import Lattice
 
-from powdersolve.diffraction.leastsq import linear_fit, minimise, pattern_arrays
+from powdersolve.diffraction.leastsq import linear_fit, minimise, pattern_arrays, single_threaded_torch
 from powdersolve.diffraction.peakshape import PeakProfile, ProfileStart, chebyshev_basis
 from powdersolve.diffraction.refinable_cell import RefinableCell
 from powdersolve.diffraction.reflections import distinct_reflections, system_of_cell
@@ -164,12 +164,8 @@ def le_bail(two_theta: np.ndarray, intensity: np.ndarray, wavelength: float,
     params = np.asarray(cell, dtype=np.float64).ravel()
     if params.shape != (6,) or not np.all(np.isfinite(params)) or np.any(params[:3] <= 0):
         raise InputError("cell must be six finite numbers: a b c (A) alpha beta gamma (degrees)")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors: threads cost more than they save (see solve.refine)
-    try:
+    with single_threaded_torch():
         return _le_bail(tt, y, sig, float(wavelength), params, centring_or_spacegroup, cfg)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _le_bail(tt: np.ndarray, y: np.ndarray, sig: np.ndarray, wavelength: float, params: np.ndarray,

@@ -16,11 +16,12 @@ import numpy as np
 from pymatgen.core import Structure
 
 from powdersolve.cell import FAMILY_SYSTEMS
+from powdersolve.diffraction.leastsq import single_threaded_torch
 from powdersolve.errors import InputError, NoSolutionError, TooLargeError
 from powdersolve.maps.symmetry import group_operations
 from powdersolve.solve.candidate import Candidate, candidate_of, drop_duplicates
 from powdersolve.solve.observed import Observed
-from powdersolve.solve.refine import RefineConfig, RefineResult, refine, single_threaded_torch
+from powdersolve.solve.refine import RefineConfig, RefineResult, refine
 from powdersolve.structures.io import crystal_system
 
 #: Abstain threshold on the background-subtracted, unit-weight Rwp (fraction). A correct structure

@@ -23,8 +23,6 @@ and the March-Dollase ratio.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +30,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-from powdersolve.diffraction.leastsq import linear_fit, minimise, pattern_arrays
+from powdersolve.diffraction.leastsq import linear_fit, minimise, pattern_arrays, single_threaded_torch
 from powdersolve.diffraction.peakshape import PeakProfile, ProfileStart, chebyshev_basis, march_dollase
 from powdersolve.diffraction.refinable_cell import RefinableCell, metric
 from powdersolve.errors import TooLargeError
@@ -329,20 +327,6 @@ def refine(structure: Structure, two_theta: np.ndarray, observed: np.ndarray, wa
     with single_threaded_torch():
         return _refine(structure, two_theta, observed, wavelength, sigma, config or RefineConfig())
 
-
-@contextmanager
-def single_threaded_torch() -> Iterator[None]:
-    """Run the block with one torch intra-op thread, then restore the caller's setting.
-
-    The tensors of a refinement are small (points x reflections, ~1e5): intra-op threads cost more than
-    they save, by 20x on a busy machine. Nested uses keep the outermost caller's setting.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _refine(structure: Structure, two_theta: np.ndarray, observed: np.ndarray, wavelength: float,
