@@ -27,8 +27,10 @@ class SolveConfig:
         refine: refinement settings; the profile (U, V, W) is refined because real instruments differ.
         width_from_peaks: start W at the squared median FWHM (deg^2) of the picked peaks.
         refine_top: when there are more distinct candidates than this, all get a short screening
-            refinement (``screen_iter`` L-BFGS iterations per stage, profile fixed) and only the
-            best ``refine_top`` by screening Rwp are fully refined; 0 refines every one fully.
+            refinement (``screen_iter`` L-BFGS iterations per stage, profile fixed, on the pattern
+            thinned to 4 points per FWHM) and only the best ``refine_top`` by screening Rwp, and of those
+            only the ones within 2x the best screening Rwp (:class:`~powdersolve.solve.rank.RankConfig`),
+            are fully refined; 0 refines every one fully.
         screen_iter: L-BFGS iterations per stage of the screening refinement.
         n_z: each map is read for this many of its most plausible formula-unit counts Z.
         n_z_averaged: the same for the symmetry-averaged maps. 2: with 1 one of 24
