@@ -189,13 +189,12 @@ def _verdict(result: SolveResult | None, model_system: str) -> str:
 def _merge_results(results: Sequence[SolveResult], config: SolveConfig, pred: Prediction) -> SolveResult:
     """One result from the staged results of several models on one pattern: candidates ranked together
     (:func:`powdersolve.solve.rank.merge_rankings`), abstaining per ``config``."""
-    observed = observed_from_prediction(pred)
     if not results:
-        raise NoSolutionError(f"no solution: no model's maps gave a refinable candidate for {observed.source}; "
+        raise NoSolutionError(f"no solution: no model's maps gave a refinable candidate for {pred.source}; "
                               "check the composition and cell")
-    ranking = merge_rankings([Ranking(r.candidates, r.origins, r.notes) for r in results], config.rank_config(),
-                             metric_family(pred.lattice), observed.source)
     first = results[0]
+    ranking = merge_rankings([Ranking(r.candidates, r.origins, r.notes) for r in results], config.rank_config(),
+                             metric_family(pred.lattice), first.observed.source)
     return SolveResult(ranking.candidates, ranking.origins, first.observed, None, first.composition,
                        first.species_note, ranking.notes, sum(r.n_maps for r in results),
                        sum(r.n_distinct for r in results), first.timings, config)

@@ -80,6 +80,7 @@ def candidates_from_grids(grids: Sequence[np.ndarray] | np.ndarray, lattice: np.
     notes: list[str] = []
     failed: list[str] = []
     priority: list[bool] = []
+
     def read(m: int) -> list[AtomsResult] | InputError:
         group = spacegroups[m] if spacegroups is not None else None
         own = lattices[m] if lattices is not None and lattices[m] is not None else lattice

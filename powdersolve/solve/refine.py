@@ -328,7 +328,6 @@ def refine(structure: Structure, two_theta: np.ndarray, observed: np.ndarray, wa
         return _refine(structure, two_theta, observed, wavelength, sigma, config or RefineConfig())
 
 
-
 def _refine(structure: Structure, two_theta: np.ndarray, observed: np.ndarray, wavelength: float,
             sigma: np.ndarray | None, cfg: RefineConfig) -> RefineResult:
     tt, obs_np, sig = pattern_arrays(two_theta, observed, sigma)
