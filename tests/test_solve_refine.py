@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from pymatgen.io.cif import CifParser
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from powdersolve.diffraction import sticks, to_two_theta
+from powdersolve.diffraction.refinable_cell import metric_ties
 from powdersolve.errors import NoSolutionError
 from powdersolve.solve import (
     RankConfig,
@@ -22,7 +24,7 @@ from powdersolve.solve import (
     simulate_pattern,
     write_solutions,
 )
-from powdersolve.solve.rank import merge_coincident
+from powdersolve.solve.rank import _full_start, merge_coincident
 from powdersolve.solve.refine import build_model
 from powdersolve.structures import Crystal
 
@@ -234,3 +236,56 @@ def test_a_merge_that_would_change_the_formula_is_not_made() -> None:
     best = rank_candidates([extra], tt, y, CU_KA1, config=RankConfig(refine=RefineConfig(w=0.08**2)),
                            abstain=False)[0]
     assert best.result.structure.composition.reduced_composition == extra.composition.reduced_composition
+
+
+@pytest.mark.parametrize(("lengths", "angles", "n_lengths", "n_angles"), [
+    ((5.0, 5.0, 5.0), (90.0, 90.0, 90.0), 1, 0),  # cube
+    ((3.5, 3.5, 3.5), (60.0, 60.0, 60.0), 1, 0),  # Niggli cell of a cubic F lattice
+    ((5.0, 5.0, 5.0), (80.0, 80.0, 80.0), 1, 1),  # rhombohedral
+    ((6.0, 4.0, 4.0), (90.0, 90.0, 90.0), 2, 0),  # tetragonal, unique axis a
+    ((4.0, 4.0, 6.0), (90.0, 90.0, 120.0), 2, 0),  # hexagonal
+    ((3.0, 4.0, 5.0), (90.0, 100.0, 90.0), 3, 1),  # monoclinic
+    ((3.0, 4.0, 5.0), (91.0, 92.0, 93.0), 3, 3),  # triclinic
+])
+def test_metric_ties_keep_every_equality_of_the_cell(lengths, angles, n_lengths: int, n_angles: int) -> None:
+    length_tie, angle_tie = metric_ties(np.array(lengths), np.array(angles))
+    assert length_tie.max() + 1 == n_lengths
+    assert angle_tie.max() + 1 == n_angles
+    assert np.all(angle_tie[np.isin(angles, (60.0, 90.0, 120.0))] == -1)
+
+
+def test_a_p1_reading_of_a_cubic_crystal_refines_in_the_cubic_metric() -> None:
+    """A candidate read in P1 from a map in an indexed cubic cell keeps the cubic metric (one length, no
+    angle), and renders the cubic lattice's distinct reflections only; without ``keep_metric`` its cell
+    would have six free parameters and the profile ~5x the reflections. Pattern from the independent simulator."""
+    from independent import CU_KA1, pattern, rock_salt
+
+    truth = rock_salt()
+    tt, y = pattern(truth)
+    p1 = truth.copy()
+    p1.perturb(0.05, min_distance=0.02)
+    strict = RefineConfig(w=0.08**2, symprec=1e-3)
+    kept = build_model(p1, tt, CU_KA1, strict)
+    split = build_model(p1, tt, CU_KA1, RefineConfig(w=0.08**2, symprec=1e-3, keep_metric=False))
+    assert kept.cell.n_free == 1 and split.cell.n_free == 6
+    assert kept.n_groups == build_model(truth, tt, CU_KA1, strict).n_groups < split.n_groups / 3
+    res = refine(p1, tt, y, CU_KA1, config=strict)
+    a, b, c = res.structure.lattice.abc
+    assert a == pytest.approx(b, rel=1e-9) and b == pytest.approx(c, rel=1e-9)
+    assert np.allclose(res.structure.lattice.angles, 90.0, atol=1e-9)
+    assert a == pytest.approx(truth.lattice.a, abs=2e-3)
+    assert res.rwp < 0.05
+
+
+def test_a_full_refinement_starts_where_its_screening_fit_ended(pyrite_counts: np.ndarray) -> None:
+    cfg = RefineConfig(w=0.02)
+    screened = refine(pyrite(x=0.37), TT, pyrite_counts, LAM, config=replace(cfg, max_iter=5))
+    start, warm = _full_start(pyrite(x=0.37), screened, cfg, warm=True)
+    assert start is screened.structure
+    assert (warm.zero_start, warm.zero_search, warm.b_iso) == (screened.zero_shift, 0.0, screened.b_iso)
+    given = pyrite(x=0.37)
+    assert _full_start(given, screened, cfg, warm=False) == (given, cfg)
+    cold_start, cold = _full_start(given, None, cfg, warm=True)
+    assert cold_start is given and cold is cfg
+    assert refine(start, TT, pyrite_counts, LAM, config=warm).rwp == pytest.approx(
+        refine(cold_start, TT, pyrite_counts, LAM, config=cold).rwp, abs=2e-3)

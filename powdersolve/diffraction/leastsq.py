@@ -63,6 +63,15 @@ def minimise(params: list[torch.nn.Parameter], loss_fn: Callable[[], torch.Tenso
         p.requires_grad_(False)
 
 
+def agreement(obs: np.ndarray, calc: np.ndarray, weight: np.ndarray, n_parameters: int) -> tuple[float, float, float]:
+    """Rwp, Rp (fractions) and goodness of fit sqrt(chi^2 / (N - P)) of a fit with ``weight`` = 1 / sigma^2."""
+    resid = obs - calc
+    chi2 = float(np.sum(weight * resid**2))
+    rwp = float(np.sqrt(chi2 / max(float(np.sum(weight * obs**2)), 1e-300)))
+    rp = float(np.sum(np.abs(resid)) / max(float(np.sum(np.abs(obs))), 1e-300))
+    return rwp, rp, float(np.sqrt(chi2 / max(len(obs) - n_parameters, 1)))
+
+
 def pattern_arrays(two_theta: np.ndarray, observed: np.ndarray, sigma: np.ndarray | None = None,
                    min_points: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Checked float arrays (2-theta deg, intensities, standard uncertainties) of a pattern to fit.

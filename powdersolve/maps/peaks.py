@@ -83,9 +83,11 @@ def min_image_distances(frac_a: np.ndarray, frac_b: np.ndarray, lattice: np.ndar
     """
     d = frac_a[:, None, :] - frac_b[None, :, :]
     d -= np.round(d)
-    shifts = _OFF.astype(np.float64)
-    cart = (d[:, :, None, :] + shifts[None, None]) @ lattice  # (a, b, 27, 3)
-    return np.sqrt(np.min(np.sum(cart**2, axis=-1), axis=-1))
+    cart = d @ lattice  # (a, b, 3)
+    shifts = _OFF.astype(np.float64) @ lattice  # (27, 3)
+    # |c + s|^2 = |c|^2 + 2 c.s + |s|^2 as one matrix product, without an (a, b, 27, 3) array.
+    d2 = np.sum(cart**2, axis=-1)[..., None] + 2.0 * (cart @ shifts.T) + np.sum(shifts**2, axis=-1)
+    return np.sqrt(np.maximum(np.min(d2, axis=-1), 0.0))
 
 
 def merge_peaks(frac: np.ndarray, height: np.ndarray, lattice: np.ndarray, min_distance: float) -> np.ndarray:
@@ -120,19 +122,20 @@ def ascent_targets(grid: np.ndarray, lattice: np.ndarray) -> np.ndarray:
     """
     grid = np.asarray(grid, dtype=np.float64)
     shape = np.array(grid.shape)
-    index = np.arange(grid.size).reshape(grid.shape)
     best_gain = np.zeros(grid.shape)
-    target = index.copy()
-    for off in _OFF:
+    best = np.full(grid.shape, -1, dtype=np.int64)  # row of _OFF each voxel steps along; -1: a maximum
+    for k, off in enumerate(_OFF):
         if not off.any():
             continue
         step = float(np.linalg.norm((off / shape) @ lattice))
-        shift = tuple(int(-o) for o in off)
-        gain = (np.roll(grid, shift, axis=(0, 1, 2)) - grid) / step
+        # np.roll by -off puts the neighbour at x + off under x.
+        gain = (np.roll(grid, tuple(int(-o) for o in off), axis=(0, 1, 2)) - grid) / step
         better = gain > best_gain
         best_gain[better] = gain[better]
-        target[better] = np.roll(index, shift, axis=(0, 1, 2))[better]
-    ptr = target.ravel()
+        best[better] = k
+    coords = np.indices(grid.shape)
+    moves = np.where(best >= 0, 1, 0)[None] * _OFF[np.maximum(best, 0)].transpose(3, 0, 1, 2)
+    ptr = np.ravel_multi_index(tuple(np.mod(coords + moves, shape[:, None, None, None])), grid.shape).ravel()
     while True:
         nxt = ptr[ptr]
         if np.array_equal(nxt, ptr):

@@ -28,8 +28,9 @@ class Observed:
     sigma: np.ndarray | None = None
 
     def thinned(self, points_per_fwhm: float) -> Observed:
-        """Every k-th point, k the largest step keeping at least ``points_per_fwhm`` points across the
-        median FWHM; itself when that is every point or the FWHM is unknown.
+        """Every k-th point, k the step that leaves about ``points_per_fwhm`` points across the median FWHM
+        (rounded: picked FWHMs scatter around the true width); itself when that is every point or the FWHM
+        is unknown.
 
         A screening fit only has to rank candidates, and a peak sampled a few times per FWHM still
         carries its integrated intensity and position.
@@ -37,7 +38,7 @@ class Observed:
         if self.fwhm is None or not np.isfinite(self.fwhm) or len(self.two_theta) < 2:
             return self
         step = float(np.median(np.diff(self.two_theta)))
-        k = int(self.fwhm / (points_per_fwhm * step)) if step > 0 else 1
+        k = round(self.fwhm / (points_per_fwhm * step)) if step > 0 else 1
         if k <= 1:
             return self
         sigma = None if self.sigma is None else self.sigma[::k]

@@ -61,6 +61,8 @@ class RankConfig:
             different structure, not one short of convergence).
         screen_points_per_fwhm: the screening fits use the pattern thinned to about this many points per
             median FWHM (:meth:`Observed.thinned`); the full fits use every point.
+        full_from_screened: a full refinement starts from its screening fit (structure, zero shift, B)
+            instead of from the candidate as read.
         workers: candidates refined at once, each in its own thread (torch releases the interpreter in
             its kernels and backward passes); the results do not depend on it.
     """
@@ -78,6 +80,7 @@ class RankConfig:
     family_first: bool = False
     screen_ratio: float = 2.0
     screen_points_per_fwhm: float = 4.0
+    full_from_screened: bool = True
     workers: int = 1
 
 
@@ -308,7 +311,8 @@ def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]
                 if best_in_family is not None and best_in_family not in full:
                     full.append(best_in_family)
             notes.append(f"{len(structures)} candidates screened, the best {len(full)} fully refined")
-        results = list(pool.map(lambda i: _refine_merged(structures[i], observed, rcfg), full))
+        starts = [_full_start(structures[i], screened.get(i), rcfg, config.full_from_screened) for i in full]
+        results = list(pool.map(lambda st: _refine_merged(st[0], observed, st[1]), starts))
     refined: list[Candidate] = []
     for i, res in zip(full, results, strict=True):
         if res is None:
@@ -319,6 +323,16 @@ def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]
     refined.sort(key=lambda c: c.result.rwp)
     # Screened-only candidates rank after the fully refined ones: their Rwp is not comparable.
     return refined + [screened_candidate(i) for i in rest]
+
+
+def _full_start(structure: Structure, screened: RefineResult | None, config: RefineConfig, warm: bool
+                ) -> tuple[Structure, RefineConfig]:
+    """Where a full refinement starts: with ``warm``, the screening fit's structure, zero shift and B (the
+    full fit then only finishes what screening began), else ``structure`` and ``config`` as given."""
+    if not warm or screened is None:
+        return structure, config
+    return screened.structure, replace(config, zero_start=screened.zero_shift, zero_search=0.0,
+                                       b_iso=screened.b_iso)
 
 
 def rank_candidates(structures: Sequence[Structure], two_theta: np.ndarray, observed: np.ndarray,

@@ -30,7 +30,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-from powdersolve.diffraction.leastsq import linear_fit, minimise, pattern_arrays, single_threaded_torch
+from powdersolve.diffraction.leastsq import agreement, linear_fit, minimise, pattern_arrays, single_threaded_torch
 from powdersolve.diffraction.peakshape import PeakProfile, ProfileStart, chebyshev_basis, march_dollase
 from powdersolve.diffraction.refinable_cell import RefinableCell, metric
 from powdersolve.errors import TooLargeError
@@ -61,7 +61,13 @@ class RefineConfig:
         refine_asymmetry: Berar-Baldinozzi peak asymmetry, with the profile.
         lambda2: K-alpha2 wavelength (A) to model the doublet (intensity ``kalpha2_ratio``); None: one line.
         preferred_orientation: (h, k, l) of the March-Dollase axis whose ratio refines; None: random powder.
-        zero_search: half-range (degrees) of the grid search for the zero shift before the gradient fit.
+        keep_metric: the cell keeps every equality of its starting cell (equal lengths, angles at 60, 90 or
+            120 degrees): a structure read in a lower space group than its lattice's (e.g. P1 in an indexed
+            cubic cell) refines in that lattice's metric, which the pattern fixed, not in a split one; it
+            also renders far fewer distinct reflections.
+        zero_start: starting zero shift (degrees 2-theta), e.g. a screening fit's.
+        zero_search: half-range (degrees) of the grid search for the zero shift around ``zero_start``
+            before the gradient fit (0: start at ``zero_start``).
         max_iter: L-BFGS iterations per stage.
         tolerance: a stage stops when an iteration changes the loss (Rwp squared) by less than this;
             1e-9 is a relative change of ~1e-5 at Rwp 0.01. On 4 generated cubic solves it cut the
@@ -88,6 +94,8 @@ class RefineConfig:
     lambda2: float | None = None
     kalpha2_ratio: float = 0.5
     preferred_orientation: tuple[int, int, int] | None = None
+    keep_metric: bool = True
+    zero_start: float = 0.0
     zero_search: float = 0.3
     max_iter: int = 100
     tolerance: float = 1e-9
@@ -95,7 +103,7 @@ class RefineConfig:
     max_profile_elements: int = 40_000_000
     window_fwhm: float = 15.0
 
-    def profile_start(self, wavelength: float, zero_shift: float = 0.0) -> ProfileStart:
+    def profile_start(self, wavelength: float) -> ProfileStart:
         """The :class:`ProfileStart` these settings describe at ``wavelength`` (A)."""
         lines = ((float(wavelength), 1.0),)
         if self.lambda2 is not None:
@@ -104,7 +112,7 @@ class RefineConfig:
         # Gaussian part as W does, X (constant in cos theta near the start) takes the Lorentzian share.
         g = ProfileStart.from_pseudo_voigt(self.w, self.eta)
         frac = g.w / max(self.w, 1e-12)
-        return ProfileStart(u=self.u * frac, v=self.v * frac, w=g.w, x=g.x, zero=zero_shift, lines=lines,
+        return ProfileStart(u=self.u * frac, v=self.v * frac, w=g.w, x=g.x, zero=self.zero_start, lines=lines,
                             window_fwhm=self.window_fwhm)
 
 
@@ -161,7 +169,8 @@ class PatternModel(torch.nn.Module):
         self.wavelength = float(wavelength)
         self.tt = torch.as_tensor(np.asarray(two_theta, dtype=np.float64))
         lat = structure.lattice
-        self.cell = RefinableCell(np.array(lat.abc), np.array(lat.angles), crystal_system(spacegroup))
+        self.cell = RefinableCell(np.array(lat.abc), np.array(lat.angles), crystal_system(spacegroup),
+                                  config.keep_metric)
         self.peak = PeakProfile(two_theta, config.profile_start(wavelength))
         self.orbits, self.reps = site_constraints(structure, config.symprec)
         # Atoms: one per (site, species) so that partial occupancies are kept.
@@ -345,7 +354,7 @@ def _refine(structure: Structure, two_theta: np.ndarray, observed: np.ndarray, w
     if cfg.refine_zero and cfg.zero_search > 0:
         # Peak positions are the most non-convex part: scan the zero shift before any gradient step.
         fwhm_min = np.sqrt(max(cfg.w, 1e-6))
-        grid = np.arange(-cfg.zero_search, cfg.zero_search + 1e-9, max(fwhm_min / 4, 0.005))
+        grid = cfg.zero_start + np.arange(-cfg.zero_search, cfg.zero_search + 1e-9, max(fwhm_min / 4, 0.005))
         losses = []
         for z in grid:
             model.peak.set_zero(z)
@@ -373,15 +382,11 @@ def _refine(structure: Structure, two_theta: np.ndarray, observed: np.ndarray, w
         calc, scale, bkg = model.fit_linear(obs, weight)
         _, pos = model.profile()
     calc_np, bkg_np = calc.numpy(), bkg.numpy()
-    resid = obs_np - calc_np
-    w_np = weight.numpy()
-    rwp = float(np.sqrt(np.sum(w_np * resid**2) / np.sum(w_np * obs_np**2)))
-    rp = float(np.sum(np.abs(resid)) / max(np.sum(np.abs(obs_np)), 1e-300))
     n_par = 1 + cfg.background_terms
     n_par += int(cfg.refine_zero) + int(cfg.refine_displacement) + cell.n_free * int(cfg.refine_lattice)
     n_par += model.orbits.n_free * int(cfg.refine_coords) + int(cfg.refine_b) + 5 * int(cfg.refine_profile)
     n_par += 4 * int(cfg.refine_asymmetry) + int(cfg.preferred_orientation is not None)
-    gof = float(np.sqrt(np.sum(w_np * resid**2) / max(len(obs_np) - n_par, 1)))
+    rwp, rp, gof = agreement(obs_np, calc_np, weight.numpy(), n_par)
     ticks = pos.numpy()
     ticks = np.unique(np.round(ticks[(ticks >= tt.min()) & (ticks <= tt.max())], 6))
     uvw = tuple(float(x) for x in peak.uvw().detach())
