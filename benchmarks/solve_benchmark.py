@@ -46,7 +46,7 @@ import time
 import traceback
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -186,7 +186,8 @@ def score_case(result: SolveResult | None, truth: Structure, crystal: Crystal | 
 
 def solve_config(args: argparse.Namespace) -> SolveConfig:
     """The solve settings of a run: the defaults, with the variant flags applied."""
-    return SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K), abstain=False,
+    refine = replace(SolveConfig().refine, keep_metric=not args.split_metric)
+    return SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K), abstain=False, refine=refine,
                        family_first=not args.rwp_only, map_symmetry=not args.no_map_symmetry,
                        modified_map=not args.no_modified_map,
                        skip_p1_pairs=not args.merge_p1_pairs, n_z_averaged=args.n_z_averaged,
@@ -330,6 +331,9 @@ def main() -> None:
                          "False, the default until 2026-12-06)")
     ap.add_argument("--alternate-samples", type=int, default=SolveConfig.alternate_samples,
                     help="latent samples of each additional serving model (SolveConfig.alternate_samples)")
+    ap.add_argument("--split-metric", action="store_true",
+                    help="variant: a candidate's cell refines with its own space group's ties only "
+                         "(RefineConfig.keep_metric=False, the default before 2026-12-07)")
     ap.add_argument("--n-z-averaged", type=int, default=2,
                     help="variant: Z values read from each symmetry-averaged map (SolveConfig.n_z_averaged; "
                          "1 was the default on 2026-11-25)")

@@ -12,7 +12,7 @@ from powdersolve.density import density_grid
 from powdersolve.errors import InputError
 from powdersolve.maps.centring import detect_centring, shift_grid
 from powdersolve.maps.formula_units import ranked_formula_units
-from powdersolve.maps.peaks import find_peaks, integrate_basins, merge_peaks, min_image_distances
+from powdersolve.maps.peaks import ascent_targets, find_peaks, integrate_basins, merge_peaks, min_image_distances
 from powdersolve.scattering import form_factor
 from powdersolve.solve.atoms import density_to_structure, density_to_structures, symmetrise
 from powdersolve.structures import Crystal, load_crystal
@@ -199,3 +199,23 @@ def test_whole_voxel_shifts_are_rolls_equal_to_the_fourier_shift() -> None:
     for a, b in zip(fourier, fast):
         np.testing.assert_allclose(b, a, atol=1e-12)
     np.testing.assert_array_equal(fast[0], np.roll(grid, (6, 0, 9), axis=(0, 1, 2)))
+
+
+def test_min_image_distances_equal_pymatgens() -> None:
+    """Against pymatgen's own minimum-image distances, in an oblique cell."""
+    lattice = Lattice.from_parameters(5.1, 6.3, 7.2, 78.0, 101.0, 95.0)
+    rng = np.random.default_rng(3)
+    a, b = rng.random((40, 3)), rng.random((30, 3))
+    assert np.allclose(min_image_distances(a, b, lattice.matrix), lattice.get_all_distances(a, b), atol=1e-9)
+
+
+def test_every_ascent_ends_at_a_local_maximum_of_the_periodic_map() -> None:
+    rng = np.random.default_rng(4)
+    grid = np.fft.ifftn(np.fft.fftn(rng.random((20, 20, 20))) * np.exp(-0.05 * np.sum(
+        np.stack(np.meshgrid(*[np.fft.fftfreq(20, 1 / 20)] * 3, indexing="ij")) ** 2, axis=0))).real
+    ends = np.unique(ascent_targets(grid, Lattice.from_parameters(4, 5, 6, 80, 95, 100).matrix))
+    neighbours = np.stack([np.roll(grid, (i, j, k), axis=(0, 1, 2)) for i in (-1, 0, 1) for j in (-1, 0, 1)
+                           for k in (-1, 0, 1) if (i, j, k) != (0, 0, 0)])
+    is_max = np.all(grid[None] >= neighbours, axis=0).ravel()
+    assert len(ends) > 1 and np.all(is_max[ends])
+    assert set(ends) == set(np.flatnonzero(is_max))
