@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
-from pymatgen.core import Structure
+from pymatgen.core import Lattice, Structure
 
 #: Cu K-alpha1 and K-alpha2 wavelengths (Angstrom).
 CU_KA1, CU_KA2 = 1.54056, 1.54439
@@ -45,3 +45,41 @@ def independent_pattern(structure: Structure, *, kalpha2: bool = False, seed: in
     y *= peak_counts / y.max()
     y += background * peak_counts
     return tt, np.random.default_rng(seed).poisson(y).astype(float), first
+
+
+def silicon() -> Structure:
+    """Diamond-structure Si (a = 5.431 A): the impurity phase of :func:`lab_pattern`."""
+    return Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0.125, 0.125, 0.125]])
+
+
+def lab_pattern(structure: Structure, *, seed: int = 0, lo: float = 5.0, hi: float = 120.0, step: float = 0.01,
+                zero: float = 0.03, u: float = 0.01, w: float = 0.004, eta: tuple[float, float] = (0.3, 0.7),
+                impurity: float = 0.0, background: float = 0.01, peak_counts: float = 1e5, kalpha2: bool = True
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(2-theta deg, Poisson counts) of ``structure`` as a laboratory Cu K-alpha diffractometer might record it.
+
+    Unlike :func:`independent_pattern`: K-alpha1 + K-alpha2 (half intensity; ``kalpha2`` False: K-alpha1
+    only); widths growing with angle, FWHM^2 = u tan^2 th + w (deg^2: 0.063 deg at low angle, 0.18 deg at
+    120 deg); a Lorentzian fraction rising linearly from ``eta[0]`` to ``eta[1]`` over the scan; a zero
+    error of ``zero`` deg (peaks appear there, as an uncorrected instrument shows them); a background
+    falling from 3x to 1x ``background`` of the strongest point towards high angle; and optionally a
+    silicon impurity whose strongest peak is ``impurity`` of the sample's.
+    """
+    tt = np.arange(lo, hi + step / 2, step)
+
+    def phase(s: Structure) -> np.ndarray:
+        y = np.zeros_like(tt)
+        for lam, weight in ((CU_KA1, 1.0), (CU_KA2, 0.5))[: 2 if kalpha2 else 1]:
+            pat = XRDCalculator(wavelength=lam).get_pattern(s, scaled=False, two_theta_range=(lo - 1, hi + 1))
+            for c, a in zip(np.asarray(pat.x, dtype=float), np.asarray(pat.y, dtype=float)):
+                tan = np.tan(np.radians(c / 2))
+                fwhm = float(np.sqrt(u * tan**2 + w))
+                frac = eta[0] + (eta[1] - eta[0]) * (c - lo) / (hi - lo)
+                y += weight * a * pseudo_voigt(tt - c - zero, fwhm, float(np.clip(frac, 0.0, 1.0)))
+        return y / y.max()
+
+    y = phase(structure)
+    if impurity > 0:
+        y += impurity * phase(silicon())
+    y = y * peak_counts / y.max() + background * peak_counts * (1 + 2 * np.exp(-(tt - lo) / 20))
+    return tt, np.random.default_rng(seed).poisson(y).astype(float)

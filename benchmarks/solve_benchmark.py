@@ -9,7 +9,11 @@ with :mod:`powdersolve.diffraction.profile`:
   Poisson noise at ~20000 peak counts), solved with the default preprocessing;
 - ``independent``: not our simulator at all (:mod:`independent`): pymatgen XRDCalculator sticks,
   pseudo-Voigt FWHM 0.08 deg eta 0.5, flat background 1% of the strongest peak, Poisson noise,
-  Cu K-alpha1, 5-120 deg; solved with the default preprocessing.
+  Cu K-alpha1, 5-120 deg; solved with the default preprocessing;
+- ``lab``: the same independent simulator as a laboratory scan (:func:`independent.lab_pattern`): K-alpha1 +
+  K-alpha2, widths growing with angle, Lorentzian fraction 0.3-0.7, a zero error of 0.03 deg and a falling
+  background; ``lab-si``: the same with a silicon impurity whose strongest peak is 3 % of the sample's.
+  Both solved with the default preprocessing.
 
 Every case is solved with the true composition and the true cell (``--no-cell``: the composition only,
 the cell indexed from the pattern over all seven crystal systems and the model chosen by it), in these
@@ -51,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from independent import CU_KA1, independent_pattern
+from independent import CU_KA1, independent_pattern, lab_pattern
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
@@ -72,7 +76,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "benchmark" / "real"
 RESULTS = ROOT / "benchmarks" / "results"
 MODES = ("model", "wrong-pattern", "no-model", "oracle")
-PATTERNS = ("stick", "measured", "independent")
+PATTERNS = ("stick", "measured", "independent", "lab", "lab-si")
 LINE = "CuKa1"
 TWO_THETA = (5.0, 90.0, 0.01)  # start, stop, step (degrees)
 MATCHERS = {"default": dict(ltol=0.2, stol=0.3, angle_tol=5), "loose": dict(ltol=0.3, stol=0.5, angle_tol=10)}
@@ -98,6 +102,9 @@ def simulate(crystal: Crystal, kind: str, seed: int, name: str) -> Pattern:
     lam = WAVELENGTHS[LINE]
     if kind == "independent":
         tt, y, _ = independent_pattern(crystal.to_structure(), seed=seed)
+        return make_pattern(tt, y, None, CU_KA1, Path(f"{name}_{kind}.xy"), "xy")
+    if kind in ("lab", "lab-si"):
+        tt, y = lab_pattern(crystal.to_structure(), seed=seed, impurity=0.03 if kind == "lab-si" else 0.0)
         return make_pattern(tt, y, None, CU_KA1, Path(f"{name}_{kind}.xy"), "xy")
     lo, hi, step = TWO_THETA
     s = sticks(crystal, q_max=float(q_from_two_theta(min(hi + 5, 179), lam)) * 1.01, b_iso=1.0)
