@@ -39,14 +39,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from powdersolve.errors import InputError
-from powdersolve.indexing.metric import (
-    SYSTEMS,
-)
+from powdersolve.indexing.metric import SYSTEMS, param_map
 from powdersolve.indexing.observations import Observed, observations
 from powdersolve.indexing.pattern import PickedPeaks, pick_peaks
 from powdersolve.indexing.reduction import niggli, same_lattice
 from powdersolve.indexing.search import HIGH_SYSTEMS, Search
 from powdersolve.indexing.solution import CENTRING_POINTS, M20_THRESHOLD, CellSolution, IndexConfig
+from powdersolve.indexing.strays import prefer_despite_weak_strays
 
 #: Leading candidates whose index-2 supercells and subcells are refined.
 N_NEIGHBOURS = 5
@@ -148,7 +147,29 @@ def index_peaks(obs: Observed, config: IndexConfig, progress: Callable[[str], No
     search.polish(leading(N_NEIGHBOURS))
     search.neighbours(leading(N_NEIGHBOURS), tuple(systems))
     search.polish(leading(N_NEIGHBOURS))
-    return leading(config.n_keep)
+    return _despite_weak_strays(leading(config.n_keep), obs, config, [s for s in HIGH_SYSTEMS if s in systems], say)
+
+
+def _despite_weak_strays(ranked: list[CellSolution], obs: Observed, config: IndexConfig, high: Sequence[str],
+                         say: Callable[[str], None]) -> list[CellSolution]:
+    """``ranked``, or a one- or two-parameter cell first that leaves only weak lines (a minor impurity's)
+    unindexed and explains the rest far better than the leading lower-symmetry cell
+    (:func:`.strays.prefer_despite_weak_strays`). The second, lenient search of those systems runs only
+    when the pattern has weak lines, for the systems with fewer free metric parameters than the leader's."""
+    if not ranked or obs.weak is None or not obs.weak.any():
+        return ranked
+    fewer = [s for s in high if param_map(s).shape[1] < param_map(ranked[0].system).shape[1]]
+    if not fewer:
+        return ranked
+    lenient = Search(obs, config, say, lenient=True)
+    lenient.high(fewer)
+    out = prefer_despite_weak_strays(ranked, lenient.found, obs.weak)
+    if out[0] is not ranked[0]:
+        top = out[0]
+        say(f"indexing: the {top.system} {top.centring} cell goes first: it leaves only "
+            f"{top.n_lines - top.n_indexed} weak lines unindexed (an impurity?) at M20 {top.m20:.1f}, against "
+            f"M20 {ranked[0].m20:.1f} of the {ranked[0].system} cell that indexes them")
+    return out[: config.n_keep]
 
 
 def index_pattern(d_spacings: Sequence[float] | np.ndarray | None = None, *,
@@ -196,5 +217,5 @@ def index_counts(two_theta: np.ndarray, counts: np.ndarray, wavelength: float, c
         for line in picked.log:
             progress(line)
     obs = observations(None, picked.peaks.two_theta, picked.wavelength, config.tol, config.zero_range,
-                       config.max_lines)
+                       config.max_lines, picked.peaks.integrated_intensity, config.weak_line)
     return picked, index_peaks(obs, config, progress)

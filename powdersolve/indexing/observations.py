@@ -37,12 +37,18 @@ def tt_from_q(q: np.ndarray, wavelength: float) -> np.ndarray:
 @dataclass(frozen=True)
 class Observed:
     """Observed lines: 2-theta (deg, ascending) at a wavelength (A), with the line tolerance (deg)
-    and the largest zero shift (deg) fitted."""
+    and the largest zero shift (deg) fitted. ``weak`` (n,) bool marks lines faint enough to be a minor
+    impurity's (None: intensities unknown, every line counts)."""
 
     tt: np.ndarray
     wavelength: float
     tol: float
     max_zero: float
+    weak: np.ndarray | None = None
+
+    def counted(self) -> np.ndarray:
+        """(n,) bool: the lines a candidate must index, all but its allowed few (the not-weak ones)."""
+        return np.ones(self.tt.size, dtype=bool) if self.weak is None else ~self.weak
 
     def q(self, zero: float = 0.0) -> np.ndarray:
         """Q (1/A^2) of the lines after removing a zero shift (deg)."""
@@ -54,8 +60,13 @@ class Observed:
 
 
 def observations(d_spacings: Sequence[float] | np.ndarray | None, two_theta: Sequence[float] | np.ndarray | None,
-                 wavelength: float | None, tol: float, zero_range: float, max_lines: int) -> Observed:
-    """Validated :class:`Observed` lines from either d-spacings (A) or 2-theta (deg) with the wavelength (A)."""
+                 wavelength: float | None, tol: float, zero_range: float, max_lines: int,
+                 intensity: Sequence[float] | np.ndarray | None = None, weak_line: float = 0.0) -> Observed:
+    """Validated :class:`Observed` lines from either d-spacings (A) or 2-theta (deg) with the wavelength (A).
+
+    With ``intensity`` (one per 2-theta) and ``weak_line`` > 0, lines of at most ``weak_line`` times the
+    strongest line's intensity are marked weak (:attr:`Observed.weak`).
+    """
     if (d_spacings is None) == (two_theta is None):
         raise InputError("give either d-spacings or 2-theta peak positions (with the wavelength) to index")
     if two_theta is not None:
@@ -75,7 +86,14 @@ def observations(d_spacings: Sequence[float] | np.ndarray | None, two_theta: Seq
         zero_range = 0.0  # a zero shift has no meaning without measured angles
     if np.any(~np.isfinite(tt)) or np.any(tt <= 0) or np.any(tt >= 180):
         raise InputError("2-theta peak positions must lie in (0, 180) deg")
-    tt = np.unique(np.round(tt, 6))[:max_lines]
+    tt, first = np.unique(np.round(tt, 6), return_index=True)
+    tt, first = tt[:max_lines], first[:max_lines]
+    weak = None
+    if intensity is not None and two_theta is not None and weak_line > 0:
+        inten = np.asarray(intensity, dtype=np.float64).ravel()
+        if inten.shape != np.asarray(two_theta).ravel().shape or not np.all(np.isfinite(inten)):
+            raise InputError("give one finite intensity per peak position")
+        weak = inten[first] <= weak_line * max(float(inten.max()), 1e-300)
     if tt.size < MIN_LINES:
         raise InputError(f"only {tt.size} peak positions; indexing needs at least {MIN_LINES}; give --cell")
-    return Observed(tt=tt, wavelength=lam, tol=float(tol), max_zero=float(zero_range))
+    return Observed(tt=tt, wavelength=lam, tol=float(tol), max_zero=float(zero_range), weak=weak)

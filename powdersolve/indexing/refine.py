@@ -35,7 +35,7 @@ class Fit:
     m20: float
     f_n: float
     n_indexed: int
-    n_unindexed20: int
+    n_unindexed20: int  # among the first 20 lines, weak ones (Observed.weak) not counted
     n_lines: int
     hkl: np.ndarray  # (n_lines, 3) indices assigned to each line; 0 0 0 for an unindexed one
 
@@ -56,7 +56,7 @@ def refine(system: str, centring: str, p: np.ndarray, obs: Observed, n_iter: int
         # The first pass tolerates the unfitted zero shift.
         tol = obs.tol + (obs.max_zero if it == 0 else 0.0)
         ok = np.abs(q - cq[j]) <= g * tol
-        if it == 0 and (~ok).sum() > max_unindexed + 2:
+        if it == 0 and (~ok & obs.counted()).sum() > max_unindexed + 2:
             return None
         x = cx[j[ok]]
         fit_zero = obs.max_zero > 0 and ok.sum() > n_par + 2
@@ -107,4 +107,4 @@ def figures(system: str, centring: str, p: np.ndarray, z: float, obs: Observed) 
     f_n = k / (max(d_tt, 1e-6) * max(n_poss, 1))
     hkl = np.where(ok[:, None], chkl[j], 0)
     return Fit(system, centring, np.asarray(p, dtype=np.float64), float(z), float(m20), float(f_n),
-               int(ok.sum()), int((~first).sum()), int(q.size), hkl)
+               int(ok.sum()), int((~first & obs.counted()[:m]).sum()), int(q.size), hkl)

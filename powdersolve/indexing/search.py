@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from powdersolve.indexing.observations import Observed
 from powdersolve.indexing.reduction import bravais_lattices, niggli, same_lattice
 from powdersolve.indexing.refine import Fit, figures, refine
 from powdersolve.indexing.solution import CENTRING_POINTS, CellSolution, IndexConfig, solution_of
+from powdersolve.indexing.strays import MAX_STRAY_FRACTION
 from powdersolve.indexing.trials import (
     assignment_trials,
     chance_matches,
@@ -70,12 +72,17 @@ INDEX2 = _index2_transforms()
 class Search:
     """Collects refined candidates of one pattern (one job; no state outside it)."""
 
-    def __init__(self, obs: Observed, config: IndexConfig, say: Callable[[str], None]) -> None:
-        self.obs, self.config, self.say = obs, config, say
+    def __init__(self, obs: Observed, config: IndexConfig, say: Callable[[str], None], lenient: bool = False
+                 ) -> None:
+        # Only a lenient search lets a candidate leave weak lines (an impurity's?) unindexed.
+        self.obs = obs if lenient else replace(obs, weak=None)
+        self.config, self.say = config, say
         self.q = obs.q()
-        n_s = min(20, self.q.size)
-        self.q_s = self.q[:n_s]
-        self.tol_s = obs.tol_q(obs.max_zero)[:n_s]
+        # Trials are screened on the first 20 lines that count.
+        counted = np.flatnonzero(self.obs.counted())
+        n_s = min(20, counted.size)
+        self.q_s = self.q[counted[:n_s]]
+        self.tol_s = obs.tol_q(obs.max_zero)[counted[:n_s]]
         # Lines a cell may leave unindexed: at most one in five (few-line patterns leave no room).
         self.max_unindexed = min(config.max_unindexed, self.q.size // 5)
         self.need = n_s - self.max_unindexed
@@ -83,12 +90,16 @@ class Search:
 
     def _fit(self, system: str, centring: str, p0: np.ndarray) -> Fit | None:
         """A trial refined, or None when it leaves more lines unindexed than the search allows."""
-        ref = refine(system, centring, np.asarray(p0, dtype=np.float64), self.obs, max_unindexed=self.max_unindexed)
+        obs = self.obs
+        ref = refine(system, centring, np.asarray(p0, dtype=np.float64), obs, max_unindexed=self.max_unindexed)
         if ref is None:
             return None
-        fit = figures(system, centring, ref[0], ref[1], self.obs)
-        if fit is None or fit.n_unindexed20 > self.max_unindexed or fit.n_lines - fit.n_indexed > 2 * max(
-                self.max_unindexed, 1):
+        fit = figures(system, centring, ref[0], ref[1], obs)
+        if fit is None or fit.n_unindexed20 > self.max_unindexed:
+            return None
+        unindexed = np.all(fit.hkl == 0, axis=1)
+        if (unindexed & obs.counted()).sum() > 2 * max(self.max_unindexed, 1) or \
+                unindexed.sum() > max(2 * max(self.max_unindexed, 1), MAX_STRAY_FRACTION * fit.n_lines):
             return None
         return fit
 

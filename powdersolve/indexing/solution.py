@@ -38,7 +38,13 @@ class IndexConfig:
         tol: 2-theta tolerance (deg) for a line to count as indexed (taken at Cu K-alpha1 for d-spacings).
         zero_range: largest 2-theta zero shift (deg) fitted; 0 fits none.
         max_lines: use at most this many lowest-angle lines.
-        max_unindexed: lines among the first 20 a candidate may leave unindexed (impurities, K-alpha2).
+        max_unindexed: lines among the first 20 a candidate may leave unindexed (impurities, K-alpha2);
+            weak lines do not count (see ``weak_line``).
+        weak_line: when the peak intensities are known (:func:`index_counts`), a line of at most this
+            fraction of the strongest line's intensity may be a minor impurity's: a candidate may leave
+            such lines unindexed beyond ``max_unindexed`` (up to 40% of all lines), and a more symmetric
+            cell that leaves only such lines unexplained at 3x the M20 goes first
+            (:mod:`powdersolve.indexing.strays`); 0 counts every line alike.
         n_keep: candidates returned.
         time_budget_s: wall-clock budget (s) of each search stage (high systems; reduced-basis search).
         stop_m20: skip the lower-symmetry search when a higher-symmetry cell indexes every line with
@@ -57,6 +63,7 @@ class IndexConfig:
     zero_range: float = 0.0
     max_lines: int = 30
     max_unindexed: int = 3
+    weak_line: float = 0.05
     n_keep: int = 10
     time_budget_s: float = 10.0
     stop_m20: float = 20.0
