@@ -123,3 +123,34 @@ def test_only_a_tight_complete_cubic_cell_ends_the_search_early() -> None:
     assert _complete_cubic([loose], IndexConfig()) is None
     assert _complete_cubic([cubic(5.1, 3 * MIN_M20_COMPLETE, n_indexed=29)], IndexConfig()) is None
     assert _complete_cubic([tight], IndexConfig(stop_m20=0.0)) is None
+
+
+def test_a_minor_impurity_does_not_displace_the_right_cell() -> None:
+    """Rock salt with a silicon impurity whose strongest peak is 3% of the sample's, patterns from the
+    independent simulator (tests/independent.py). Without the intensities every Si line counts as an
+    unexplained line of the sample, and a monoclinic cell that indexes them by chance comes first."""
+    from independent import CU_KA1, pattern, rock_salt
+    from pymatgen.core import Lattice, Structure
+
+    from powdersolve.indexing import index_counts
+
+    silicon = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0.125, 0.125, 0.125]])
+    tt, sample = pattern(rock_salt(), seed=2)
+    _, impurity = pattern(silicon, background=0.0, seed=3)
+    counts = sample + 0.03 * impurity
+    _, found = index_counts(tt, counts, CU_KA1, IndexConfig(zero_range=0.1))
+    assert (found[0].system, found[0].centring) == ("cubic", "F")
+    assert found[0].a == pytest.approx(5.6395, abs=2e-3)
+    assert found[0].n_indexed < found[0].n_lines  # the Si lines stay unexplained
+    _, blind = index_counts(tt, counts, CU_KA1, IndexConfig(zero_range=0.1, weak_line=0.0))
+    assert blind[0].system != "cubic"
+
+
+def test_weak_lines_are_those_of_at_most_the_given_fraction_of_the_strongest() -> None:
+    from powdersolve.indexing.observations import observations
+
+    obs = observations(None, [30.0, 20.0, 40.0, 50.0, 60.0, 20.0], 1.5406, 0.05, 0.0, 30,
+                       intensity=[100.0, 3.0, 5.0, 50.0, 6.0, 3.0], weak_line=0.05)
+    assert list(obs.tt) == [20.0, 30.0, 40.0, 50.0, 60.0]
+    assert list(obs.weak) == [True, False, True, False, False]
+    assert observations(None, [30.0, 20.0, 40.0, 50.0, 60.0], 1.5406, 0.05, 0.0, 30).weak is None
