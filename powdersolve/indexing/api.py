@@ -27,7 +27,10 @@ Pipeline (all in Q = 1/d^2):
 6. candidates describing the same lattice (same Niggli cell) are merged, keeping the most symmetric
    one unless its M20 is clearly worse; the rest are ranked by M20 times (fraction of the lines
    indexed) ** (``UNINDEXED_EXPONENT`` max(n, 20) / 20) times ``IndexConfig.occam`` per free metric
-   parameter fewer than triclinic (:func:`.solution.solution_of`).
+   parameter fewer than triclinic (:func:`.solution.solution_of`);
+7. with the line intensities known (:func:`index_counts`) and a lower system leading, the systems with
+   fewer metric parameters are searched again letting weak lines (a minor impurity's) go unindexed, and
+   such a cell that explains every other line far better goes first (:mod:`.strays`).
 
 Each system has a time budget (``IndexConfig.time_budget_s``); a search out of time returns what it has.
 """

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from powdersolve.indexing.metric import param_map
+from powdersolve.indexing.reduction import niggli, same_lattice
 from powdersolve.indexing.solution import CellSolution
 
 #: At most this fraction of the lines may be left to an impurity.
@@ -47,4 +48,7 @@ def prefer_despite_weak_strays(ranked: Sequence[CellSolution], alternatives: Seq
     if not ok:
         return ranked
     best = max(ok, key=lambda c: c.m20)
-    return [best] + ranked
+    red = niggli(best.lattice(), best.centring)
+    # The strict search may have found the same cell (with fewer lines allowed unindexed): keep one.
+    return [best] + [s for s in ranked if not (s.system == best.system and same_lattice(
+        niggli(s.lattice(), s.centring), red))]
