@@ -89,17 +89,19 @@ class Search:
         self.found: list[CellSolution] = []
 
     def _fit(self, system: str, centring: str, p0: np.ndarray) -> Fit | None:
-        """A trial refined, or None when it leaves more lines unindexed than the search allows."""
-        obs = self.obs
-        ref = refine(system, centring, np.asarray(p0, dtype=np.float64), obs, max_unindexed=self.max_unindexed)
+        """A trial refined, or None when it leaves more lines unindexed than the search allows: at most
+        ``max_unindexed`` of the first 20 and twice that in all, weak lines (lenient search) not counted,
+        and at most :data:`MAX_STRAY_FRACTION` of all lines."""
+        ref = refine(system, centring, np.asarray(p0, dtype=np.float64), self.obs, max_unindexed=self.max_unindexed)
         if ref is None:
             return None
-        fit = figures(system, centring, ref[0], ref[1], obs)
+        fit = figures(system, centring, ref[0], ref[1], self.obs)
         if fit is None or fit.n_unindexed20 > self.max_unindexed:
             return None
         unindexed = np.all(fit.hkl == 0, axis=1)
-        if (unindexed & obs.counted()).sum() > 2 * max(self.max_unindexed, 1) or \
-                unindexed.sum() > max(2 * max(self.max_unindexed, 1), MAX_STRAY_FRACTION * fit.n_lines):
+        limit = 2 * max(self.max_unindexed, 1)
+        strays = max(limit, MAX_STRAY_FRACTION * fit.n_lines)
+        if (unindexed & self.obs.counted()).sum() > limit or unindexed.sum() > strays:
             return None
         return fit
 
