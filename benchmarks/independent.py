@@ -8,6 +8,8 @@ width, an optional K-alpha2 copy, a flat background and Poisson noise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
 from pymatgen.core import Lattice, Structure
@@ -24,6 +26,24 @@ def pseudo_voigt(x: np.ndarray, fwhm: float, eta: float) -> np.ndarray:
     return eta * lorentz + (1 - eta) * gauss
 
 
+def _broadened(structure: Structure, tt: np.ndarray, lo: float, hi: float, kalpha2: bool,
+               fwhm_at: Callable[[float], float], eta_at: Callable[[float], float], zero: float = 0.0
+               ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """pymatgen's sticks of ``structure`` between ``lo`` - 1 and ``hi`` + 1 deg (Cu K-alpha1, and K-alpha2 at
+    half intensity with ``kalpha2``) as unit-area pseudo-Voigts on ``tt`` (deg), each of FWHM
+    ``fwhm_at(2-theta)`` and Lorentzian fraction ``eta_at(2-theta)``, shifted by ``zero`` (deg); and the
+    K-alpha1 sticks (2-theta, intensity)."""
+    y = np.zeros_like(tt)
+    first = None
+    for lam, weight in ((CU_KA1, 1.0), (CU_KA2, 0.5))[: 2 if kalpha2 else 1]:
+        pat = XRDCalculator(wavelength=lam).get_pattern(structure, scaled=False, two_theta_range=(lo - 1, hi + 1))
+        pos, inten = np.asarray(pat.x, dtype=float), np.asarray(pat.y, dtype=float)
+        first = first or (pos, inten)
+        for c, a in zip(pos, inten):
+            y += weight * a * pseudo_voigt(tt - c - zero, fwhm_at(c), eta_at(c))
+    return y, first
+
+
 def independent_pattern(structure: Structure, *, kalpha2: bool = False, seed: int = 0, lo: float = 5.0,
                         hi: float = 120.0, step: float = 0.01, fwhm: float = 0.08, eta: float = 0.5,
                         background: float = 0.01, peak_counts: float = 1e5
@@ -34,14 +54,7 @@ def independent_pattern(structure: Structure, *, kalpha2: bool = False, seed: in
     ``peak_counts`` is added; ``kalpha2`` adds the K-alpha2 copy at half intensity.
     """
     tt = np.arange(lo, hi + step / 2, step)
-    y = np.zeros_like(tt)
-    first = None
-    for lam, weight in ((CU_KA1, 1.0), (CU_KA2, 0.5))[: 2 if kalpha2 else 1]:
-        pat = XRDCalculator(wavelength=lam).get_pattern(structure, scaled=False, two_theta_range=(lo - 1, hi + 1))
-        pos, inten = np.asarray(pat.x, dtype=float), np.asarray(pat.y, dtype=float)
-        first = first or (pos, inten)
-        for c, a in zip(pos, inten):
-            y += weight * a * pseudo_voigt(tt - c, fwhm, eta)
+    y, first = _broadened(structure, tt, lo, hi, kalpha2, lambda _c: fwhm, lambda _c: eta)
     y *= peak_counts / y.max()
     y += background * peak_counts
     return tt, np.random.default_rng(seed).poisson(y).astype(float), first
@@ -67,15 +80,14 @@ def lab_pattern(structure: Structure, *, seed: int = 0, lo: float = 5.0, hi: flo
     """
     tt = np.arange(lo, hi + step / 2, step)
 
+    def fwhm_at(c: float) -> float:
+        return float(np.sqrt(u * np.tan(np.radians(c / 2)) ** 2 + w))
+
+    def eta_at(c: float) -> float:
+        return float(np.clip(eta[0] + (eta[1] - eta[0]) * (c - lo) / (hi - lo), 0.0, 1.0))
+
     def phase(s: Structure) -> np.ndarray:
-        y = np.zeros_like(tt)
-        for lam, weight in ((CU_KA1, 1.0), (CU_KA2, 0.5))[: 2 if kalpha2 else 1]:
-            pat = XRDCalculator(wavelength=lam).get_pattern(s, scaled=False, two_theta_range=(lo - 1, hi + 1))
-            for c, a in zip(np.asarray(pat.x, dtype=float), np.asarray(pat.y, dtype=float)):
-                tan = np.tan(np.radians(c / 2))
-                fwhm = float(np.sqrt(u * tan**2 + w))
-                frac = eta[0] + (eta[1] - eta[0]) * (c - lo) / (hi - lo)
-                y += weight * a * pseudo_voigt(tt - c - zero, fwhm, float(np.clip(frac, 0.0, 1.0)))
+        y = _broadened(s, tt, lo, hi, kalpha2, fwhm_at, eta_at, zero)[0]
         return y / y.max()
 
     y = phase(structure)
