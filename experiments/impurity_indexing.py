@@ -5,7 +5,9 @@ For the first N val + test crystals of a generated build, two patterns from the 
 0.03 deg, falling background): clean, and with a silicon impurity whose strongest peak is ``--impurity``
 of the sample's. Each is indexed as ``predict`` does (:func:`powdersolve.indexing.index_counts`, all seven
 systems, zero shift up to 0.1 deg); right cell: the same Niggli-reduced lattice as the truth's primitive.
-``--weak-line 0`` runs the indexing without the weak-line step (every line counts alike).
+``--weak-line 0`` runs the indexing without the weak-line step (every line counts alike);
+``--max-sites 2`` keeps crystals of at most 2 atoms in the primitive cell (few-line patterns, where an
+impurity's lines are a large share of all).
 
     python experiments/impurity_indexing.py --data data/build/cubic_dev --limit 8 \
         --json experiments/results/impurity_indexing_cubic_dev.json
@@ -30,16 +32,26 @@ from powdersolve.indexing import IndexConfig, index_counts  # noqa: E402
 from powdersolve.indexing.reduction import niggli, same_lattice  # noqa: E402
 
 
+def _primitive_sites(structure) -> int:
+    return len(SpacegroupAnalyzer(structure).find_primitive())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="a generated build (data/build/...)")
     ap.add_argument("--limit", type=int, default=8)
     ap.add_argument("--impurity", type=float, default=0.03, help="strongest Si peak / strongest sample peak")
     ap.add_argument("--weak-line", type=float, default=IndexConfig.weak_line)
+    ap.add_argument("--impurity-fraction", type=float, default=IndexConfig.impurity_fraction,
+                    help="most lines (fraction) weak unindexed lines may make up")
+    ap.add_argument("--max-sites", type=int, default=None,
+                    help="only crystals with at most this many atoms in the primitive cell (few-line patterns)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    config = IndexConfig(zero_range=0.1, weak_line=args.weak_line)
-    records = [r for r in load_dataset(args.data) if r.split in ("val", "test")][: args.limit]
+    config = IndexConfig(zero_range=0.1, weak_line=args.weak_line, impurity_fraction=args.impurity_fraction)
+    records = [r for r in load_dataset(args.data) if r.split in ("val", "test")
+               and (args.max_sites is None or _primitive_sites(r.crystal.to_structure()) <= args.max_sites)]
+    records = records[: args.limit]
     rows = []
     for r in records:
         structure = r.crystal.to_structure()

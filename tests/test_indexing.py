@@ -146,6 +146,27 @@ def test_a_minor_impurity_does_not_displace_the_right_cell() -> None:
     assert blind[0].system != "cubic"
 
 
+def test_an_impurity_may_bring_as_many_lines_as_a_few_line_sample() -> None:
+    """Aluminium (8 lines to 120 deg) with 3% silicon (8 more, all weak): half the lines are the
+    impurity's. The default allows that; at 40% the Si lines are explained by a monoclinic cell."""
+    from independent import CU_KA1, pattern
+    from pymatgen.core import Lattice, Structure
+
+    from powdersolve.indexing import index_counts
+
+    silicon = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0.125, 0.125, 0.125]])
+    aluminium = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.05), ["Al"], [[0, 0, 0]])
+    tt, sample = pattern(aluminium, seed=2)
+    _, impurity = pattern(silicon, background=0.0, seed=3)
+    counts = sample + 0.03 * impurity
+    _, found = index_counts(tt, counts, CU_KA1, IndexConfig(zero_range=0.1))
+    assert (found[0].system, found[0].centring) == ("cubic", "F")
+    assert found[0].a == pytest.approx(4.05, abs=2e-3)
+    assert 2 * found[0].n_indexed == found[0].n_lines
+    _, strict = index_counts(tt, counts, CU_KA1, IndexConfig(zero_range=0.1, impurity_fraction=0.4))
+    assert strict[0].system != "cubic"
+
+
 def test_weak_lines_are_those_of_at_most_the_given_fraction_of_the_strongest() -> None:
     from powdersolve.indexing.observations import observations
 

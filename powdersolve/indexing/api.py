@@ -166,7 +166,7 @@ def _despite_weak_strays(ranked: list[CellSolution], obs: Observed, config: Inde
         return ranked
     lenient = Search(obs, config, say, lenient=True)
     lenient.high(fewer)
-    out = prefer_despite_weak_strays(ranked, lenient.found, obs.weak)
+    out = prefer_despite_weak_strays(ranked, lenient.found, obs.weak, config.impurity_fraction)
     if out[0] is not ranked[0]:
         top = out[0]
         say(f"indexing: the {top.system} {top.centring} cell goes first: it leaves only "

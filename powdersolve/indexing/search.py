@@ -21,7 +21,6 @@ from powdersolve.indexing.observations import Observed
 from powdersolve.indexing.reduction import bravais_lattices, niggli, same_lattice
 from powdersolve.indexing.refine import Fit, figures, refine
 from powdersolve.indexing.solution import CENTRING_POINTS, CellSolution, IndexConfig, solution_of
-from powdersolve.indexing.strays import MAX_STRAY_FRACTION
 from powdersolve.indexing.trials import (
     assignment_trials,
     chance_matches,
@@ -91,7 +90,7 @@ class Search:
     def _fit(self, system: str, centring: str, p0: np.ndarray) -> Fit | None:
         """A trial refined, or None when it leaves more lines unindexed than the search allows: at most
         ``max_unindexed`` of the first 20 and twice that in all, weak lines (lenient search) not counted,
-        and at most :data:`MAX_STRAY_FRACTION` of all lines."""
+        and at most ``config.impurity_fraction`` of all lines."""
         ref = refine(system, centring, np.asarray(p0, dtype=np.float64), self.obs, max_unindexed=self.max_unindexed)
         if ref is None:
             return None
@@ -100,7 +99,7 @@ class Search:
             return None
         unindexed = np.all(fit.hkl == 0, axis=1)
         limit = 2 * max(self.max_unindexed, 1)
-        strays = max(limit, MAX_STRAY_FRACTION * fit.n_lines)
+        strays = max(limit, self.config.impurity_fraction * fit.n_lines)
         if (unindexed & self.obs.counted()).sum() > limit or unindexed.sum() > strays:
             return None
         return fit

@@ -42,9 +42,10 @@ class IndexConfig:
             weak lines do not count (see ``weak_line``).
         weak_line: when the peak intensities are known (:func:`index_counts`), a line of at most this
             fraction of the strongest line's intensity may be a minor impurity's: a candidate may leave
-            such lines unindexed beyond ``max_unindexed`` (up to 40% of all lines), and a more symmetric
-            cell that leaves only such lines unexplained at 3x the M20 goes first
+            such lines unindexed beyond ``max_unindexed`` (up to ``impurity_fraction`` of all lines), and
+            a more symmetric cell that leaves only such lines unexplained at 3x the M20 goes first
             (:mod:`powdersolve.indexing.strays`); 0 counts every line alike.
+        impurity_fraction: most lines (fraction of all) that weak unindexed lines may make up.
         n_keep: candidates returned.
         time_budget_s: wall-clock budget (s) of each search stage (high systems; reduced-basis search).
         stop_m20: skip the lower-symmetry search when a higher-symmetry cell indexes every line with
@@ -64,6 +65,7 @@ class IndexConfig:
     max_lines: int = 30
     max_unindexed: int = 3
     weak_line: float = 0.05
+    impurity_fraction: float = 0.5
     n_keep: int = 10
     time_budget_s: float = 10.0
     stop_m20: float = 20.0
@@ -79,6 +81,8 @@ class IndexConfig:
             raise InputError(f"cannot index crystal system(s) {', '.join(bad)}; choose from {', '.join(SYSTEMS)}")
         if not (self.tol > 0 and self.zero_range >= 0 and self.max_lines >= 5 and self.n_keep >= 1):
             raise InputError("indexing needs tol > 0, zero_range >= 0, max_lines >= 5 and n_keep >= 1")
+        if not 0 <= self.impurity_fraction < 1:
+            raise InputError(f"impurity_fraction {self.impurity_fraction} must lie in [0, 1)")
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,16 @@ from powdersolve.indexing.metric import param_map
 from powdersolve.indexing.reduction import niggli, same_lattice
 from powdersolve.indexing.solution import CellSolution
 
-#: At most this fraction of the lines may be left to an impurity.
-MAX_STRAY_FRACTION = 0.4
 #: The more symmetric cell must reach this many times the leader's M20 on the lines it indexes.
 M20_RATIO = 3.0
 
 
 def prefer_despite_weak_strays(ranked: Sequence[CellSolution], alternatives: Sequence[CellSolution],
-                               weak: np.ndarray | None) -> list[CellSolution]:
+                               weak: np.ndarray | None, max_fraction: float = 0.5) -> list[CellSolution]:
     """``ranked`` (best first) with the best (by M20) of ``alternatives`` put first that has fewer free
-    metric parameters than the leader, leaves only ``weak`` lines unindexed (at most
-    :data:`MAX_STRAY_FRACTION` of them) and has at least :data:`M20_RATIO` times the leader's M20;
-    unchanged when none does or ``weak`` is None.
+    metric parameters than the leader, leaves only ``weak`` lines unindexed (at most ``max_fraction``
+    of all lines) and has at least :data:`M20_RATIO` times the leader's M20; unchanged when none does
+    or ``weak`` is None.
 
     ``alternatives``: candidates of a search that let weak lines go unindexed; ``weak`` (n_lines,) bool:
     the lines, in the order the candidates were indexed on, faint enough to be an impurity's
@@ -42,7 +40,7 @@ def prefer_despite_weak_strays(ranked: Sequence[CellSolution], alternatives: Seq
     for cand in alternatives:
         stray = np.all(np.asarray(cand.hkl) == 0, axis=1)
         if (param_map(cand.system).shape[1] < param_map(top.system).shape[1] and cand.m20 >= M20_RATIO * top.m20
-                and len(stray) == len(weak) and stray.sum() <= MAX_STRAY_FRACTION * len(weak)
+                and len(stray) == len(weak) and stray.sum() <= max_fraction * len(weak)
                 and not np.any(stray & ~weak)):
             ok.append(cand)
     if not ok:
