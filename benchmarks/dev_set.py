@@ -39,13 +39,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="a build folder (`powdersolve data build`)")
     ap.add_argument("--out", required=True, help="folder for the CIF files (written whole)")
-    ap.add_argument("--split", default="test", choices=("val", "test"))
+    ap.add_argument("--split", default="test", choices=("val", "test", "all"),
+                    help="'all': every split, only for a build no model was trained on")
     ap.add_argument("--limit", type=int, default=80)
     ap.add_argument("--per-group", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--min-atoms", type=int, default=1, help="only cells of at least this many atoms")
     args = ap.parse_args()
-    records = load_dataset(args.data, args.split)
+    splits = ("train", "val", "test") if args.split == "all" else (args.split,)
+    records = [r for split in splits for r in load_dataset(args.data, split)]
     order = np.random.default_rng(args.seed).permutation(len(records))
     per_group: Counter[int] = Counter()
     chosen = []

@@ -33,6 +33,7 @@ from powdersolve.inputs import (
     reflection_table,
     sample_grids,
 )
+from powdersolve.maps.flipping import FlipConfig, charge_flip
 from powdersolve.maps.modification import ModificationConfig, modify_density
 from powdersolve.maps.scale import absolute_scale, absolute_scale_from_map
 from powdersolve.maps.sharpen import sharpen_map
@@ -66,9 +67,12 @@ class EvalConfig:
         modify: also score every sample after density modification with the pattern's magnitudes and the
             true cell content (:func:`powdersolve.maps.modification.modify_density`, B and merging tolerance
             the model's); with ``modify.symmetry`` also with the space group found in each map.
+        flip: also score every sample after charge flipping of the pattern's magnitudes started from its
+            phases (:func:`powdersolve.maps.flipping.charge_flip`, B and merging tolerance the model's;
+            reads the pattern only, not the cell content).
 
-    Every post-processing step is applied to random atoms and the extra models too, so the gain of the
-    step alone is measured beside.
+    Every post-processing step is applied to random atoms, the zero-phase map and the extra models too, so
+    the gain of the step alone is measured beside.
     """
 
     grid: int = 50
@@ -83,6 +87,7 @@ class EvalConfig:
     absolute: bool = False
     absolute_map: bool = False
     modify: ModificationConfig | None = None
+    flip: FlipConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -182,26 +187,49 @@ def assign_models(cases: list[Case], weights: str | Path | None
 
 
 def _treatments(cfg: EvalConfig, model: CMEDNet, q_limit: float) -> dict[str, Callable]:
-    """Post-processing steps scored beside the raw maps: name -> fn(grids, crystal, sticks, band) -> grids,
-    ``band`` being the Miller-index box the maps are limited to (None: the grid's)."""
+    """Post-processing steps scored beside the raw maps: step -> fn(grids, crystal, sticks, band) -> {name: grids},
+    ``band`` being the Miller-index box the maps are limited to (None: the grid's). A step may give several
+    maps (charge flipping: the flipped maps and the maps it prefers)."""
     b_iso = model.cfg.b_iso
     out: dict[str, Callable] = {}
     if cfg.sharpen:
-        out["sharpened"] = lambda g, c, s, band: sharpen_map(g, c.lattice, *cfg.sharpen)
+        out["sharpened"] = lambda g, c, s, band: {"sharpened": sharpen_map(g, c.lattice, *cfg.sharpen)}
     if cfg.absolute:
-        out["absolute"] = lambda g, c, s, band: absolute_scale(g, c.lattice, c.numbers, c.occupancy, b_iso, band)
+        out["absolute"] = lambda g, c, s, band: {
+            "absolute": absolute_scale(g, c.lattice, c.numbers, c.occupancy, b_iso, band)}
     if cfg.absolute_map:
-        out["absolute_map"] = lambda g, c, s, band: absolute_scale_from_map(g, c.lattice, cell_formula(c), b_iso,
-                                                                            band)[0]
+        out["absolute_map"] = lambda g, c, s, band: {
+            "absolute_map": absolute_scale_from_map(g, c.lattice, cell_formula(c), b_iso, band)[0]}
     if cfg.modify:
         tol = merge_tolerance(model.cfg.q_max, model.cfg.xrd_bins)
         for name, symmetry in (("modified", False), ("modified_symmetric", True)):
             if symmetry and not cfg.modify.symmetry:
                 continue
             mcfg = replace(cfg.modify, b_iso=b_iso, symmetry=symmetry, tol=tol)
-            out[name] = lambda g, c, s, band, m=mcfg: modify_density(g, c.lattice, s.q, s.intensity, q_limit,
-                                                                       c.numbers, c.occupancy, m)
+            out[name] = lambda g, c, s, band, m=mcfg, k=name: {
+                k: modify_density(g, c.lattice, s.q, s.intensity, q_limit, c.numbers, c.occupancy, m)}
+    if cfg.flip:
+        fcfg = replace(cfg.flip, b_iso=b_iso, tol=merge_tolerance(model.cfg.q_max, model.cfg.xrd_bins))
+        out["flipped"] = lambda g, c, s, band: flipped_grids(g, c, s, q_limit, fcfg)
     return out
+
+
+def treatment_names(treatments: dict[str, Callable]) -> list[str]:
+    """The names of the maps the steps give (charge flipping gives two)."""
+    return [n for t in treatments for n in ((t, f"{t}_checked") if t == "flipped" else (t,))]
+
+
+def flipped_grids(grids: np.ndarray, crystal: Crystal, pattern: Sticks, q_limit: float, cfg: FlipConfig
+                  ) -> dict[str, np.ndarray]:
+    """Each (N, N, N) grid of ``grids`` (any leading shape) charge-flipped with the pattern's magnitudes
+    (``flipped``), and the map the flipping prefers (``flipped_checked``: the grid itself where the flipped
+    map confirms it, :class:`~powdersolve.maps.flipping.FlipResult`)."""
+    n = grids.shape[-1]
+    flat = np.asarray(grids).reshape(-1, n, n, n)
+    results = [charge_flip(g, crystal.lattice, pattern.q, pattern.intensity, q_limit, cfg) for g in flat]
+    return {"flipped": np.stack([r.grid for r in results]).reshape(np.shape(grids)),
+            "flipped_checked": np.stack([r.preferred(g) for r, g in zip(results, flat, strict=True)]
+                                        ).reshape(np.shape(grids))}
 
 
 def _score_fields(score: CrystalScore, suffix: str = "") -> dict[str, float]:
@@ -228,8 +256,9 @@ def _model_maps_row(case: Case, preds: np.ndarray, truth: np.ndarray, cfg: EvalC
         inv = float(np.max(map_correlation_per_sample(invert(averaged), truth, rotations)[0]))
         row.update(symmetry_found=groups[s.best_sample_cc], cc_symmetrised_with_inversion=max(s.cc, inv),
                    **_score_fields(s, "_symmetrised"))
-    for t, fn in treatments.items():
-        row.update(_score_fields(score_predictions(fn(preds, case.crystal, pattern, band), truth, rotations), f"_{t}"))
+    for fn in treatments.values():
+        for name, grids in fn(preds, case.crystal, pattern, band).items():
+            row.update(_score_fields(score_predictions(grids, truth, rotations), f"_{name}"))
     return row
 
 
@@ -244,19 +273,26 @@ def _baseline_scores(case: Case, lm: LoadedModel, truth: np.ndarray, cfg: EvalCo
         for name, grid_list in baseline_grids(c, truth, dcfg, cfg.seed, cfg.samples, amps).items():
             grids = np.stack(grid_list)
             out[name] = score_predictions(grids, truth, rotations)
+            if name == "zero_phase":
+                out.update(_treated_scores(name, grids, c, pattern, None, truth, rotations, treatments))
             if name != "random_atoms":
                 continue
             if cfg.symmetrise:
                 out["random_atoms_symmetrised"] = score_predictions(symmetry_averaged(grids, c.lattice)[0], truth,
                                                                     rotations)
-            for t, fn in treatments.items():
-                out[f"random_atoms_{t}"] = score_predictions(fn(grids, c, pattern, None), truth, rotations)
+            out.update(_treated_scores("random_atoms", grids, c, pattern, None, truth, rotations, treatments))
     for name, m in others.items():
         grids = sample_grids(m, model_inputs(m, c, cfg.q_limit), cfg.samples, cfg.grid, cfg.seed)
         out[name] = score_predictions(grids, truth, rotations)
-        for t, fn in treatments.items():
-            out[f"{name}_{t}"] = score_predictions(fn(grids, c, pattern, model_band(m.cfg)), truth, rotations)
+        out.update(_treated_scores(name, grids, c, pattern, model_band(m.cfg), truth, rotations, treatments))
     return out
+
+
+def _treated_scores(prefix: str, grids: np.ndarray, crystal: Crystal, pattern: Sticks, band: tuple | None,
+                    truth: np.ndarray, rotations: tuple, treatments: dict[str, Callable]) -> dict[str, CrystalScore]:
+    """Scores of one baseline's maps after every post-processing step, as ``<prefix>_<map name>``."""
+    return {f"{prefix}_{name}": score_predictions(out, truth, rotations)
+            for fn in treatments.values() for name, out in fn(grids, crystal, pattern, band).items()}
 
 
 def _protocol(cfg: EvalConfig, scored: list[tuple[Case, LoadedModel]], treatments: list[str]) -> dict:
@@ -305,7 +341,7 @@ def evaluate(weights: str | Path | None, structures: str | Path, cfg: EvalConfig
         model, c = lm.model, case.crystal
         rotations = lattice_rotations(case.system)
         steps = _treatments(cfg, model, cfg.q_limit or model.cfg.q_max)
-        treatments = list(steps)
+        treatments = treatment_names(steps)
         truth = density_grid(c, DensityConfig(b_iso=model.cfg.b_iso, grid=cfg.grid))
         pattern = sticks(c, q_max=model.cfg.q_max)
         t0 = time.perf_counter()

@@ -15,7 +15,7 @@ from powdersolve.metrics import CrystalScore
 
 #: Post-processing steps that read the true cell content (formula and Z) of the crystal.
 TRUE_Z_TREATMENTS = {"absolute": True, "absolute_map": False, "modified": True, "modified_symmetric": True,
-                     "sharpened": False}
+                     "sharpened": False, "flipped": False, "flipped_checked": False}
 ORACLE_NOTE = ("*_best_of_n_oracle (and the older cc_mean, ssim_mean, psnr_mean) is the best of the N samples "
                "picked against the truth, which no user can do; *_posterior_mean scores sample 0, the map a "
                "user gets")
@@ -53,7 +53,7 @@ def summarise(rows: list[dict], base: list[tuple[str, str, CrystalScore]], treat
 def _baseline_summary(name: str, scores: list[CrystalScore]) -> dict:
     """Means over crystals of one baseline: ``cc_mean`` over its best candidate (random atoms: best of N
     draws; the deterministic baselines have one), ``cc_single_mean`` over its first, and what it knows."""
-    root = "random_atoms" if name.startswith("random_atoms") else name
+    root = next((b for b in BASELINE_KNOWS if name == b or name.startswith(f"{b}_")), name)
     knows, true_z = BASELINE_KNOWS.get(root, ("another model's maps from the same inputs", False))
     treated_with_true_z = any(name.endswith(f"_{t}") and z for t, z in TRUE_Z_TREATMENTS.items())
     return {"n": len(scores), "cc_mean": float(np.mean([s.cc for s in scores])),

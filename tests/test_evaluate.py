@@ -17,6 +17,7 @@ from powdersolve.diffraction.peaks import merge_tolerance
 from powdersolve.errors import InputError
 from powdersolve.evaluate import EvalConfig, evaluate, model_inputs
 from powdersolve.inputs import sample_grids
+from powdersolve.maps.flipping import FlipConfig
 from powdersolve.maps.modification import ModificationConfig
 from powdersolve.model import build_model, tiny_config, with_overrides
 from powdersolve.structures import lattice_system, load_crystal
@@ -165,6 +166,20 @@ def test_symmetry_constrained_modification_is_scored_beside_the_plain_one(tiny_w
         assert key in rep
     assert {"random_atoms_modified", "random_atoms_modified_symmetric"} <= set(rep["baselines"])
     assert all(-1 <= r["cc_modified_symmetric"] <= 1 for r in rep["per_crystal"])
+
+
+def test_charge_flipping_is_scored_with_its_own_nulls(tiny_weights: Path, two_cifs: Path) -> None:
+    """The flipped maps and the maps the flipping prefers, beside zero-phase and random-atom starts flipped
+    the same way; none of them reads the cell content. The untrained model's maps are repaired."""
+    cfg = EvalConfig(grid=16, samples=1, flip=FlipConfig(cycles=60))
+    rep = evaluate(tiny_weights, two_cifs, cfg, progress=False)
+    for key in ("cc_flipped_posterior_mean", "cc_flipped_checked_posterior_mean"):
+        assert key in rep
+    assert {"zero_phase_flipped", "random_atoms_flipped", "zero_phase_flipped_checked"} <= set(rep["baselines"])
+    assert rep["protocol"]["uses_true_z"] == {"flipped": False, "flipped_checked": False}
+    assert rep["cc_flipped_posterior_mean"] > rep["cc_posterior_mean"] + 0.2
+    for r in rep["per_crystal"]:
+        assert r["cc_flipped_checked_posterior_mean"] in (r["cc_posterior_mean"], r["cc_flipped_posterior_mean"])
 
 
 def test_cli_writes_json(tiny_weights: Path, two_cifs: Path, tmp_path: Path) -> None:

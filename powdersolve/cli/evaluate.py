@@ -9,6 +9,7 @@ import click
 from powdersolve.errors import InputError
 from powdersolve.evaluate import EvalConfig, evaluate
 from powdersolve.fileio import atomic_write_text
+from powdersolve.maps.flipping import FlipConfig
 from powdersolve.maps.modification import ModificationConfig
 
 
@@ -54,11 +55,14 @@ def register(group: click.Group) -> None:
 @click.option("--modify-histogram", default="none", show_default=True, type=click.Choice(["none", "final", "cycles"]),
               help="With --modify: match the modified maps' histogram to the one the composition and cell lead "
                    "one to expect, on the returned map or in every cycle too.")
+@click.option("--flip", "flip_cycles", default=None, type=click.IntRange(1, 5000), metavar="CYCLES",
+              help="Also score each map after CYCLES rounds of charge flipping of the pattern's magnitudes, started "
+                   "from the map's phases (post-processing; reads the pattern, not the cell content).")
 @click.option("--json", "json_out", default=None, type=click.Path(), help="Write the full report here.")
 @click.option("--save-grids", default=None, type=click.Path(), help="Write <name>_gt.npy / <name>_pred.npy here.")
 def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, composition_kind, no_baselines, compare,
                  symmetrise, sharpen, absolute, absolute_map, modify_cycles, modify_symmetry, modify_histogram,
-                 json_out, save_grids) -> None:
+                 flip_cycles, json_out, save_grids) -> None:
     """Predict the CMED of real structures from their simulated patterns and score it."""
 
     if modify_symmetry and modify_cycles is None:
@@ -75,7 +79,8 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
                      baselines=not no_baselines, composition=composition_kind, symmetrise=symmetrise,
                      sharpen=parse_sharpen(sharpen), absolute=absolute, absolute_map=absolute_map,
                      modify=None if modify_cycles is None else ModificationConfig(
-                         cycles=modify_cycles, symmetry=modify_symmetry, histogram=modify_histogram))
+                         cycles=modify_cycles, symmetry=modify_symmetry, histogram=modify_histogram),
+                     flip=None if flip_cycles is None else FlipConfig(cycles=flip_cycles))
     report = evaluate(weights, structures, cfg, save_grids, extra)
     click.echo(f"n={report['n']}  posterior mean: map CC {report['cc_posterior_mean']:.3f} "
                f"(median {report['cc_posterior_mean_median']:.3f})  paper SSIM {report['ssim_posterior_mean']:.3f}  "
@@ -97,7 +102,9 @@ def evaluate_cmd(weights, structures, system, grid, samples, seed, q_limit, comp
              "absolute": "on the absolute scale of the true cell content (true Z)",
              "absolute_map": "on the absolute scale, Z read from the map",
              "modified": f"density-modified ({modify_cycles} cycles, true cell content)",
-             "modified_symmetric": "density-modified with the symmetry found (true cell content)"}
+             "modified_symmetric": "density-modified with the symmetry found (true cell content)",
+             "flipped": f"charge-flipped ({flip_cycles} cycles, from the map's phases)",
+             "flipped_checked": "the map itself where the flipped map confirms it, else the flipped map"}
     for step, label in steps.items():
         if f"cc_{step}_posterior_mean" in report:
             click.echo(f"  {label}: posterior-mean CC {report[f'cc_{step}_posterior_mean']:.3f} "

@@ -8,6 +8,7 @@ from pathlib import Path
 from powdersolve.cell import Cell, Composition
 from powdersolve.density import MAX_GRID
 from powdersolve.errors import InputError
+from powdersolve.maps.flipping import FlipConfig
 from powdersolve.maps.modification import ModificationConfig
 from powdersolve.weights import SERVING_MODELS
 
@@ -44,6 +45,8 @@ class PredictConfig:
             found in the map itself (cubic and hexagonal cells; see :mod:`powdersolve.maps.symmetry`).
         modify: also density-modify the mean map: the measured peaks' magnitudes with the map's phases,
             then error-reduction cycles (:mod:`powdersolve.maps.modification`); None skips it.
+        flip: also charge-flip the measured peaks' magnitudes from the mean map's phases
+            (:mod:`powdersolve.maps.flipping`); None skips it.
         formula_units: formula units of ``composition`` per cell (Z), which puts the magnitudes of
             ``modify`` on the Wilson scale; None scales them to the map instead.
         absolute_scale: with a composition with ratios, put every sample on the absolute scale of the
@@ -70,6 +73,7 @@ class PredictConfig:
     keep_samples: bool = False
     symmetrise: bool = False
     modify: ModificationConfig | None = None
+    flip: FlipConfig | None = None
     formula_units: int | None = None
     absolute_scale: bool = True
 

@@ -11,7 +11,7 @@ read :class:`~powdersolve.formats.Pattern`):
 5. encode the peaks on the model's input axis, masking Q beyond the measured range;
 6. draw ``samples`` latent samples (:mod:`powdersolve.predict.sampling`) and reduce them to a mean map
    and a per-voxel standard deviation (e/A^3), on the absolute scale of the cell content where it is known;
-7. optionally average the mean map over its space group and density-modify it
+7. optionally average the mean map over its space group, density-modify it and charge-flip it
    (:mod:`powdersolve.predict.postprocess`).
 
 :meth:`~powdersolve.predict.result.Prediction.write` stores maps, figures and ``summary.json`` in an
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from powdersolve.errors import InputError
 from powdersolve.formats import Pattern
 from powdersolve.predict.config import PredictConfig
-from powdersolve.predict.postprocess import modify_prediction, symmetrise
+from powdersolve.predict.postprocess import flip_prediction, modify_prediction, symmetrise
 from powdersolve.predict.result import Prediction
 from powdersolve.predict.sampling import sample
 from powdersolve.predict.steps import choose_cell, model_input, preprocess_pattern, read, resolve_model
@@ -113,4 +113,6 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = DEFAUL
     )
     if config.modify is not None:
         pred = modify_prediction(pred, config.modify, config.composition, config.formula_units)
+    if config.flip is not None:
+        pred = flip_prediction(pred, config.flip)
     return pred

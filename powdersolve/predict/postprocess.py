@@ -1,4 +1,5 @@
-"""Steps after sampling: the mean map averaged over the space group it shows, and density-modified."""
+"""Steps after sampling: the mean map averaged over the space group it shows, density-modified, and
+charge-flipped."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from powdersolve.cell import metric_family
 from powdersolve.diffraction.peaks import peaks_to_q_intensity
 from powdersolve.diffraction.sticks import q_from_two_theta
+from powdersolve.maps.flipping import FlipConfig, charge_flip
 from powdersolve.maps.modification import ModificationConfig, modify_density, modify_density_symmetric
 from powdersolve.maps.scale import cell_atoms
 from powdersolve.maps.symmetry import FAMILY_GROUPS, MapSymmetry, plausible_groups_of, symmetrise_map
@@ -47,16 +49,50 @@ def modify_prediction(pred: Prediction, cfg: ModificationConfig, composition: st
     peak falls on a reflection of the cell.
     """
     t0 = time.perf_counter()
-    lam = pred.wavelength.effective
-    q_peaks, i_peaks = peaks_to_q_intensity(pred.peaks, lam)
-    q_hi = float(q_from_two_theta(pred.processed[0].max(), lam))
-    keep = q_peaks <= q_hi
+    q_peaks, i_peaks, q_hi = measured_peaks(pred)
     log: list[str] = []
-    modified, modification, group = _modify(pred.mean, pred.lattice, q_peaks[keep], i_peaks[keep], q_hi,
+    modified, modification, group = _modify(pred.mean, pred.lattice, q_peaks, i_peaks, q_hi,
                                             composition, formula_units,
                                             replace(cfg, b_iso=pred.model["b_iso_A2"], tol=PEAK_TOL_Q), log)
     return replace(pred, modified=modified, modification=modification, modified_group=group,
                    processing=[*pred.processing, *log], timings={**pred.timings, "modify": time.perf_counter() - t0})
+
+
+def flip_prediction(pred: Prediction, cfg: FlipConfig) -> Prediction:
+    """``pred`` with its mean map's phases refined by charge flipping of its measured peaks' magnitudes (a new
+    Prediction; ``pred`` is kept).
+
+    Sets ``flipped`` (N, N, N, on the mean map's scale, e/A^3 where it is) and ``flipping`` (how, and the
+    flip R factor), logs the step and times it. Raises :class:`~powdersolve.errors.ModificationError` when
+    no measured peak falls on a reflection of the cell.
+    """
+    t0 = time.perf_counter()
+    q_peaks, i_peaks, q_hi = measured_peaks(pred)
+    cfg = replace(cfg, b_iso=pred.model["b_iso_A2"], tol=PEAK_TOL_Q)
+    result = charge_flip(pred.mean, pred.lattice, q_peaks, i_peaks, q_hi, cfg)
+    info = {"cycles": cfg.cycles, "delta_sigma": cfg.delta, "reshare_every": cfg.reshare,
+            "polish_cycles": cfg.polish, "peaks": int(q_peaks.size), "q_limit_inv_A": q_hi,
+            "r_factor": result.r_factor, "start": "the mean map's phases", "agreement_with_mean": result.agreement,
+            "confirms_mean": result.confirmed, "preferred_map": "density" if result.confirmed else "density_flipped",
+            "note": (f"the flipped map agrees with the mean map at CC >= {cfg.confirm}: the mean map's phases stand"
+                     if result.confirmed else
+                     f"the flipped map departs from the mean map (CC {result.agreement:.2f} < {cfg.confirm}): "
+                     "prefer density_flipped.*")}
+    log = (f"charge flipping: {q_peaks.size} peaks' magnitudes from the mean map's phases, {cfg.cycles} cycles "
+           f"(+{cfg.polish} of positivity), flip R {result.r_factor:.3f}, agreement with the mean map "
+           f"{result.agreement:.2f}")
+    return replace(pred, flipped=result.grid.astype(np.float32), flipping=info, processing=[*pred.processing, log],
+                   timings={**pred.timings, "flip": time.perf_counter() - t0})
+
+
+def measured_peaks(pred: Prediction) -> tuple[np.ndarray, np.ndarray, float]:
+    """The prediction's picked peaks as Q (1/A) and |F|^2-like intensity within the measured range, and its
+    upper edge (1/A)."""
+    lam = pred.wavelength.effective
+    q_peaks, i_peaks = peaks_to_q_intensity(pred.peaks, lam)
+    q_hi = float(q_from_two_theta(pred.processed[0].max(), lam))
+    keep = q_peaks <= q_hi
+    return q_peaks[keep], i_peaks[keep], q_hi
 
 
 def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,

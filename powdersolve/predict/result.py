@@ -67,6 +67,8 @@ class Prediction:
         symmetrised, symmetry: the mean map averaged over the space group it shows, and how (or None).
         modified, modification: the density-modified mean map, and how (or None); modified_group: the
             space group it was averaged over (None when none was, or none was plausible).
+        flipped, flipping: the mean map's phases refined by charge flipping of the measured magnitudes, and
+            how (or None).
         scale: how the samples were scaled (absolute or the network's own).
     """
 
@@ -97,6 +99,8 @@ class Prediction:
     modification: dict | None = None
     scale: dict | None = None
     modified_group: MapSymmetry | None = None
+    flipped: np.ndarray | None = None
+    flipping: dict | None = None
 
     @property
     def lattice(self) -> np.ndarray:
@@ -137,6 +141,7 @@ class Prediction:
                         "mean_std_e_per_A3": float(self.std.mean()), "scale": self.scale},
             "symmetry": self.symmetry,
             "modification": self.modification,
+            "flipping": self.flipping,
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
         }
 
@@ -146,7 +151,8 @@ class Prediction:
 
         Files: density.ccp4 / .cube / CHGCAR / .npy (mean), density_std.ccp4 / .npy, samples/ (when
         ``save_samples`` and samples were kept), density_symmetrised.ccp4 / .npy (when symmetrised),
-        density_modified.ccp4 / .npy (when density-modified), slices.png, isosurface.png, pattern.png, summary.json.
+        density_modified.ccp4 / .npy (when density-modified), density_flipped.ccp4 / .npy (when charge-flipped),
+        slices.png, isosurface.png, pattern.png, summary.json.
         """
         say = progress or (lambda _msg: None)
         if save_samples and self.samples is None:
@@ -181,7 +187,8 @@ class Prediction:
         maps = [("density.ccp4", self.mean, self.cell), ("density_std.ccp4", self.std, self.cell),
                 ("density.cube", self.mean, crystal), ("CHGCAR", self.mean, crystal),
                 ("density.npy", self.mean, self.cell), ("density_std.npy", self.std, self.cell)]
-        for name, grid in (("symmetrised", self.symmetrised), ("modified", self.modified)):
+        for name, grid in (("symmetrised", self.symmetrised), ("modified", self.modified),
+                           ("flipped", self.flipped)):
             if grid is not None:
                 maps += [(f"density_{name}.ccp4", grid, self.cell), (f"density_{name}.npy", grid, self.cell)]
         if save_samples and self.samples is not None:

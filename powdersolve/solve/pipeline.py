@@ -34,8 +34,9 @@ from powdersolve.cell import metric_family
 from powdersolve.errors import ModificationError, NoSolutionError
 from powdersolve.formats import Pattern
 from powdersolve.indexing.extinction import ExtinctionClass, cell_space_group_candidates
+from powdersolve.maps.flipping import FlipConfig
 from powdersolve.maps.modification import ModificationConfig
-from powdersolve.predict import PredictConfig, Prediction, modify_prediction, predict
+from powdersolve.predict import PredictConfig, Prediction, flip_prediction, modify_prediction, predict
 from powdersolve.predict.steps import preprocess_pattern, read
 from powdersolve.solve.config import SolveConfig
 from powdersolve.solve.observed import Observed, observed_from_prediction
@@ -89,7 +90,8 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
     # The solver wants the modified map where its group's orbits are read: the group's standard origin.
     modifying = (replace(pcfg.modify or ModificationConfig(), symmetry=config.map_symmetry, origin="standard")
                  if config.modified_map else pcfg.modify)
-    pred = _prediction(pattern, pcfg, modifying, say, progress)
+    flipping = FlipConfig() if config.flipped_map else None
+    pred = _prediction(pattern, pcfg, modifying, flipping, say, progress)
     timings["predict"] = time.perf_counter() - t0
     others = _other_serving_models(pred, pcfg, config)
     if not others:
@@ -104,7 +106,7 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
             t0 = time.perf_counter()
             alternate = replace(pcfg, system=system, cell=pred.cell,
                                 samples=min(config.alternate_samples, pcfg.samples))
-            other = _prediction(pattern, alternate, modifying, say, progress)
+            other = _prediction(pattern, alternate, modifying, flipping, say, progress)
             timings["predict"] += time.perf_counter() - t0
             results.append(_solve_prediction_or_none(other, pcfg.composition, staged, say, timings,
                                                      tag=f"{system} model "))
@@ -152,7 +154,7 @@ def _solve_prediction(pred: Prediction, composition: str | None, config: SolveCo
     assert pred.samples is not None  # keep_samples=True
     grids = ([pred.mean] if config.include_mean else []) + list(pred.samples)
     labels = ([f"{tag}mean"] if config.include_mean else []) + [f"{tag}sample {i}" for i in range(len(pred.samples))]
-    first = _modified_first(pred, tag) if config.modified_map else []
+    first = (_modified_first(pred, tag) if config.modified_map else []) + _flipped_first(pred, tag)
     return _solve_grids(grids, labels, pred.lattice, composition, observed_from_prediction(pred), config, say,
                         timings, first, _extinctions(pred))
 
@@ -201,19 +203,24 @@ def _merge_results(results: Sequence[SolveResult], config: SolveConfig, pred: Pr
 
 
 def _prediction(pattern: str | os.PathLike | Pattern, pcfg: PredictConfig, modifying: ModificationConfig | None,
-                say: Progress, progress: Progress | None) -> Prediction:
-    """:func:`predict` on the network's own scale, then the density-modified mean map when ``modifying``."""
+                flipping: FlipConfig | None, say: Progress, progress: Progress | None) -> Prediction:
+    """:func:`predict` on the network's own scale, then the density-modified mean map when ``modifying`` and
+    the charge-flipped one when ``flipping``."""
     # Atoms are read scale-free, and the solve benchmarks were measured on the network's own scale;
     # the absolute scale (an affine change of each map) would move the basins' electron counts.
-    pred = predict(pattern, replace(pcfg, modify=None, absolute_scale=False), progress=progress)
-    if modifying is None:
-        return pred
-    try:
-        return modify_prediction(pred, modifying, pcfg.composition, pcfg.formula_units)
-    except ModificationError as exc:
-        # The modified map is an extra candidate source; without it the solve still stands.
-        say(f"{exc}; solving without the modified map")
-        return pred
+    pred = predict(pattern, replace(pcfg, modify=None, flip=None, absolute_scale=False), progress=progress)
+    # The modified and flipped maps are extra candidate sources; without them the solve still stands.
+    if modifying is not None:
+        try:
+            pred = modify_prediction(pred, modifying, pcfg.composition, pcfg.formula_units)
+        except ModificationError as exc:
+            say(f"{exc}; solving without the modified map")
+    if flipping is not None:
+        try:
+            pred = flip_prediction(pred, flipping)
+        except ModificationError as exc:
+            say(f"{exc}; solving without the charge-flipped map")
+    return pred
 
 
 def _other_serving_models(pred: Prediction, pcfg: PredictConfig, config: SolveConfig) -> list[str]:
@@ -235,6 +242,14 @@ def _modified_first(pred: Prediction, tag: str = "") -> list[PriorityMap]:
     group = pred.modified_group
     label = f"{tag}modified mean" + (f" averaged over {group.symbol}" if group is not None else "")
     return [PriorityMap(pred.modified, label, group.number if group is not None else None)]
+
+
+def _flipped_first(pred: Prediction, tag: str = "") -> list[PriorityMap]:
+    """The prediction's charge-flipped map, to read before the sampled maps; empty when there is none or when
+    it confirms the mean map (its atoms are then the mean map's)."""
+    if pred.flipped is None or (pred.flipping or {}).get("confirms_mean"):
+        return []
+    return [PriorityMap(pred.flipped, f"{tag}charge-flipped mean")]
 
 
 def _extinctions(pred: Prediction) -> list[ExtinctionClass]:

@@ -1,0 +1,204 @@
+"""Charge flipping: phases from the pattern's magnitudes, started from a map's phases.
+
+Charge flipping (Oszlanyi & Suto 2004; for powder data Baerlocher, McCusker & Palatinus 2007) finds phases
+that make a map with the observed magnitudes look like atoms: in real space every density below a small
+threshold delta changes sign; in reciprocal space the measured coefficients get the observed magnitudes
+and keep their phases, every other coefficient but F(000) is set to 0. At atomic resolution the iteration
+settles on the structure from random phases for small cells; started from the network's phases it keeps
+what the network got right and repairs what it did not (the network's L2 loss blurs crystals unlike its
+training data).
+
+Conventions: grids are (N, N, N) on fractional coordinates of a cell with row-vector lattice (A);
+Q = 2 pi / d (1/A); peak intensities are |F|^2-like sums without Lorentz factor on any scale (the pattern's
+magnitudes are used at B = 0, as measured from atoms at rest; the returned map is blurred to ``b_iso``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import fft
+
+from powdersolve.density import grid_q
+from powdersolve.diffraction.peaks import peak_membership, reflections_per_peak
+from powdersolve.errors import InputError, ModificationError
+from powdersolve.metrics import map_correlation_per_sample
+from powdersolve.rotations import lattice_rotations
+from powdersolve.scattering import reflection_q
+
+#: FFT axes of an (N, N, N) grid.
+_AXES = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class FlipConfig:
+    """Settings of :func:`charge_flip`.
+
+    Attributes:
+        cycles: flipping cycles.
+        delta: the flipping threshold in standard deviations of the current map (Superflip's auto delta).
+        reshare: every this many cycles, the intensity of a peak over several reflections is shared again in
+            proportion to the current map's |F|^2 (0: the start map's shares throughout).
+        polish: error-reduction cycles after the flipping (density >= 0 in real space, the same magnitudes):
+            the flipping's fixed point lies near the structure, not on it.
+        tol: a grid reflection belongs to a peak within this distance in Q (1/A).
+        b_iso: Debye-Waller B (A^2) of the returned map.
+        confirm: the start map stands when the flipped map agrees with it at least this well (map correlation
+            over origin shifts): the flipping then confirmed its phases, and the flipping's fixed point lies
+            a little off the structure (:attr:`FlipResult.preferred`).
+    """
+
+    cycles: int = 200
+    delta: float = 1.1
+    reshare: int = 20
+    polish: int = 10
+    tol: float = 2e-3
+    b_iso: float = 8.0
+    confirm: float = 0.85
+
+    def __post_init__(self) -> None:
+        if self.cycles < 1:
+            raise InputError(f"charge flipping needs cycles >= 1 (got {self.cycles})")
+        if not 0 < self.delta < 5:
+            raise InputError(f"charge flipping needs 0 < delta < 5 standard deviations (got {self.delta})")
+        if self.reshare < 0 or self.polish < 0:
+            raise InputError(f"charge flipping needs reshare >= 0 and polish >= 0 (got {self.reshare}, {self.polish})")
+        if not -1 <= self.confirm <= 1:
+            raise InputError(f"charge flipping needs -1 <= confirm <= 1 (got {self.confirm})")
+        if self.tol <= 0 or self.b_iso < 0:
+            raise InputError(f"charge flipping needs tol > 0 and b_iso >= 0 (got {self.tol}, {self.b_iso})")
+
+
+@dataclass(frozen=True)
+class FlipResult:
+    """A charge-flipped map.
+
+    Attributes:
+        grid: (N, N, N) density on the start map's scale (its F(000) and a least-squares scale of the
+            measured coefficients to its own), e/A^3 where the start map is, blurred to ``b_iso``.
+        r_factor: sum | |F_flipped| - |F_obs| | / sum |F_obs| over the measured reflections after the last
+            flip, before the polishing (0.1-0.3 for a settled small structure; lower is a better fit, not a proof).
+        agreement: map correlation of ``grid`` with the start map, maximised over integer origin shifts.
+        confirmed: ``agreement`` >= the config's ``confirm``: the start map stands.
+    """
+
+    grid: np.ndarray
+    r_factor: float
+    agreement: float
+    confirmed: bool
+
+    def preferred(self, start: np.ndarray) -> np.ndarray:
+        """The map to use: ``start`` when the flipping confirmed it, else the flipped map."""
+        return np.asarray(start) if self.confirmed else self.grid
+
+
+def random_phase_map(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A real (N, N, N) map whose Fourier coefficients have unit magnitude and uniformly random phases: the
+    start of charge flipping without any prior phases (its shares of overlapped peaks are then equal)."""
+    return fft.irfftn(np.exp(2j * np.pi * rng.random((n, n, n // 2 + 1))), s=(n, n, n), axes=_AXES)
+
+
+def _half(a: np.ndarray) -> np.ndarray:
+    """The rfftn half (N, N, N // 2 + 1) of a full-layout reciprocal array."""
+    return a[..., : a.shape[-1] // 2 + 1]
+
+
+def charge_flip(start: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,
+                cfg: FlipConfig = FlipConfig()) -> FlipResult:
+    """Charge flipping of the pattern's magnitudes from the phases of the map ``start``.
+
+    Each peak's intensity is shared among the grid reflections within ``cfg.tol`` of it in proportion to the
+    start map's |F|^2 (equally for a map of equal magnitudes), and again by the current map's every
+    ``cfg.reshare`` cycles; the part of a peak whose reflections lie beyond the grid's Nyquist index is
+    dropped. A reflection of the measured range (0 < Q <= ``q_limit``) under no peak is taken as absent (0).
+    The flipped map's agreement with the start map says whether the start stands (``cfg.confirm``).
+
+    Args:
+        start: (N, N, N) map whose phases start the iteration (e.g. the network's posterior mean).
+        lattice: (3, 3) row-vector cell (A).
+        peak_q, peak_i: peak positions (1/A) and intensities (|F|^2-like, any scale, B = 0).
+        q_limit: upper edge of the measured range (1/A).
+        cfg: cycles, threshold, sharing, tolerance, B of the result.
+
+    Raises:
+        InputError: a grid that is not (N, N, N) or not finite.
+        ModificationError: no peak falls on a reflection of the cell.
+    """
+    g = np.asarray(start, dtype=np.float64)
+    n = g.shape[-1]
+    if g.shape != (n, n, n) or not np.isfinite(g).all():
+        raise InputError(f"charge flipping needs one finite (N, N, N) grid, got shape {g.shape}")
+    peak_q = np.asarray(peak_q, dtype=np.float64)
+    peak_i = np.asarray(peak_i, dtype=np.float64)
+    keep = (peak_q > 0) & (peak_q <= q_limit + cfg.tol) & (peak_i > 0)
+    peak_q, peak_i = peak_q[keep], peak_i[keep]
+    q_full = grid_q(n, lattice)
+    member_full = np.where((q_full > 0) & (q_full <= q_limit), peak_membership(q_full, peak_q, cfg.tol), -1)
+    if not (member_full >= 0).any():
+        raise ModificationError("charge flipping: no peak falls on a reflection of the cell")
+    on_grid = np.bincount(member_full[member_full >= 0], minlength=len(peak_q))
+    q_all = reflection_q(lattice, peak_q.max(initial=0.0) + 2 * cfg.tol)
+    total = np.maximum(reflections_per_peak(q_all, peak_q, cfg.tol), on_grid)
+    peak_on_grid = peak_i * on_grid / np.maximum(total, 1)  # the part of each peak the grid holds
+    q, member = _half(q_full), _half(member_full)
+    hit = member >= 0
+    idx = np.where(hit, member, 0)
+    # A coefficient of the half layout stands for itself and its Friedel mate, except on the planes
+    # l = 0 and l = N/2, which hold both explicitly.
+    weight = np.full(q.shape, 2.0)
+    weight[..., 0] = 1.0
+    if n % 2 == 0:
+        weight[..., -1] = 1.0
+    weight *= hit
+
+    start_c = fft.rfftn(g, axes=_AXES)
+    c = start_c.copy()
+    mag = _shared(c, idx, weight, peak_on_grid)
+    r_factor = 1.0
+    total_cycles = cfg.cycles + cfg.polish
+    for cycle in range(total_cycles + 1):
+        if cfg.reshare and cycle and cycle % cfg.reshare == 0:
+            mag = _shared(c, idx, weight, peak_on_grid)
+        amp = np.abs(c)
+        scale = float((weight * amp * mag).sum() / max(float((weight * mag**2).sum()), 1e-300))
+        if cycle == cfg.cycles:  # the flipping's figure of merit; error reduction drives any map's R to 0
+            r_factor = float((weight * np.abs(amp - scale * mag)).sum() / max(scale * float((weight * mag).sum()),
+                                                                               1e-300))
+        f000 = c[0, 0, 0]
+        c = np.where(hit, scale * mag * np.exp(1j * np.angle(c)), 0j)
+        c[0, 0, 0] = f000
+        if cycle == total_cycles:
+            break
+        rho = fft.irfftn(c, s=(n, n, n), axes=_AXES)
+        if cycle < cfg.cycles:
+            rho = np.where(rho < cfg.delta * rho.std(), -rho, rho)
+        else:  # error reduction: the flipping's fixed point is near the structure, positivity's on it
+            rho = np.maximum(rho, 0.0)
+        c = fft.rfftn(rho, axes=_AXES)
+    grid = _on_start_scale(c, start_c, hit, q, cfg.b_iso, n)
+    agreement = float(map_correlation_per_sample(grid[None], g, lattice_rotations("triclinic"))[0][0])
+    return FlipResult(grid, r_factor, agreement, agreement >= cfg.confirm)
+
+
+def _shared(c: np.ndarray, idx: np.ndarray, weight: np.ndarray, peak_on_grid: np.ndarray) -> np.ndarray:
+    """Magnitudes with each peak's grid intensity shared by the map's |F|^2 (equally where it has none);
+    ``weight``: reflections each half-layout coefficient stands for (0 off the peaks)."""
+    hit = weight > 0
+    power = np.abs(c) ** 2 * hit
+    n_peaks = len(peak_on_grid)
+    share = np.bincount(idx[hit], weights=(weight * power)[hit], minlength=n_peaks)[idx]
+    count = np.bincount(idx[hit], weights=weight[hit], minlength=n_peaks)[idx]
+    frac = np.where(share > 0, power / np.maximum(share, 1e-300), 1.0 / np.maximum(count, 1))
+    return np.sqrt(peak_on_grid[idx] * frac) * hit
+
+
+def _on_start_scale(c: np.ndarray, start_c: np.ndarray, hit: np.ndarray, q: np.ndarray, b_iso: float,
+                    n: int) -> np.ndarray:
+    """The flipped coefficients blurred to ``b_iso``, least-squares scaled to the start map's measured
+    coefficients, with the start map's F(000); as a real (N, N, N) map."""
+    blurred = np.where(hit, c * np.exp(-b_iso * (q / (4 * np.pi)) ** 2), 0j)
+    k = float((np.abs(blurred) * np.abs(start_c) * hit).sum() / max(float((np.abs(blurred[hit]) ** 2).sum()), 1e-300))
+    out = blurred * k
+    out[0, 0, 0] = start_c[0, 0, 0]
+    return fft.irfftn(out, s=(n, n, n), axes=_AXES)
