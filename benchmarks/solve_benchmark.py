@@ -40,7 +40,7 @@ Usage:
         [--dataset data/build/trigonal_r --systems trigonal]  # generated crystals, for choosing settings
         [--rwp-only] [--no-map-symmetry] [--merge-p1-pairs] [--n-z-averaged 1]  # variants of the solve settings
         [--no-modified-map]  # without the density-modified mean map (the default before 2026-12-03)
-        [--flipped-map]  # also the charge-flipped mean map
+        [--no-flipped-map]  # without the charge-flipped mean map (the default before 2026-12-07)
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def solve_config(args: argparse.Namespace) -> SolveConfig:
     refine = replace(SolveConfig().refine, keep_metric=not args.split_metric)
     return SolveConfig(samples=args.samples, grid=args.grid, top_k=max(TOP_K), abstain=False, refine=refine,
                        family_first=not args.rwp_only, map_symmetry=not args.no_map_symmetry,
-                       modified_map=not args.no_modified_map, flipped_map=args.flipped_map,
+                       modified_map=not args.no_modified_map, flipped_map=not args.no_flipped_map,
                        skip_p1_pairs=not args.merge_p1_pairs, n_z_averaged=args.n_z_averaged,
                        all_serving_models=not args.one_model, alternate_samples=args.alternate_samples)
 
@@ -326,8 +326,9 @@ def main() -> None:
     ap.add_argument("--groups", default="1-230", help="with --dataset: only crystals of these space groups (LO-HI)")
     ap.add_argument("--rwp-only", action="store_true",
                     help="variant: rank by Rwp without the family-first rule (SolveConfig.family_first=False)")
-    ap.add_argument("--flipped-map", action="store_true",
-                    help="variant: also read atoms from the charge-flipped mean map (SolveConfig.flipped_map=True)")
+    ap.add_argument("--no-flipped-map", action="store_true",
+                    help="variant: no candidates from the charge-flipped mean map (SolveConfig.flipped_map=False, "
+                         "the default before 2026-12-07)")
     ap.add_argument("--no-modified-map", action="store_true",
                     help="variant: no candidates from the density-modified mean map (SolveConfig.modified_map=False, "
                          "the default before 2026-12-03)")

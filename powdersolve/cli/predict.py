@@ -55,9 +55,10 @@ def _echo(msg: str) -> None:
               help="With --modify: match the modified map's histogram to the one the composition and cell lead "
                    "one to expect, on the returned map or in every cycle too (needs --composition and "
                    "--formula-units).")
-@click.option("--flip", "flip_cycles", type=click.IntRange(1, 5000), default=None, metavar="CYCLES",
+@click.option("--flip", "flip_cycles", type=click.IntRange(0, 5000), default=200, show_default=True,
+              metavar="CYCLES",
               help="Also write the mean map's phases refined by CYCLES rounds of charge flipping of the measured "
-                   "magnitudes (density_flipped.*; 200 is the tested setting).")
+                   "magnitudes (density_flipped.*; summary.json says which map to prefer); 0 skips it.")
 @click.option("--formula-units", type=int, default=None, metavar="Z",
               help="Formula units of --composition per cell; puts the maps, and --modify, on the absolute scale. "
                    "Without it Z is read from the map's peaks where they make it clear (maps only).")
@@ -70,7 +71,7 @@ def _echo(msg: str) -> None:
 def predict_command(pattern: Path, wavelength: str | None, composition: str | None, cell: str | None, system: str,
                     samples: int, grid: int, weights: Path | None, fmt: str | None, no_background: bool,
                     no_kalpha2_strip: bool, min_two_theta: float, save_samples: bool, seed: int, symmetrise: bool,
-                    modify_cycles: int | None, modify_symmetry: bool, modify_histogram: str, flip_cycles: int | None,
+                    modify_cycles: int | None, modify_symmetry: bool, modify_histogram: str, flip_cycles: int,
                     formula_units: int | None,
                     absolute_scale: bool, out: Path, overwrite: bool) -> None:
     """Predict the electron density (CMED) of the cell that diffracts PATTERN.
@@ -92,7 +93,7 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
         weights=weights, format=fmt, keep_samples=save_samples, symmetrise=symmetrise,
         modify=None if modify_cycles is None else ModificationConfig(cycles=modify_cycles, symmetry=modify_symmetry,
                                                                      histogram=modify_histogram),
-        flip=None if flip_cycles is None else FlipConfig(cycles=flip_cycles),
+        flip=FlipConfig(cycles=flip_cycles) if flip_cycles else None,
         formula_units=formula_units, absolute_scale=absolute_scale,
     )
     result = predict(pattern, config, progress=_echo)
@@ -118,7 +119,9 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
     if result.modification is not None:
         click.echo(f"density-modified map ({result.modification['cycles']} cycles, "
                    f"{result.modification['scale']} scale): density_modified.*")
-    if result.flipping is not None:
+    if result.flipping is not None and "skipped" in result.flipping:
+        click.echo(f"no charge-flipped map: {result.flipping['skipped']}")
+    elif result.flipping is not None:
         click.echo(f"charge-flipped map ({result.flipping['cycles']} cycles, flip R "
                    f"{result.flipping['r_factor']:.3f}): density_flipped.*; {result.flipping['note']}")
 

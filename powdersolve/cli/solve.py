@@ -49,6 +49,9 @@ def _echo(msg: str) -> None:
 @click.option("--modified-map/--no-modified-map", default=True, show_default=True,
               help="Also read atoms from the density-modified mean map (the measured peaks' magnitudes, cycles "
                    "averaged over the space group it shows); its candidates are refined first.")
+@click.option("--flipped-map/--no-flipped-map", default=True, show_default=True,
+              help="Also read atoms from the mean map's phases refined by charge flipping of the measured "
+                   "magnitudes, where the flipped map departs from the mean map.")
 @click.option("--format", "fmt", type=click.Choice(sorted(READERS)), default=None,
               help="Pattern file format (default: from the extension or content).")
 @click.option("--no-kalpha2-strip", is_flag=True, help="Do not strip K-alpha2 (use for K-alpha1-only data).")
@@ -59,7 +62,7 @@ def _echo(msg: str) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def solve_command(pattern: Path, composition: str | None, cell: str | None, wavelength: str | None, system: str,
                   samples: int, grid: int, weights: Path | None, max_rwp: float, top_k: int, refine_top: int,
-                  no_map_symmetry: bool, modified_map: bool, fmt: str | None,
+                  no_map_symmetry: bool, modified_map: bool, flipped_map: bool, fmt: str | None,
                   no_kalpha2_strip: bool, min_two_theta: float, seed: int, out: Path, overwrite: bool) -> None:
     """Solve the crystal structure that diffracts PATTERN.
 
@@ -83,7 +86,8 @@ def solve_command(pattern: Path, composition: str | None, cell: str | None, wave
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise OutputError(f"{out}: already exists; pass --overwrite or choose another --out")
     config = SolveConfig(samples=samples, grid=grid, max_rwp=max_rwp, top_k=top_k, refine_top=refine_top,
-                         map_symmetry=not no_map_symmetry, modified_map=modified_map)
+                         map_symmetry=not no_map_symmetry, modified_map=modified_map,
+                         flipped_map=flipped_map)
     pconfig = PredictConfig(
         samples=samples, grid=grid, seed=seed, system=system, strip_kalpha2=not no_kalpha2_strip,
         min_two_theta=min_two_theta, composition=composition, cell=Cell.parse(cell) if cell is not None else None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from powdersolve.cell import Cell, Composition
@@ -46,7 +46,7 @@ class PredictConfig:
         modify: also density-modify the mean map: the measured peaks' magnitudes with the map's phases,
             then error-reduction cycles (:mod:`powdersolve.maps.modification`); None skips it.
         flip: also charge-flip the measured peaks' magnitudes from the mean map's phases
-            (:mod:`powdersolve.maps.flipping`); None skips it.
+            (:mod:`powdersolve.maps.flipping`; on by default: about 1.5 s on a 50^3 grid); None skips it.
         formula_units: formula units of ``composition`` per cell (Z), which puts the magnitudes of
             ``modify`` on the Wilson scale; None scales them to the map instead.
         absolute_scale: with a composition with ratios, put every sample on the absolute scale of the
@@ -73,7 +73,7 @@ class PredictConfig:
     keep_samples: bool = False
     symmetrise: bool = False
     modify: ModificationConfig | None = None
-    flip: FlipConfig | None = None
+    flip: FlipConfig | None = field(default_factory=FlipConfig)
     formula_units: int | None = None
     absolute_scale: bool = True
 

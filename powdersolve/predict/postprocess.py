@@ -11,6 +11,7 @@ import numpy as np
 from powdersolve.cell import metric_family
 from powdersolve.diffraction.peaks import peaks_to_q_intensity
 from powdersolve.diffraction.sticks import q_from_two_theta
+from powdersolve.errors import ModificationError
 from powdersolve.maps.flipping import FlipConfig, charge_flip
 from powdersolve.maps.modification import ModificationConfig, modify_density, modify_density_symmetric
 from powdersolve.maps.scale import cell_atoms
@@ -62,14 +63,18 @@ def flip_prediction(pred: Prediction, cfg: FlipConfig) -> Prediction:
     """``pred`` with its mean map's phases refined by charge flipping of its measured peaks' magnitudes (a new
     Prediction; ``pred`` is kept).
 
-    Sets ``flipped`` (N, N, N, on the mean map's scale, e/A^3 where it is) and ``flipping`` (how, and the
-    flip R factor), logs the step and times it. Raises :class:`~powdersolve.errors.ModificationError` when
-    no measured peak falls on a reflection of the cell.
+    Sets ``flipped`` (N, N, N, on the mean map's scale, e/A^3 where it is) and ``flipping`` (how, the flip R
+    factor, and which map to prefer), logs the step and times it. Where no measured peak falls on a
+    reflection of the cell there is nothing to flip: ``flipping`` says so and ``flipped`` stays None.
     """
     t0 = time.perf_counter()
     q_peaks, i_peaks, q_hi = measured_peaks(pred)
     cfg = replace(cfg, b_iso=pred.model["b_iso_A2"], tol=PEAK_TOL_Q)
-    result = charge_flip(pred.mean, pred.lattice, q_peaks, i_peaks, q_hi, cfg)
+    try:
+        result = charge_flip(pred.mean, pred.lattice, q_peaks, i_peaks, q_hi, cfg)
+    except ModificationError as exc:
+        return replace(pred, flipping={"skipped": str(exc)},
+                       processing=[*pred.processing, f"charge flipping skipped: {exc}"])
     info = {"cycles": cfg.cycles, "delta_sigma": cfg.delta, "reshare_every": cfg.reshare,
             "polish_cycles": cfg.polish, "peaks": int(q_peaks.size), "q_limit_inv_A": q_hi,
             "r_factor": result.r_factor, "start": "the mean map's phases", "agreement_with_mean": result.agreement,

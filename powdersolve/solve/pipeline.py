@@ -216,10 +216,7 @@ def _prediction(pattern: str | os.PathLike | Pattern, pcfg: PredictConfig, modif
         except ModificationError as exc:
             say(f"{exc}; solving without the modified map")
     if flipping is not None:
-        try:
-            pred = flip_prediction(pred, flipping)
-        except ModificationError as exc:
-            say(f"{exc}; solving without the charge-flipped map")
+        pred = flip_prediction(pred, flipping)
     return pred
 
 
