@@ -57,10 +57,9 @@ class SolveConfig:
             :mod:`powdersolve.maps.modification`), at that group's standard origin, with the group's orbits;
             its candidates are refined before all others. On 24 generated trigonal crystals it raised
             top-1 matches from 18 to 20 and on 24 cubic ones kept 22, breaking none.
-        flipped_map: also read atoms from the mean map's phases refined by charge flipping of the measured
-            magnitudes (:mod:`powdersolve.maps.flipping`), before the sampled maps, where the flipped map
-            departs from the mean map. On 16 generated random orthorhombic crystals it raised top-1 matches
-            from 3 to 5 and on 16 prototype-derived ones from 13 to 14, breaking none.
+        flipped_map: where the mean map's phases refined by charge flipping of the measured magnitudes
+            (:mod:`powdersolve.maps.flipping`) depart from the mean map, read atoms from the flipped map too,
+            and search it, not the mean, for its space group (``map_symmetry``, ``extinction_groups``).
         all_serving_models: when the model is picked automatically and another shipped model serves the
             same lattice (:data:`powdersolve.weights.SERVING_MODELS`: the hexagonal and trigonal models
             both serve hexagonal axes, where indexing cannot tell a trigonal P group from a hexagonal one),

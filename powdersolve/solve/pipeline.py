@@ -149,12 +149,15 @@ def solve_from_structures(pattern: str | os.PathLike | Pattern, structures: Sequ
 
 def _solve_prediction(pred: Prediction, composition: str | None, config: SolveConfig, say: Progress,
                       timings: dict[str, float], tag: str = "") -> SolveResult:
-    """Candidates from one prediction's maps (mean, samples, density-modified mean), refined and ranked;
-    ``tag`` prefixes their labels (the model they came from)."""
+    """Candidates from one prediction's maps (mean, samples, density-modified mean, charge-flipped mean),
+    refined and ranked; ``tag`` prefixes their labels (the model they came from). The first map is searched
+    for its space group: the charge-flipped mean where it departs from the mean map, else the mean."""
     assert pred.samples is not None  # keep_samples=True
     grids = ([pred.mean] if config.include_mean else []) + list(pred.samples)
     labels = ([f"{tag}mean"] if config.include_mean else []) + [f"{tag}sample {i}" for i in range(len(pred.samples))]
-    first = (_modified_first(pred, tag) if config.modified_map else []) + _flipped_first(pred, tag)
+    if _flipped_departs(pred):
+        grids, labels = [pred.flipped, *grids], [f"{tag}charge-flipped mean", *labels]
+    first = _modified_first(pred, tag) if config.modified_map else []
     return _solve_grids(grids, labels, pred.lattice, composition, observed_from_prediction(pred), config, say,
                         timings, first, _extinctions(pred))
 
@@ -241,12 +244,10 @@ def _modified_first(pred: Prediction, tag: str = "") -> list[PriorityMap]:
     return [PriorityMap(pred.modified, label, group.number if group is not None else None)]
 
 
-def _flipped_first(pred: Prediction, tag: str = "") -> list[PriorityMap]:
-    """The prediction's charge-flipped map, to read before the sampled maps; empty when there is none or when
-    it confirms the mean map (its atoms are then the mean map's)."""
-    if pred.flipped is None or (pred.flipping or {}).get("confirms_mean"):
-        return []
-    return [PriorityMap(pred.flipped, f"{tag}charge-flipped mean")]
+def _flipped_departs(pred: Prediction) -> bool:
+    """Whether the prediction has a charge-flipped map that departs from its mean map (one that confirms the
+    mean map would give the mean map's atoms again)."""
+    return pred.flipped is not None and not (pred.flipping or {}).get("confirms_mean", True)
 
 
 def _extinctions(pred: Prediction) -> list[ExtinctionClass]:
