@@ -326,3 +326,23 @@ def test_a_models_own_answer_is_an_acceptable_fit_in_its_own_crystal_system() ->
     assert _own_answer(result(166, 0.05), "trigonal", 0.35)
     assert not _own_answer(result(1, 0.05), "trigonal", 0.35)
     assert not _own_answer(None, "trigonal", 0.35)
+
+
+def test_an_untrained_networks_map_is_repaired_by_charge_flipping(caf2_xy: Path, weights: Path, cubic_cif: Path,
+                                                                   tmp_path: Path, capsys: pytest.CaptureFixture
+                                                                   ) -> None:
+    """An untrained model's mean map of CaF2 is noise; its charge-flipped map departs from it, is searched for
+    its space group first, and gives the structure. Without it the same run finds nothing that fits."""
+    from powdersolve.structures import read_structure
+
+    crystal = load_crystal(cubic_cif)
+    args = [caf2_xy, "--weights", weights, "--cell", crystal.cell_parameters[0], "--composition", "CaF2",
+            "--grid", 24, "--samples", 1, "--no-modified-map"]
+    code, _, err = run_cli([*args, "--out", tmp_path / "with"], capsys)
+    assert code == 0, err
+    doc = json.loads((tmp_path / "with" / "solution.json").read_text())
+    assert doc["candidates"][0]["from_maps"][0].startswith("charge-flipped mean")
+    assert StructureMatcher().fit(read_structure(tmp_path / "with" / "refined.cif"), crystal.to_structure())
+    code, _, err = run_cli([*args, "--no-flipped-map", "--out", tmp_path / "without"], capsys)
+    assert code == 3 or not StructureMatcher().fit(read_structure(tmp_path / "without" / "refined.cif"),
+                                                   crystal.to_structure())

@@ -60,9 +60,14 @@ def demo_cmd(out_dir: str, samples: int) -> None:
     click.echo(f"density-modified mean map (measured magnitudes, the map's phases, 10 cycles, 10 more averaged "
                f"over the group found in it, {group}; histogram matched): map correlation {modified.cc:.3f}  "
                f"paper SSIM {modified.ssim:.3f}")
+    if pred.flipped is not None:
+        flipped = score_predictions(pred.flipped[None].astype(np.float64), truth)
+        click.echo(f"charge-flipped mean map (density_flipped.*): map correlation {flipped.cc:.3f}  paper SSIM "
+                   f"{flipped.ssim:.3f}; {pred.flipping['note']}")
     for name, s in base.items():
         click.echo(f"  null baseline {name:12s}: map correlation {s.cc:.3f}  SSIM {s.ssim:.3f}")
     click.echo(f"outputs in {out}/: density.npy density.ccp4 density.cube CHGCAR "
-               f"density_modified.npy density_modified.ccp4 slices.png isosurface.png "
+               f"density_modified.npy density_modified.ccp4 density_flipped.npy density_flipped.ccp4 slices.png "
+               f"isosurface.png "
                f"pattern.png summary.json truth_slices.png")
     click.echo(f"done in {time.perf_counter() - t0:.1f} s")
