@@ -15,7 +15,7 @@ import click
 from powdersolve.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, PowdersolveError
 
 #: Modules under powdersolve.cli that register commands, in --help order.
-COMMAND_MODULES = ("demo", "simulate", "density", "data", "train", "evaluate", "index", "predict", "solve")
+COMMAND_MODULES = ("demo", "simulate", "density", "data", "train", "evaluate", "index", "predict", "flip", "solve")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -21,6 +22,24 @@ def _echo(msg: str) -> None:
     click.echo(f"powdersolve: {msg}", err=True)
 
 
+#: How a pattern file is read and preprocessed: the options `predict` and `flip` share.
+_PREPROCESSING = (
+    click.option("--format", "fmt", type=click.Choice(sorted(READERS)), default=None,
+                 help="Pattern file format (default: from the extension or content)."),
+    click.option("--no-background", is_flag=True, help="Do not remove the background."),
+    click.option("--no-kalpha2-strip", is_flag=True, help="Do not strip K-alpha2 (use for K-alpha1-only data)."),
+    click.option("--min-two-theta", type=float, default=5.0, show_default=True,
+                 help="Ignore points below this 2-theta (deg)."),
+)
+
+
+def preprocessing_options(command: Callable) -> Callable:
+    """Add --format, --no-background, --no-kalpha2-strip and --min-two-theta to a click command."""
+    for option in reversed(_PREPROCESSING):
+        command = option(command)
+    return command
+
+
 @click.command("predict")
 @click.argument("pattern", type=click.Path(path_type=Path))
 @click.option("--wavelength", default=None,
@@ -35,12 +54,7 @@ def _echo(msg: str) -> None:
               help=f"Grid points per cell axis ({MIN_GRID}-{MAX_GRID}).")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="Model .safetensors (default: the shipped model of the system).")
-@click.option("--format", "fmt", type=click.Choice(sorted(READERS)), default=None,
-              help="Pattern file format (default: from the extension or content).")
-@click.option("--no-background", is_flag=True, help="Do not remove the background.")
-@click.option("--no-kalpha2-strip", is_flag=True, help="Do not strip K-alpha2 (use for K-alpha1-only data).")
-@click.option("--min-two-theta", type=float, default=5.0, show_default=True,
-              help="Ignore points below this 2-theta (deg).")
+@preprocessing_options
 @click.option("--save-samples", is_flag=True, help="Also write every sample grid under samples/.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latent samples.")
 @click.option("--symmetrise", is_flag=True,

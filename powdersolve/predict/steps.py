@@ -122,7 +122,8 @@ def _model_for_indexed(sols: list[CellSolution], have: list[str], source: str) -
         cell = " ".join(f"{v:.4f}" for v in top.cell)
         raise InputError(f"{source}: the pattern indexes as {top.system} {top.centring} ({cell}; M20 "
                          f"{top.m20:.1f}), and no shipped model serves {top.system} cells (shipped: "
-                         f"{', '.join(have) or 'none'}); `powdersolve index` lists every candidate")
+                         f"{', '.join(have) or 'none'}); `powdersolve index` lists every candidate, "
+                         "`powdersolve flip` phases the pattern without a network")
     return system, top
 
 
@@ -141,7 +142,8 @@ def resolve_model(config: PredictConfig, pat: Pattern, wavelength: float, source
         system = serving_model(family, have)
         if system is None:
             raise InputError(f"--cell {' '.join(f'{v:g}' for v in config.cell)} has a {family} metric, and no shipped "
-                             f"model serves {family} cells (shipped: {', '.join(have)}); check the cell")
+                             f"model serves {family} cells (shipped: {', '.join(have)}); check the cell, or "
+                             "phase the pattern without a network with `powdersolve flip`")
         return system, shipped_weights(system), None
     system, sol = _model_for_indexed(index(pat, wavelength, source), have, source)
     return system, shipped_weights(system), sol
