@@ -34,6 +34,10 @@ class ModificationError(InputError):
     """Density modification has nothing to work with (no measured peak on a reflection of the cell)."""
 
 
+class NoModelError(InputError):
+    """No shipped model serves the cell's crystal system (the network-free path may: ``powdersolve flip``)."""
+
+
 class OutputError(PowdersolveError):
     """The output location cannot be written or already holds results."""
 

@@ -76,3 +76,24 @@ def test_bad_arguments_exit_2_and_write_nothing(mono_xy, tmp_path: Path, args: l
     assert code == 2, err
     assert "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_solve_reads_atoms_from_the_flipped_map_where_no_model_serves_the_cell(mono_xy, tmp_path: Path,
+                                                                                capsys: pytest.CaptureFixture
+                                                                                ) -> None:
+    """A monoclinic pattern, the formula only: no shipped model serves the cell, so `solve` reads atoms from
+    the map charge flipping finds from random phases, and finds the structure; `--no-flipped-map` refuses."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from powdersolve.structures import read_structure
+
+    crystal, xy = mono_xy
+    code = main(["solve", str(xy), "--composition", "ZnS", "--grid", "32", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    doc = json.loads((tmp_path / "o" / "solution.json").read_text())
+    assert doc["notes"][0].startswith("no shipped model serves the cell")
+    assert StructureMatcher().fit(read_structure(tmp_path / "o" / "refined.cif"), crystal.to_structure())
+    code = main(["solve", str(xy), "--composition", "ZnS", "--no-flipped-map", "--out", str(tmp_path / "n")])
+    assert code == 2 and "powdersolve flip" in capsys.readouterr().err
+    assert not (tmp_path / "n").exists()

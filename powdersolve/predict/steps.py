@@ -15,7 +15,7 @@ import numpy as np
 from powdersolve.cell import Cell
 from powdersolve.diffraction.peaks import MERGE_TOL_Q, PeakList, find_peaks, peaks_to_q_intensity
 from powdersolve.diffraction.sticks import q_from_two_theta
-from powdersolve.errors import InputError
+from powdersolve.errors import InputError, NoModelError
 from powdersolve.formats import Pattern, read_pattern
 from powdersolve.indexing import M20_THRESHOLD, CellSolution, IndexConfig, index_counts
 from powdersolve.inputs import ModelInput, choose_composition, pattern_input
@@ -120,7 +120,7 @@ def _model_for_indexed(sols: list[CellSolution], have: list[str], source: str) -
     system = serving_model(top.system, have)
     if system is None:
         cell = " ".join(f"{v:.4f}" for v in top.cell)
-        raise InputError(f"{source}: the pattern indexes as {top.system} {top.centring} ({cell}; M20 "
+        raise NoModelError(f"{source}: the pattern indexes as {top.system} {top.centring} ({cell}; M20 "
                          f"{top.m20:.1f}), and no shipped model serves {top.system} cells (shipped: "
                          f"{', '.join(have) or 'none'}); `powdersolve index` lists every candidate, "
                          "`powdersolve flip` phases the pattern without a network")
@@ -141,9 +141,10 @@ def resolve_model(config: PredictConfig, pat: Pattern, wavelength: float, source
         family = Cell.of(config.cell).family
         system = serving_model(family, have)
         if system is None:
-            raise InputError(f"--cell {' '.join(f'{v:g}' for v in config.cell)} has a {family} metric, and no shipped "
-                             f"model serves {family} cells (shipped: {', '.join(have)}); check the cell, or "
-                             "phase the pattern without a network with `powdersolve flip`")
+            cell_text = " ".join(f"{v:g}" for v in config.cell)
+            raise NoModelError(f"--cell {cell_text} has a {family} metric, and no shipped model serves {family} "
+                               f"cells (shipped: {', '.join(have)}); check the cell, or phase the pattern without "
+                               "a network with `powdersolve flip`")
         return system, shipped_weights(system), None
     system, sol = _model_for_indexed(index(pat, wavelength, source), have, source)
     return system, shipped_weights(system), sol

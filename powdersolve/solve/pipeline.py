@@ -31,12 +31,13 @@ import numpy as np
 from pymatgen.core import Structure
 
 from powdersolve.cell import metric_family
-from powdersolve.errors import ModificationError, NoSolutionError
+from powdersolve.errors import ModificationError, NoModelError, NoSolutionError
 from powdersolve.formats import Pattern
 from powdersolve.indexing.extinction import ExtinctionClass, cell_space_group_candidates
 from powdersolve.maps.flipping import FlipConfig
 from powdersolve.maps.modification import ModificationConfig
 from powdersolve.predict import PredictConfig, Prediction, flip_prediction, modify_prediction, predict
+from powdersolve.predict.phasing import phase_pattern
 from powdersolve.predict.steps import preprocess_pattern, read
 from powdersolve.solve.config import SolveConfig
 from powdersolve.solve.observed import Observed, observed_from_prediction
@@ -55,6 +56,8 @@ from powdersolve.weights import SERVING_MODELS, available_systems
 Progress = Callable[[str], None]
 #: The default settings (one shared, immutable instance).
 DEFAULT_CONFIG = SolveConfig()
+#: Random-phase starts charge-flipped where no shipped model serves the cell (the lowest flip R is read).
+NETWORK_FREE_STARTS = 3
 
 __all__ = ["Observed", "SolveConfig", "SolveResult", "observed_profile", "solve", "solve_from_grids",
            "solve_from_structures", "write_solve_outputs"]
@@ -91,7 +94,12 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
     modifying = (replace(pcfg.modify or ModificationConfig(), symmetry=config.map_symmetry, origin="standard")
                  if config.modified_map else pcfg.modify)
     flipping = FlipConfig() if config.flipped_map else None
-    pred = _prediction(pattern, pcfg, modifying, flipping, say, progress)
+    try:
+        pred = _prediction(pattern, pcfg, modifying, flipping, say, progress)
+    except NoModelError as exc:
+        if not config.flipped_map:
+            raise
+        return _solve_without_network(pattern, pcfg, config, str(exc), say)
     timings["predict"] = time.perf_counter() - t0
     others = _other_serving_models(pred, pcfg, config)
     if not others:
@@ -129,6 +137,21 @@ def solve_from_grids(pattern: str | os.PathLike | Pattern, grids: Sequence[np.nd
     labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]
     return _solve_grids(list(grids), labels, np.asarray(lattice, np.float64), composition, observed, config, say,
                         timings)
+
+
+def _solve_without_network(pattern: str | os.PathLike | Pattern, pcfg: PredictConfig, config: SolveConfig,
+                           reason: str, say: Progress) -> SolveResult:
+    """No shipped model serves the cell: atoms from the map charge flipping finds from random phases alone
+    (:func:`powdersolve.predict.phasing.phase_pattern`, the lowest flip R of :data:`NETWORK_FREE_STARTS`)."""
+    say(f"{reason.split(';')[0]}; solving from the charge-flipped map alone (no network)")
+    t0 = time.perf_counter()
+    phased = phase_pattern(pattern, replace(pcfg, flip=FlipConfig()), starts=NETWORK_FREE_STARTS)
+    flip_s = time.perf_counter() - t0
+    result = solve_from_grids(pattern, [phased.grid], phased.cell.matrix, pcfg.composition, config, pcfg, say,
+                              labels=["charge-flipped map (no network)"])
+    note = (f"no shipped model serves the cell: atoms read from the map charge flipping found from random phases "
+            f"({phased.cell_source} cell; flip R {phased.r_factors[phased.kept]:.3f})")
+    return replace(result, notes=[note, *result.notes], timings={"flip": flip_s, **result.timings})
 
 
 def solve_from_structures(pattern: str | os.PathLike | Pattern, structures: Sequence[Structure],
