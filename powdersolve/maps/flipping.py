@@ -20,12 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft
 
-from powdersolve.density import grid_q
-from powdersolve.diffraction.peaks import peak_membership, reflections_per_peak
-from powdersolve.errors import InputError, ModificationError
+from powdersolve.errors import InputError
+from powdersolve.maps.modification import peaks_on_grid
 from powdersolve.metrics import map_correlation_per_sample
 from powdersolve.rotations import lattice_rotations
-from powdersolve.scattering import reflection_q
 
 #: FFT axes of an (N, N, N) grid.
 _AXES = (0, 1, 2)
@@ -129,19 +127,9 @@ def charge_flip(start: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak
     n = g.shape[-1]
     if g.shape != (n, n, n) or not np.isfinite(g).all():
         raise InputError(f"charge flipping needs one finite (N, N, N) grid, got shape {g.shape}")
-    peak_q = np.asarray(peak_q, dtype=np.float64)
-    peak_i = np.asarray(peak_i, dtype=np.float64)
-    keep = (peak_q > 0) & (peak_q <= q_limit + cfg.tol) & (peak_i > 0)
-    peak_q, peak_i = peak_q[keep], peak_i[keep]
-    q_full = grid_q(n, lattice)
-    member_full = np.where((q_full > 0) & (q_full <= q_limit), peak_membership(q_full, peak_q, cfg.tol), -1)
-    if not (member_full >= 0).any():
-        raise ModificationError("charge flipping: no peak falls on a reflection of the cell")
-    on_grid = np.bincount(member_full[member_full >= 0], minlength=len(peak_q))
-    q_all = reflection_q(lattice, peak_q.max(initial=0.0) + 2 * cfg.tol)
-    total = np.maximum(reflections_per_peak(q_all, peak_q, cfg.tol), on_grid)
-    peak_on_grid = peak_i * on_grid / np.maximum(total, 1)  # the part of each peak the grid holds
-    q, member = _half(q_full), _half(member_full)
+    on_grid = peaks_on_grid(n, lattice, peak_q, peak_i, q_limit, cfg.tol, "charge flipping")
+    peak_on_grid = on_grid.peak_on_grid
+    q, member = _half(on_grid.q), _half(on_grid.member)
     hit = member >= 0
     idx = np.where(hit, member, 0)
     # A coefficient of the half layout stands for itself and its Friedel mate, except on the planes

@@ -223,28 +223,59 @@ class _Measured:
     electrons: float
 
 
+@dataclass(frozen=True)
+class PeaksOnGrid:
+    """Measured peaks on the reciprocal grid of an N^3 map (numpy FFT layout, (N, N, N) arrays).
+
+    Attributes:
+        q: Q (1/A) of every coefficient; measured: 0 < Q <= the measured limit;
+        member: index of the peak each coefficient lies under, -1 for none (or unmeasured);
+        on_grid: per peak, the grid's coefficients under it; peak_on_grid: per peak, the part of its
+            intensity the grid holds (reflections beyond the grid's Nyquist index drop their share).
+    """
+
+    q: np.ndarray
+    measured: np.ndarray
+    member: np.ndarray
+    on_grid: np.ndarray
+    peak_on_grid: np.ndarray
+
+
+def peaks_on_grid(n: int, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float, tol: float,
+                  what: str) -> PeaksOnGrid:
+    """Where the measured peaks (Q in 1/A, |F|^2-like intensity) within ``q_limit`` fall on the N^3 grid of a
+    cell (row vectors, A), matched within ``tol`` (1/A). Raises :class:`ModificationError`, naming ``what``,
+    when none falls on a reflection of the cell."""
+    peak_q = np.asarray(peak_q, dtype=np.float64)
+    peak_i = np.asarray(peak_i, dtype=np.float64)
+    keep = (peak_q > 0) & (peak_q <= q_limit + tol) & (peak_i > 0)
+    peak_q, peak_i = peak_q[keep], peak_i[keep]
+    q = grid_q(n, lattice)
+    measured = (q <= q_limit) & (q > 0)
+    member = np.where(measured, peak_membership(q, peak_q, tol), -1)
+    if not (member >= 0).any():
+        raise ModificationError(f"{what}: no peak falls on a reflection of the cell")
+    on_grid = np.bincount(member[member >= 0], minlength=len(peak_q))
+    q_all = reflection_q(lattice, peak_q.max(initial=0.0) + 2 * tol)
+    total = np.maximum(reflections_per_peak(q_all, peak_q, tol), on_grid)
+    return PeaksOnGrid(q, measured, member, on_grid, peak_i * on_grid / np.maximum(total, 1))
+
+
 def _measured_on_grid(n: int, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,
                       numbers: np.ndarray, occupancy: np.ndarray, cfg: ModificationConfig,
                       electrons: float | None) -> _Measured:
     """Where the measured peaks fall on the N^3 reciprocal grid, and the scale of their magnitudes."""
     volume = abs(float(np.linalg.det(np.asarray(lattice, dtype=np.float64))))
-    q = grid_q(n, lattice)
-    measured = (q <= q_limit) & (q > 0)
-    member = np.where(measured, peak_membership(q, peak_q, cfg.tol), -1)
-    on_grid = np.bincount(member[member >= 0], minlength=len(peak_q))
-    q_all = reflection_q(lattice, peak_q.max(initial=0.0) + 2 * cfg.tol)
-    total = np.maximum(reflections_per_peak(q_all, peak_q, cfg.tol), on_grid)
-    peak_on_grid = peak_i * on_grid / np.maximum(total, 1)  # the part of each peak the grid holds
-    hit = member >= 0
-    if not hit.any():
-        raise ModificationError("density modification: no peak falls on a reflection of the cell")
+    grid = peaks_on_grid(n, lattice, peak_q, peak_i, q_limit, cfg.tol, "density modification")
+    hit = grid.member >= 0
     wilson_k = None
     if cfg.scale == "wilson":
-        wilson_k = np.sqrt(wilson_sum(numbers, occupancy, q[measured]) / max(float(peak_on_grid.sum()), 1e-300))
+        wilson_k = np.sqrt(wilson_sum(numbers, occupancy, grid.q[grid.measured])
+                           / max(float(grid.peak_on_grid.sum()), 1e-300))
     if electrons is None:
         electrons = float(np.dot(occupancy, np.asarray(numbers, dtype=np.float64)))
-    return _Measured(measured, hit, np.where(hit, member, 0), on_grid, peak_on_grid, (q / (4 * np.pi)) ** 2,
-                     n**3 / volume, len(peak_q), wilson_k, electrons)
+    return _Measured(grid.measured, hit, np.where(hit, grid.member, 0), grid.on_grid, grid.peak_on_grid,
+                     (grid.q / (4 * np.pi)) ** 2, n**3 / volume, len(grid.on_grid), wilson_k, electrons)
 
 
 _AXES = (-3, -2, -1)
@@ -295,10 +326,6 @@ def _modify(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: 
     n = g.shape[-1]
     if g.ndim < 3 or g.shape[-3:] != (n, n, n):
         raise InputError(f"density modification needs cubic grids (..., N, N, N), got {g.shape}")
-    peak_q = np.asarray(peak_q, dtype=np.float64)
-    peak_i = np.asarray(peak_i, dtype=np.float64)
-    keep = (peak_q > 0) & (peak_q <= q_limit + cfg.tol) & (peak_i > 0)
-    peak_q, peak_i = peak_q[keep], peak_i[keep]
     if numbers is None and (cfg.scale == "wilson" or electrons is None):
         raise InputError("density modification needs the atoms per cell for the Wilson scale or F(000); "
                          "give the composition")
