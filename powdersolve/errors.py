@@ -6,6 +6,11 @@ one line naming the file, the problem and the fix. The CLI prints it and exits w
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from powdersolve.indexing import CellSolution
+
 #: Exit codes documented in README.md.
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -35,7 +40,15 @@ class ModificationError(InputError):
 
 
 class NoModelError(InputError):
-    """No shipped model serves the cell's crystal system (the network-free path may: ``powdersolve flip``)."""
+    """No shipped model serves the cell's crystal system (the network-free path may: ``powdersolve flip``).
+
+    Attributes:
+        indexed: the indexed cell that no model serves, when the cell was indexed (so it is not indexed again).
+    """
+
+    def __init__(self, message: str, indexed: CellSolution | None = None) -> None:
+        super().__init__(message)
+        self.indexed = indexed
 
 
 class OutputError(PowdersolveError):

@@ -22,10 +22,11 @@ from powdersolve.errors import InputError
 from powdersolve.fileio import atomic_output_dir, atomic_write_text
 from powdersolve.formats import Pattern
 from powdersolve.formats.maps import write_map
+from powdersolve.indexing import CellSolution
 from powdersolve.maps.flipping import FlipConfig, FlipResult, charge_flip, random_phase_map
 from powdersolve.plots import plot_slices
 from powdersolve.predict.config import PredictConfig
-from powdersolve.predict.steps import PEAK_TOL_Q, index, preprocess_pattern, read
+from powdersolve.predict.steps import PEAK_TOL_Q, index, indexing_summary, preprocess_pattern, read
 
 #: Most random starts one call flips.
 MAX_STARTS = 20
@@ -86,13 +87,13 @@ class PhasedMap:
 
 
 def phase_pattern(pattern: str | os.PathLike | Pattern, config: PredictConfig = DEFAULT_CONFIG,
-                  starts: int = 3) -> PhasedMap:
+                  starts: int = 3, indexed: CellSolution | None = None) -> PhasedMap:
     """Charge flipping of ``pattern``'s peaks from ``starts`` random-phase starts (seeded by ``config.seed``),
     the lowest flip R kept.
 
-    ``config`` supplies the cell (None: indexed over all seven systems), the wavelength, the preprocessing,
-    the grid and the flipping settings (``config.flip``; the shipped ones when None); its model settings
-    are not used.
+    ``config`` supplies the cell (None: ``indexed``, or indexed here over all seven systems), the wavelength,
+    the preprocessing, the grid and the flipping settings (``config.flip``; the shipped ones when None); its
+    model settings are not used.
 
     Raises:
         InputError: unreadable pattern, no wavelength, too few peaks, no cell, ``starts`` out of range, or
@@ -107,10 +108,8 @@ def phase_pattern(pattern: str | os.PathLike | Pattern, config: PredictConfig = 
     if config.cell is not None:
         cell, cell_source, indexing = Cell.of(config.cell), "given", None
     else:
-        sol = index(pat, lam, source)[0]
-        cell, cell_source = sol.cell, "indexed"
-        indexing = {"system": sol.system, "centring": sol.centring, "m20": float(sol.m20),
-                    "n_indexed": int(sol.n_indexed), "n_lines": int(sol.n_lines), "zero_shift_deg": sol.zero_shift}
+        sol = indexed or index(pat, lam, source)[0]
+        cell, cell_source, indexing = sol.cell, "indexed", indexing_summary(sol)
         log.append(f"indexed: {sol.system} {sol.centring} {' '.join(f'{v:.4f}' for v in sol.cell)}, "
                    f"M20={sol.m20:.1f}")
     q_peaks, i_peaks = processed.peaks_q_intensity()

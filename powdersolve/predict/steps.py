@@ -123,7 +123,7 @@ def _model_for_indexed(sols: list[CellSolution], have: list[str], source: str) -
         raise NoModelError(f"{source}: the pattern indexes as {top.system} {top.centring} ({cell}; M20 "
                          f"{top.m20:.1f}), and no shipped model serves {top.system} cells (shipped: "
                          f"{', '.join(have) or 'none'}); `powdersolve index` lists every candidate, "
-                         "`powdersolve flip` phases the pattern without a network")
+                         "`powdersolve flip` phases the pattern without a network", indexed=top)
     return system, top
 
 
@@ -150,6 +150,12 @@ def resolve_model(config: PredictConfig, pat: Pattern, wavelength: float, source
     return system, shipped_weights(system), sol
 
 
+def indexing_summary(sol: CellSolution) -> dict:
+    """JSON-ready figures of an indexed cell (system, centring, M20, F_N, lines indexed, zero shift in deg)."""
+    return {"system": sol.system, "centring": sol.centring, "m20": float(sol.m20), "f_n": float(sol.f_n),
+            "n_indexed": int(sol.n_indexed), "n_lines": int(sol.n_lines), "zero_shift_deg": sol.zero_shift}
+
+
 def choose_cell(config: PredictConfig, system: str, pat: Pattern, processed: Processed, source: str,
                 sol: CellSolution | None) -> tuple[Cell, str, dict | None]:
     """(cell, 'given' or 'indexed', indexing details or None); a given cell must be of the model's system."""
@@ -161,8 +167,7 @@ def choose_cell(config: PredictConfig, system: str, pat: Pattern, processed: Pro
                              "setting); check the cell or --system")
         return cell, "given", None
     sol = sol or index(pat, processed.wavelength.value, source, served_lattices(system))[0]
-    indexing = {"system": sol.system, "centring": sol.centring, "m20": float(sol.m20), "f_n": float(sol.f_n),
-                "n_indexed": int(sol.n_indexed), "n_lines": int(sol.n_lines), "zero_shift_deg": sol.zero_shift}
+    indexing = indexing_summary(sol)
     processed.log.append(f"indexed: {sol.system} {sol.centring} a={sol.a:.4f} c={sol.c:.4f} A, M20={sol.m20:.1f}")
     if sol.system != system:
         processed.log.append(f"a {sol.system} {sol.centring} lattice goes to the {system} model, for want of a "

@@ -99,7 +99,7 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
     except NoModelError as exc:
         if not config.flipped_map:
             raise
-        return _solve_without_network(pattern, pcfg, config, str(exc), say)
+        return _solve_without_network(pattern, pcfg, config, exc, say)
     timings["predict"] = time.perf_counter() - t0
     others = _other_serving_models(pred, pcfg, config)
     if not others:
@@ -140,12 +140,14 @@ def solve_from_grids(pattern: str | os.PathLike | Pattern, grids: Sequence[np.nd
 
 
 def _solve_without_network(pattern: str | os.PathLike | Pattern, pcfg: PredictConfig, config: SolveConfig,
-                           reason: str, say: Progress) -> SolveResult:
+                           reason: NoModelError, say: Progress) -> SolveResult:
     """No shipped model serves the cell: atoms from the map charge flipping finds from random phases alone
-    (:func:`powdersolve.predict.phasing.phase_pattern`, the lowest flip R of :data:`NETWORK_FREE_STARTS`)."""
-    say(f"{reason.split(';')[0]}; solving from the charge-flipped map alone (no network)")
+    (:func:`powdersolve.predict.phasing.phase_pattern`, the lowest flip R of :data:`NETWORK_FREE_STARTS`), in
+    the cell given or already indexed."""
+    say(f"{str(reason).split(';')[0]}; solving from the charge-flipped map alone (no network)")
     t0 = time.perf_counter()
-    phased = phase_pattern(pattern, replace(pcfg, flip=FlipConfig()), starts=NETWORK_FREE_STARTS)
+    phased = phase_pattern(pattern, replace(pcfg, flip=FlipConfig()), starts=NETWORK_FREE_STARTS,
+                           indexed=reason.indexed)
     flip_s = time.perf_counter() - t0
     result = solve_from_grids(pattern, [phased.grid], phased.cell.matrix, pcfg.composition, config, pcfg, say,
                               labels=["charge-flipped map (no network)"])
