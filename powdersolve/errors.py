@@ -6,11 +6,6 @@ one line naming the file, the problem and the fix. The CLI prints it and exits w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from powdersolve.indexing import CellSolution
-
 #: Exit codes documented in README.md.
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -37,18 +32,6 @@ class TooLargeError(InputError):
 
 class ModificationError(InputError):
     """Density modification has nothing to work with (no measured peak on a reflection of the cell)."""
-
-
-class NoModelError(InputError):
-    """No shipped model serves the cell's crystal system (the network-free path may: ``powdersolve flip``).
-
-    Attributes:
-        indexed: the indexed cell that no model serves, when the cell was indexed (so it is not indexed again).
-    """
-
-    def __init__(self, message: str, indexed: CellSolution | None = None) -> None:
-        super().__init__(message)
-        self.indexed = indexed
 
 
 class OutputError(PowdersolveError):

@@ -186,37 +186,40 @@ def assign_models(cases: list[Case], weights: str | Path | None
 # ----------------------------------------------------------------------------- scoring one crystal
 
 
-def _treatments(cfg: EvalConfig, model: CMEDNet, q_limit: float) -> dict[str, Callable]:
-    """Post-processing steps scored beside the raw maps: step -> fn(grids, crystal, sticks, band) -> {name: grids},
-    ``band`` being the Miller-index box the maps are limited to (None: the grid's). A step may give several
-    maps (charge flipping: the flipped maps and the maps it prefers)."""
+@dataclass(frozen=True)
+class _Step:
+    """A post-processing step scored beside the raw maps: ``apply(grids, crystal, sticks, band)`` gives a map
+    set per name in ``outputs`` (``band``: the Miller-index box the maps are limited to, None: the grid's)."""
+
+    outputs: tuple[str, ...]
+    apply: Callable[..., dict[str, np.ndarray]]
+
+
+def _treatments(cfg: EvalConfig, model: CMEDNet, q_limit: float) -> list[_Step]:
+    """The post-processing steps of ``cfg`` (charge flipping gives two maps: flipped, and the one it prefers)."""
     b_iso = model.cfg.b_iso
-    out: dict[str, Callable] = {}
+    out: list[_Step] = []
     if cfg.sharpen:
-        out["sharpened"] = lambda g, c, s, band: {"sharpened": sharpen_map(g, c.lattice, *cfg.sharpen)}
+        out.append(_Step(("sharpened",), lambda g, c, s, band: {"sharpened": sharpen_map(g, c.lattice, *cfg.sharpen)}))
     if cfg.absolute:
-        out["absolute"] = lambda g, c, s, band: {
-            "absolute": absolute_scale(g, c.lattice, c.numbers, c.occupancy, b_iso, band)}
+        out.append(_Step(("absolute",), lambda g, c, s, band: {
+            "absolute": absolute_scale(g, c.lattice, c.numbers, c.occupancy, b_iso, band)}))
     if cfg.absolute_map:
-        out["absolute_map"] = lambda g, c, s, band: {
-            "absolute_map": absolute_scale_from_map(g, c.lattice, cell_formula(c), b_iso, band)[0]}
+        out.append(_Step(("absolute_map",), lambda g, c, s, band: {
+            "absolute_map": absolute_scale_from_map(g, c.lattice, cell_formula(c), b_iso, band)[0]}))
     if cfg.modify:
         tol = merge_tolerance(model.cfg.q_max, model.cfg.xrd_bins)
         for name, symmetry in (("modified", False), ("modified_symmetric", True)):
             if symmetry and not cfg.modify.symmetry:
                 continue
             mcfg = replace(cfg.modify, b_iso=b_iso, symmetry=symmetry, tol=tol)
-            out[name] = lambda g, c, s, band, m=mcfg, k=name: {
-                k: modify_density(g, c.lattice, s.q, s.intensity, q_limit, c.numbers, c.occupancy, m)}
+            out.append(_Step((name,), lambda g, c, s, band, m=mcfg, k=name: {
+                k: modify_density(g, c.lattice, s.q, s.intensity, q_limit, c.numbers, c.occupancy, m)}))
     if cfg.flip:
         fcfg = replace(cfg.flip, b_iso=b_iso, tol=merge_tolerance(model.cfg.q_max, model.cfg.xrd_bins))
-        out["flipped"] = lambda g, c, s, band: flipped_grids(g, c, s, q_limit, fcfg)
+        out.append(_Step(("flipped", "flipped_checked"),
+                         lambda g, c, s, band: flipped_grids(g, c, s, q_limit, fcfg)))
     return out
-
-
-def treatment_names(treatments: dict[str, Callable]) -> list[str]:
-    """The names of the maps the steps give (charge flipping gives two)."""
-    return [n for t in treatments for n in ((t, f"{t}_checked") if t == "flipped" else (t,))]
 
 
 def flipped_grids(grids: np.ndarray, crystal: Crystal, pattern: Sticks, q_limit: float, cfg: FlipConfig
@@ -242,7 +245,7 @@ def _score_fields(score: CrystalScore, suffix: str = "") -> dict[str, float]:
 
 
 def _model_maps_row(case: Case, preds: np.ndarray, truth: np.ndarray, cfg: EvalConfig, rotations: tuple,
-                    treatments: dict[str, Callable], band: tuple | None, pattern: Sticks) -> dict:
+                    treatments: list[_Step], band: tuple | None, pattern: Sticks) -> dict:
     """Scores of the model's maps of one crystal (raw, inverted, symmetrised, post-processed)."""
     score = score_predictions(preds, truth, rotations)
     # Powder data cannot tell a structure from its inverse: report the CC allowing inversion beside.
@@ -256,14 +259,14 @@ def _model_maps_row(case: Case, preds: np.ndarray, truth: np.ndarray, cfg: EvalC
         inv = float(np.max(map_correlation_per_sample(invert(averaged), truth, rotations)[0]))
         row.update(symmetry_found=groups[s.best_sample_cc], cc_symmetrised_with_inversion=max(s.cc, inv),
                    **_score_fields(s, "_symmetrised"))
-    for fn in treatments.values():
-        for name, grids in fn(preds, case.crystal, pattern, band).items():
+    for step in treatments:
+        for name, grids in step.apply(preds, case.crystal, pattern, band).items():
             row.update(_score_fields(score_predictions(grids, truth, rotations), f"_{name}"))
     return row
 
 
 def _baseline_scores(case: Case, lm: LoadedModel, truth: np.ndarray, cfg: EvalConfig, rotations: tuple,
-                     treatments: dict[str, Callable], pattern: Sticks, others: dict[str, CMEDNet]
+                     treatments: list[_Step], pattern: Sticks, others: dict[str, CMEDNet]
                      ) -> dict[str, CrystalScore]:
     """Scores of every null baseline and extra model on one crystal, by name."""
     c, out = case.crystal, {}
@@ -289,10 +292,10 @@ def _baseline_scores(case: Case, lm: LoadedModel, truth: np.ndarray, cfg: EvalCo
 
 
 def _treated_scores(prefix: str, grids: np.ndarray, crystal: Crystal, pattern: Sticks, band: tuple | None,
-                    truth: np.ndarray, rotations: tuple, treatments: dict[str, Callable]) -> dict[str, CrystalScore]:
+                    truth: np.ndarray, rotations: tuple, treatments: list[_Step]) -> dict[str, CrystalScore]:
     """Scores of one baseline's maps after every post-processing step, as ``<prefix>_<map name>``."""
     return {f"{prefix}_{name}": score_predictions(out, truth, rotations)
-            for fn in treatments.values() for name, out in fn(grids, crystal, pattern, band).items()}
+            for step in treatments for name, out in step.apply(grids, crystal, pattern, band).items()}
 
 
 def _protocol(cfg: EvalConfig, scored: list[tuple[Case, LoadedModel]], treatments: list[str]) -> dict:
@@ -341,7 +344,7 @@ def evaluate(weights: str | Path | None, structures: str | Path, cfg: EvalConfig
         model, c = lm.model, case.crystal
         rotations = lattice_rotations(case.system)
         steps = _treatments(cfg, model, cfg.q_limit or model.cfg.q_max)
-        treatments = treatment_names(steps)
+        treatments = [name for step in steps for name in step.outputs]
         truth = density_grid(c, DensityConfig(b_iso=model.cfg.b_iso, grid=cfg.grid))
         pattern = sticks(c, q_max=model.cfg.q_max)
         t0 = time.perf_counter()

@@ -15,7 +15,7 @@ import numpy as np
 from powdersolve.cell import Cell
 from powdersolve.diffraction.peaks import MERGE_TOL_Q, PeakList, find_peaks, peaks_to_q_intensity
 from powdersolve.diffraction.sticks import q_from_two_theta
-from powdersolve.errors import InputError, NoModelError
+from powdersolve.errors import InputError
 from powdersolve.formats import Pattern, read_pattern
 from powdersolve.indexing import M20_THRESHOLD, CellSolution, IndexConfig, index_counts
 from powdersolve.inputs import ModelInput, choose_composition, pattern_input
@@ -24,6 +24,19 @@ from powdersolve.predict.config import PredictConfig
 from powdersolve.predict.result import Wavelength
 from powdersolve.preprocess import PreprocessConfig, doublet_for, preprocess
 from powdersolve.weights import available_systems, served_lattices, serving_model, shipped_weights
+
+
+class NoModelError(InputError):
+    """No shipped model serves the cell's crystal system (the network-free path may: ``powdersolve flip``).
+
+    Attributes:
+        indexed: the indexed cell that no model serves, when the cell was indexed (so it is not indexed again).
+    """
+
+    def __init__(self, message: str, indexed: CellSolution | None = None) -> None:
+        super().__init__(message)
+        self.indexed = indexed
+
 
 #: Largest distance (1/A) between a picked peak and a reflection of the cell for them to be matched.
 PEAK_TOL_Q = MERGE_TOL_Q

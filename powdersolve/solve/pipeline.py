@@ -31,14 +31,14 @@ import numpy as np
 from pymatgen.core import Structure
 
 from powdersolve.cell import metric_family
-from powdersolve.errors import ModificationError, NoModelError, NoSolutionError
+from powdersolve.errors import ModificationError, NoSolutionError
 from powdersolve.formats import Pattern
 from powdersolve.indexing.extinction import ExtinctionClass, cell_space_group_candidates
 from powdersolve.maps.flipping import FlipConfig
 from powdersolve.maps.modification import ModificationConfig
 from powdersolve.predict import PredictConfig, Prediction, flip_prediction, modify_prediction, predict
 from powdersolve.predict.phasing import phase_pattern
-from powdersolve.predict.steps import preprocess_pattern, read
+from powdersolve.predict.steps import NoModelError, preprocess_pattern, read
 from powdersolve.solve.config import SolveConfig
 from powdersolve.solve.observed import Observed, observed_from_prediction
 from powdersolve.solve.rank import Ranking, merge_rankings, rank_structures
