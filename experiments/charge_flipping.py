@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--delta", type=float, default=1.1)
     ap.add_argument("--reshare", type=int, default=20)
     ap.add_argument("--polish", type=int, default=10)
+    ap.add_argument("--sampling", type=float, default=None,
+                    help="grid points per d_min the flipping iterates on (FlipConfig.sampling); default the map's grid")
     ap.add_argument("--random-starts", type=int, default=1)
     ap.add_argument("--q-limit", type=float, default=None, help="measured range (1/A); default the model's")
     ap.add_argument("--limit", type=int, default=None)
@@ -67,7 +69,7 @@ def main() -> None:
         starts = {"network": pm, "zero_phase": zero,
                   **{f"random{j}": random_phase_map(n, rng) for j in range(args.random_starts)}}
         cfg = FlipConfig(cycles=args.cycles, delta=args.delta, reshare=args.reshare, polish=args.polish,
-                         b_iso=model.cfg.b_iso, tol=merge_tolerance(model.cfg.q_max, model.cfg.xrd_bins))
+                         sampling=args.sampling, b_iso=model.cfg.b_iso, tol=merge_tolerance(model.cfg.q_max, model.cfg.xrd_bins))
         flipped = {k: charge_flip(s, c.lattice, pattern.q, pattern.intensity, q_limit, cfg) for k, s in starts.items()}
         fo_pm = modify_density(pm[None], c.lattice, pattern.q, pattern.intensity, q_limit, None, None,
                                ModificationConfig(cycles=0, scale="model", final="amplitudes", b_iso=model.cfg.b_iso,
@@ -78,6 +80,7 @@ def main() -> None:
         row = {"file": case.file.name, "system": case.system, "natoms": int(len(c.numbers)),
                **{k: float(v) for k, v in zip(maps, cc, strict=True)},
                **{f"r_{k}": f.r_factor for k, f in flipped.items()}}
+        row["checked"] = row["posterior_mean"] if flipped["network"].confirmed else row["cf_network"]
         row["neg_fo_pm"], row["neg_cf_network"] = negativity(fo_pm), negativity(flipped["network"].grid)
         row["cc_cf_vs_pm"] = float(map_correlation_per_sample(flipped["network"].grid[None], pm,
                                                               lattice_rotations(case.system)[:1])[0][0])

@@ -45,6 +45,10 @@ class FlipConfig:
         confirm: the start map stands when the flipped map agrees with it at least this well (map correlation
             over origin shifts): the flipping then confirmed its phases, and the flipping's fixed point lies
             a little off the structure (:attr:`FlipResult.preferred`).
+        sampling: the iteration runs on the coarsest grid with at least this many points per d_min (the
+            measured range's) along the cell's longest axis and every measured reflection inside its
+            Nyquist limit, never finer than the start map's; None iterates on the start map's grid. The
+            result is put back on the start map's grid exactly (its coefficients are band-limited).
     """
 
     cycles: int = 200
@@ -54,6 +58,7 @@ class FlipConfig:
     tol: float = 2e-3
     b_iso: float = 8.0
     confirm: float = 0.85
+    sampling: float | None = 4.0
 
     def __post_init__(self) -> None:
         if self.cycles < 1:
@@ -64,6 +69,8 @@ class FlipConfig:
             raise InputError(f"charge flipping needs reshare >= 0 and polish >= 0 (got {self.reshare}, {self.polish})")
         if not -1 <= self.confirm <= 1:
             raise InputError(f"charge flipping needs -1 <= confirm <= 1 (got {self.confirm})")
+        if self.sampling is not None and self.sampling < 2:
+            raise InputError(f"charge flipping needs sampling >= 2 grid points per d_min or None (got {self.sampling})")
         if self.tol <= 0 or self.b_iso < 0:
             raise InputError(f"charge flipping needs tol > 0 and b_iso >= 0 (got {self.tol}, {self.b_iso})")
 
@@ -127,20 +134,23 @@ def charge_flip(start: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak
     n = g.shape[-1]
     if g.shape != (n, n, n) or not np.isfinite(g).all():
         raise InputError(f"charge flipping needs one finite (N, N, N) grid, got shape {g.shape}")
-    on_grid = peaks_on_grid(n, lattice, peak_q, peak_i, q_limit, cfg.tol, "charge flipping")
+    m = flip_grid_size(n, lattice, q_limit, cfg.sampling)
+    band = _band(m, n)
+    start_full = fft.rfftn(g, axes=_AXES)
+    start_c = start_full[band] * (m / n) ** 3  # the same band-limited map sampled on m^3 points
+    on_grid = peaks_on_grid(m, lattice, peak_q, peak_i, q_limit, cfg.tol, "charge flipping")
     peak_on_grid = on_grid.peak_on_grid
     q, member = _half(on_grid.q), _half(on_grid.member)
     hit = member >= 0
     idx = np.where(hit, member, 0)
     # A coefficient of the half layout stands for itself and its Friedel mate, except on the planes
-    # l = 0 and l = N/2, which hold both explicitly.
+    # l = 0 and l = M/2, which hold both explicitly.
     weight = np.full(q.shape, 2.0)
     weight[..., 0] = 1.0
-    if n % 2 == 0:
+    if m % 2 == 0:
         weight[..., -1] = 1.0
     weight *= hit
 
-    start_c = fft.rfftn(g, axes=_AXES)
     c = start_c.copy()
     mag = _shared(c, idx, weight, peak_on_grid)
     r_factor = 1.0
@@ -158,13 +168,15 @@ def charge_flip(start: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak
         c[0, 0, 0] = f000
         if cycle == total_cycles:
             break
-        rho = fft.irfftn(c, s=(n, n, n), axes=_AXES)
+        rho = fft.irfftn(c, s=(m, m, m), axes=_AXES)
         if cycle < cfg.cycles:
             rho = np.where(rho < cfg.delta * rho.std(), -rho, rho)
         else:  # error reduction: the flipping's fixed point is near the structure, positivity's on it
             rho = np.maximum(rho, 0.0)
         c = fft.rfftn(rho, axes=_AXES)
-    grid = _on_start_scale(c, start_c, hit, q, cfg.b_iso, n)
+    full = np.zeros_like(start_full)
+    full[band] = _on_start_scale(c, start_c, hit, q, cfg.b_iso) * (n / m) ** 3
+    grid = fft.irfftn(full, s=(n, n, n), axes=_AXES)
     agreement = float(map_correlation_per_sample(grid[None], g, lattice_rotations("triclinic"))[0][0])
     return FlipResult(grid, r_factor, agreement, agreement >= cfg.confirm)
 
@@ -181,12 +193,34 @@ def _shared(c: np.ndarray, idx: np.ndarray, weight: np.ndarray, peak_on_grid: np
     return np.sqrt(peak_on_grid[idx] * frac) * hit
 
 
-def _on_start_scale(c: np.ndarray, start_c: np.ndarray, hit: np.ndarray, q: np.ndarray, b_iso: float,
-                    n: int) -> np.ndarray:
+def _on_start_scale(c: np.ndarray, start_c: np.ndarray, hit: np.ndarray, q: np.ndarray, b_iso: float) -> np.ndarray:
     """The flipped coefficients blurred to ``b_iso``, least-squares scaled to the start map's measured
-    coefficients, with the start map's F(000); as a real (N, N, N) map."""
+    coefficients, with the start map's F(000) (half layout)."""
     blurred = np.where(hit, c * np.exp(-b_iso * (q / (4 * np.pi)) ** 2), 0j)
     k = float((np.abs(blurred) * np.abs(start_c) * hit).sum() / max(float((np.abs(blurred[hit]) ** 2).sum()), 1e-300))
     out = blurred * k
     out[0, 0, 0] = start_c[0, 0, 0]
-    return fft.irfftn(out, s=(n, n, n), axes=_AXES)
+    return out
+
+
+def flip_grid_size(n: int, lattice: np.ndarray, q_limit: float, sampling: float | None) -> int:
+    """Points per axis of the grid the flipping iterates on: the smallest even FFT-friendly M with at least
+    ``sampling`` points per d_min = 2 pi / ``q_limit`` (A) along the longest axis of ``lattice`` (rows, A) and
+    every reflection with Q <= ``q_limit`` (1/A) below its Nyquist index; ``n`` when that is finer or
+    ``sampling`` is None."""
+    if sampling is None:
+        return n
+    d_min = 2 * np.pi / q_limit
+    longest = float(np.linalg.norm(np.asarray(lattice, dtype=np.float64), axis=1).max())
+    # |h| <= |a_i| / d for a reflection of spacing d: an upper bound on every measured index.
+    need = max(sampling * longest / d_min, 2 * np.floor(longest / d_min) + 2)
+    m = int(np.ceil(need))
+    while (m := fft.next_fast_len(m)) % 2:
+        m += 1
+    return min(m, n)
+
+
+def _band(m: int, n: int) -> tuple[np.ndarray, ...]:
+    """Indices of an (M, M, M // 2 + 1) half-layout spectrum inside an (N, N, N // 2 + 1) one (M <= N)."""
+    rows = np.fft.fftfreq(m, 1.0 / m).astype(int) % n
+    return np.ix_(rows, rows, np.arange(m // 2 + 1))

@@ -46,7 +46,8 @@ class PredictConfig:
         modify: also density-modify the mean map: the measured peaks' magnitudes with the map's phases,
             then error-reduction cycles (:mod:`powdersolve.maps.modification`); None skips it.
         flip: also charge-flip the measured peaks' magnitudes from the mean map's phases
-            (:mod:`powdersolve.maps.flipping`; on by default: about 1.5 s on a 50^3 grid); None skips it.
+            (:mod:`powdersolve.maps.flipping`; on by default: 0.2-0.4 s for a 5-8 A cell, about 1.5 s where the
+            cell needs the whole 50^3 grid); None skips it.
         formula_units: formula units of ``composition`` per cell (Z), which puts the magnitudes of
             ``modify`` on the Wilson scale; None scales them to the map instead.
         absolute_scale: with a composition with ratios, put every sample on the absolute scale of the
