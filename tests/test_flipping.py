@@ -10,7 +10,7 @@ from pymatgen.core import Lattice, Structure
 from powdersolve.density import DensityConfig, density_grid
 from powdersolve.diffraction.sticks import sticks
 from powdersolve.errors import InputError, ModificationError
-from powdersolve.maps.flipping import FlipConfig, charge_flip, random_phase_map
+from powdersolve.maps.flipping import FlipConfig, charge_flip, flip_grid_size, random_phase_map
 from powdersolve.metrics import lattice_rotations, map_correlation_per_sample
 from powdersolve.structures import Crystal
 
@@ -84,6 +84,29 @@ def test_bad_input_is_refused() -> None:
     with pytest.raises(ModificationError):
         charge_flip(np.zeros((N, N, N)), c.lattice, np.array([100.0]), np.array([1.0]), Q_LIMIT)
     for bad in ({"cycles": 0}, {"delta": 0.0}, {"reshare": -1}, {"polish": -1}, {"tol": 0.0}, {"b_iso": -1.0},
-                {"confirm": 1.5}):
+                {"confirm": 1.5}, {"sampling": 1.0}):
         with pytest.raises(InputError):
             FlipConfig(**bad)
+
+
+def test_the_iteration_grid_holds_every_measured_reflection() -> None:
+    c = _crystal()
+    m = flip_grid_size(48, c.lattice, Q_LIMIT, 4.0)
+    assert m % 2 == 0 and m < 48
+    hkl = np.stack(np.meshgrid(*[np.arange(-15, 16)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    q = 2 * np.pi * np.linalg.norm(hkl @ np.linalg.inv(c.lattice).T, axis=1)
+    assert np.abs(hkl[q <= Q_LIMIT]).max() < m // 2
+    assert flip_grid_size(48, c.lattice, Q_LIMIT, None) == 48
+    assert flip_grid_size(16, c.lattice, Q_LIMIT, 4.0) == 16  # never finer than the map's own grid
+
+
+def test_a_coarser_iteration_grid_gives_the_same_map() -> None:
+    c = _crystal()
+    truth = density_grid(c, DensityConfig(b_iso=8.0, grid=48))
+    s = sticks(c, q_max=Q_LIMIT)
+    fine = charge_flip(truth, c.lattice, s.q, s.intensity, Q_LIMIT, FlipConfig(sampling=None))
+    coarse = charge_flip(truth, c.lattice, s.q, s.intensity, Q_LIMIT, FlipConfig(sampling=4.0))
+    assert coarse.grid.shape == (48, 48, 48)
+    assert coarse.grid.mean() == pytest.approx(truth.mean(), rel=1e-6)
+    assert _cc(coarse.grid, fine.grid) > 0.95  # both settle near the structure, not on one point
+    assert _cc(coarse.grid, truth) > 0.95

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import fft
 
 from powdersolve.errors import InputError
-from powdersolve.maps.modification import peaks_on_grid
+from powdersolve.maps.peak_sharing import peaks_on_grid, shared_magnitudes
 from powdersolve.metrics import map_correlation_per_sample
 from powdersolve.rotations import lattice_rotations
 
@@ -152,12 +152,12 @@ def charge_flip(start: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak
     weight *= hit
 
     c = start_c.copy()
-    mag = _shared(c, idx, weight, peak_on_grid)
+    mag = shared_magnitudes(np.abs(c) ** 2, idx, weight, on_grid.on_grid, peak_on_grid)
     r_factor = 1.0
     total_cycles = cfg.cycles + cfg.polish
     for cycle in range(total_cycles + 1):
         if cfg.reshare and cycle and cycle % cfg.reshare == 0:
-            mag = _shared(c, idx, weight, peak_on_grid)
+            mag = shared_magnitudes(np.abs(c) ** 2, idx, weight, on_grid.on_grid, peak_on_grid)
         amp = np.abs(c)
         scale = float((weight * amp * mag).sum() / max(float((weight * mag**2).sum()), 1e-300))
         if cycle == cfg.cycles:  # the flipping's figure of merit; error reduction drives any map's R to 0
@@ -179,18 +179,6 @@ def charge_flip(start: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak
     grid = fft.irfftn(full, s=(n, n, n), axes=_AXES)
     agreement = float(map_correlation_per_sample(grid[None], g, lattice_rotations("triclinic"))[0][0])
     return FlipResult(grid, r_factor, agreement, agreement >= cfg.confirm)
-
-
-def _shared(c: np.ndarray, idx: np.ndarray, weight: np.ndarray, peak_on_grid: np.ndarray) -> np.ndarray:
-    """Magnitudes with each peak's grid intensity shared by the map's |F|^2 (equally where it has none);
-    ``weight``: reflections each half-layout coefficient stands for (0 off the peaks)."""
-    hit = weight > 0
-    power = np.abs(c) ** 2 * hit
-    n_peaks = len(peak_on_grid)
-    share = np.bincount(idx[hit], weights=(weight * power)[hit], minlength=n_peaks)[idx]
-    count = np.bincount(idx[hit], weights=weight[hit], minlength=n_peaks)[idx]
-    frac = np.where(share > 0, power / np.maximum(share, 1e-300), 1.0 / np.maximum(count, 1))
-    return np.sqrt(peak_on_grid[idx] * frac) * hit
 
 
 def _on_start_scale(c: np.ndarray, start_c: np.ndarray, hit: np.ndarray, q: np.ndarray, b_iso: float) -> np.ndarray:

@@ -20,11 +20,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from powdersolve.density import DensityConfig, density_grid, grid_q
-from powdersolve.diffraction.peaks import peak_membership, reflections_per_peak
-from powdersolve.errors import InputError, ModificationError
+from powdersolve.density import DensityConfig, density_grid
+from powdersolve.errors import InputError
+from powdersolve.maps.peak_sharing import peaks_on_grid, shared_magnitudes
 from powdersolve.maps.symmetry import from_standard_origin, symmetrise_found, symmetrise_maps
-from powdersolve.scattering import reflection_q, wilson_sum
+from powdersolve.scattering import wilson_sum
 from powdersolve.structures.crystal import Crystal
 
 
@@ -207,7 +207,7 @@ class _Measured:
         measured: coefficients inside the measured Q range; hit: those on a measured peak;
         idx: the peak of each coefficient (0 where none); on_grid: per peak, the grid's coefficients under it;
         peak_on_grid: per peak, the part of its intensity the grid holds; s2: (sin theta / lambda)^2 (1/A^2);
-        to_fft: numpy FFT coefficient of a map in e/A^3 per electron of F(h); n_peaks: peaks kept;
+        to_fft: numpy FFT coefficient of a map in e/A^3 per electron of F(h);
         wilson_k: the Wilson scale of the magnitudes (None unless ``scale='wilson'``); electrons: F(000).
     """
 
@@ -218,47 +218,8 @@ class _Measured:
     peak_on_grid: np.ndarray
     s2: np.ndarray
     to_fft: float
-    n_peaks: int
     wilson_k: float | None
     electrons: float
-
-
-@dataclass(frozen=True)
-class PeaksOnGrid:
-    """Measured peaks on the reciprocal grid of an N^3 map (numpy FFT layout, (N, N, N) arrays).
-
-    Attributes:
-        q: Q (1/A) of every coefficient; measured: 0 < Q <= the measured limit;
-        member: index of the peak each coefficient lies under, -1 for none (or unmeasured);
-        on_grid: per peak, the grid's coefficients under it; peak_on_grid: per peak, the part of its
-            intensity the grid holds (reflections beyond the grid's Nyquist index drop their share).
-    """
-
-    q: np.ndarray
-    measured: np.ndarray
-    member: np.ndarray
-    on_grid: np.ndarray
-    peak_on_grid: np.ndarray
-
-
-def peaks_on_grid(n: int, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float, tol: float,
-                  what: str) -> PeaksOnGrid:
-    """Where the measured peaks (Q in 1/A, |F|^2-like intensity) within ``q_limit`` fall on the N^3 grid of a
-    cell (row vectors, A), matched within ``tol`` (1/A). Raises :class:`ModificationError`, naming ``what``,
-    when none falls on a reflection of the cell."""
-    peak_q = np.asarray(peak_q, dtype=np.float64)
-    peak_i = np.asarray(peak_i, dtype=np.float64)
-    keep = (peak_q > 0) & (peak_q <= q_limit + tol) & (peak_i > 0)
-    peak_q, peak_i = peak_q[keep], peak_i[keep]
-    q = grid_q(n, lattice)
-    measured = (q <= q_limit) & (q > 0)
-    member = np.where(measured, peak_membership(q, peak_q, tol), -1)
-    if not (member >= 0).any():
-        raise ModificationError(f"{what}: no peak falls on a reflection of the cell")
-    on_grid = np.bincount(member[member >= 0], minlength=len(peak_q))
-    q_all = reflection_q(lattice, peak_q.max(initial=0.0) + 2 * tol)
-    total = np.maximum(reflections_per_peak(q_all, peak_q, tol), on_grid)
-    return PeaksOnGrid(q, measured, member, on_grid, peak_i * on_grid / np.maximum(total, 1))
 
 
 def _measured_on_grid(n: int, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,
@@ -275,7 +236,7 @@ def _measured_on_grid(n: int, lattice: np.ndarray, peak_q: np.ndarray, peak_i: n
     if electrons is None:
         electrons = float(np.dot(occupancy, np.asarray(numbers, dtype=np.float64)))
     return _Measured(grid.measured, hit, np.where(hit, grid.member, 0), grid.on_grid, grid.peak_on_grid,
-                     (grid.q / (4 * np.pi)) ** 2, n**3 / volume, len(grid.on_grid), wilson_k, electrons)
+                     (grid.q / (4 * np.pi)) ** 2, n**3 / volume, wilson_k, electrons)
 
 
 _AXES = (-3, -2, -1)
@@ -284,13 +245,7 @@ _AXES = (-3, -2, -1)
 def _observed(c: np.ndarray, m: _Measured, cfg: ModificationConfig, b_work: float) -> np.ndarray:
     """The observed magnitudes (numpy FFT units, damped by B): each peak's intensity shared by the
     map's own |F|^2 (equally where the map has none), on the Wilson scale or fitted to the map."""
-    n = c.shape[-1]
-    power = np.abs(c) ** 2 * m.hit
-    share = np.stack([np.bincount(m.idx.ravel(), weights=p, minlength=m.n_peaks)
-                      for p in power.reshape(-1, n**3)])
-    share = share.reshape(*c.shape[:-3], m.n_peaks)[..., m.idx]
-    frac = np.where(share > 0, power / np.maximum(share, 1e-300), 1.0 / np.maximum(m.on_grid[m.idx], 1))
-    mag = np.sqrt(np.maximum(m.peak_on_grid[m.idx] * frac, 0.0)) * m.hit
+    mag = shared_magnitudes(np.abs(c) ** 2, m.idx, m.hit.astype(np.float64), m.on_grid, m.peak_on_grid)
     if cfg.scale == "wilson":
         k = np.full(c.shape[:-3], m.wilson_k)
     else:  # least squares of the map's |F| (its damping undone) on the observed ones
