@@ -52,6 +52,9 @@ def _echo(msg: str) -> None:
 @click.option("--flipped-map/--no-flipped-map", default=True, show_default=True,
               help="Also read atoms from the mean map's phases refined by charge flipping of the measured "
                    "magnitudes, where the flipped map departs from the mean map.")
+@click.option("--recycle", type=int, default=SolveConfig().recycle, show_default=True,
+              help="Where the best fit's Rwp is above 0.03, charge-flip the measured peaks from the phases of this "
+                   "many best candidates and read atoms from those maps too (0: skip).")
 @click.option("--format", "fmt", type=click.Choice(sorted(READERS)), default=None,
               help="Pattern file format (default: from the extension or content).")
 @click.option("--no-kalpha2-strip", is_flag=True, help="Do not strip K-alpha2 (use for K-alpha1-only data).")
@@ -62,7 +65,7 @@ def _echo(msg: str) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def solve_command(pattern: Path, composition: str | None, cell: str | None, wavelength: str | None, system: str,
                   samples: int, grid: int, weights: Path | None, max_rwp: float, top_k: int, refine_top: int,
-                  no_map_symmetry: bool, modified_map: bool, flipped_map: bool, fmt: str | None,
+                  no_map_symmetry: bool, modified_map: bool, flipped_map: bool, recycle: int, fmt: str | None,
                   no_kalpha2_strip: bool, min_two_theta: float, seed: int, out: Path, overwrite: bool) -> None:
     """Solve the crystal structure that diffracts PATTERN.
 
@@ -71,7 +74,9 @@ def solve_command(pattern: Path, composition: str | None, cell: str | None, wave
     map averaged over each space group it plausibly shows (atoms as whole orbits) and from the mean
     map density-modified with the pattern's magnitudes, screens every distinct candidate with a short
     fit against the pattern, fully refines the best --refine-top and ranks them by Rwp (of equally good
-    fits, the most symmetric first). Writes into --out:
+    fits, the most symmetric first). Where the best fit is rough, the measured peaks are charge-flipped
+    from the best candidates' own phases and atoms read from those maps join the ranking (--recycle).
+    Writes into --out:
     refined.cif (the best), candidates/rank_01.cif ..., solution.json (per candidate: formula,
     space group, Rwp, GoF, atoms; inputs, cell, timings, model checksum), fit.png and density/
     (the predicted maps). The folder appears only when complete.
@@ -87,7 +92,7 @@ def solve_command(pattern: Path, composition: str | None, cell: str | None, wave
         raise OutputError(f"{out}: already exists; pass --overwrite or choose another --out")
     config = SolveConfig(samples=samples, grid=grid, max_rwp=max_rwp, top_k=top_k, refine_top=refine_top,
                          map_symmetry=not no_map_symmetry, modified_map=modified_map,
-                         flipped_map=flipped_map)
+                         flipped_map=flipped_map, recycle=recycle)
     pconfig = PredictConfig(
         samples=samples, grid=grid, seed=seed, system=system, strip_kalpha2=not no_kalpha2_strip,
         min_two_theta=min_two_theta, composition=composition, cell=Cell.parse(cell) if cell is not None else None,

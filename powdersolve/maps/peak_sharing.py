@@ -22,6 +22,21 @@ from powdersolve.scattering import reflection_q
 
 
 @dataclass(frozen=True)
+class MeasuredPeaks:
+    """A pattern's picked peaks as the maps use them.
+
+    Attributes:
+        q: (n,) peak positions Q = 2 pi / d (1/A).
+        intensity: (n,) |F|^2-like intensities (Lorentz-polarisation removed), any scale.
+        q_limit: upper edge of the measured range (1/A): a reflection below it under no peak is absent.
+    """
+
+    q: np.ndarray
+    intensity: np.ndarray
+    q_limit: float
+
+
+@dataclass(frozen=True)
 class PeaksOnGrid:
     """Measured peaks on the reciprocal grid of an N^3 map (numpy FFT layout, (N, N, N) arrays).
 

@@ -24,6 +24,7 @@ from powdersolve.formats import Pattern
 from powdersolve.formats.maps import write_map
 from powdersolve.indexing import CellSolution
 from powdersolve.maps.flipping import FlipConfig, FlipResult, charge_flip, random_phase_map
+from powdersolve.maps.peak_sharing import MeasuredPeaks
 from powdersolve.plots import plot_slices
 from powdersolve.predict.config import PredictConfig
 from powdersolve.predict.steps import PEAK_TOL_Q, index, indexing_summary, preprocess_pattern, read
@@ -43,7 +44,7 @@ class PhasedMap:
             [i, j, k] at fractional (i/N, j/N, k/N) of ``cell``.
         cell: the cell; cell_source: 'given' or 'indexed'; indexing: the indexed cell's figures or None.
         r_factors: flip R factor of every start; kept: the index of the start kept (lowest R).
-        peaks: measured peaks used; q_limit: upper edge of the measured range (1/A).
+        peaks: the measured peaks flipped (Q, intensity, the measured range's upper edge).
         flip: the flipping settings; source: the pattern file; processing: what was done, one line each.
     """
 
@@ -53,8 +54,7 @@ class PhasedMap:
     indexing: dict | None
     r_factors: list[float]
     kept: int
-    peaks: int
-    q_limit: float
+    peaks: MeasuredPeaks
     flip: FlipConfig
     source: str
     processing: list[str]
@@ -71,8 +71,8 @@ class PhasedMap:
                 "flipping": {"starts": len(self.r_factors), "r_factors": self.r_factors, "kept": self.kept,
                              "rule": "lowest flip R (no truth used)", "cycles": self.flip.cycles,
                              "delta_sigma": self.flip.delta, "reshare_every": self.flip.reshare,
-                             "polish_cycles": self.flip.polish, "peaks": self.peaks, "q_limit_inv_A": self.q_limit,
-                             "b_iso_A2": self.flip.b_iso},
+                             "polish_cycles": self.flip.polish, "peaks": int(self.peaks.q.size),
+                             "q_limit_inv_A": self.peaks.q_limit, "b_iso_A2": self.flip.b_iso},
                 "processing": self.processing}
 
     def write(self, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -112,15 +112,15 @@ def phase_pattern(pattern: str | os.PathLike | Pattern, config: PredictConfig = 
         cell, cell_source, indexing = sol.cell, "indexed", indexing_summary(sol)
         log.append(f"indexed: {sol.system} {sol.centring} {' '.join(f'{v:.4f}' for v in sol.cell)}, "
                    f"M20={sol.m20:.1f}")
-    q_peaks, i_peaks = processed.peaks_q_intensity()
+    peaks = processed.measured_peaks()
     flip = replace(config.flip or FlipConfig(), tol=PEAK_TOL_Q)
     rng = np.random.default_rng(config.seed)
-    runs: list[FlipResult] = [charge_flip(random_phase_map(config.grid, rng), cell.matrix, q_peaks, i_peaks,
-                                          processed.q_max, flip) for _ in range(starts)]
+    runs: list[FlipResult] = [charge_flip(random_phase_map(config.grid, rng), cell.matrix, peaks.q, peaks.intensity,
+                                          peaks.q_limit, flip) for _ in range(starts)]
     kept = int(np.argmin([r.r_factor for r in runs]))
     grid = runs[kept].grid
     grid = (grid - grid.mean()) / max(float(grid.std()), 1e-30)
     log.append(f"charge flipping from {starts} random-phase starts, {flip.cycles} cycles (+{flip.polish} of "
-               f"positivity) each, {q_peaks.size} peaks; kept start {kept} (flip R {runs[kept].r_factor:.3f})")
+               f"positivity) each, {peaks.q.size} peaks; kept start {kept} (flip R {runs[kept].r_factor:.3f})")
     return PhasedMap(grid.astype(np.float32), cell, cell_source, indexing, [r.r_factor for r in runs], kept,
-                     int(q_peaks.size), processed.q_max, flip, source, log)
+                     peaks, flip, source, log)

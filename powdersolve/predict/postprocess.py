@@ -14,6 +14,7 @@ from powdersolve.diffraction.sticks import q_from_two_theta
 from powdersolve.errors import ModificationError
 from powdersolve.maps.flipping import FlipConfig, charge_flip
 from powdersolve.maps.modification import ModificationConfig, modify_density, modify_density_symmetric
+from powdersolve.maps.peak_sharing import MeasuredPeaks
 from powdersolve.maps.scale import cell_atoms
 from powdersolve.maps.symmetry import FAMILY_GROUPS, MapSymmetry, plausible_groups_of, symmetrise_map
 from powdersolve.predict.result import Prediction
@@ -50,7 +51,8 @@ def modify_prediction(pred: Prediction, cfg: ModificationConfig, composition: st
     peak falls on a reflection of the cell.
     """
     t0 = time.perf_counter()
-    q_peaks, i_peaks, q_hi = measured_peaks(pred)
+    peaks = measured_peaks(pred)
+    q_peaks, i_peaks, q_hi = peaks.q, peaks.intensity, peaks.q_limit
     log: list[str] = []
     modified, modification, group = _modify(pred.mean, pred.lattice, q_peaks, i_peaks, q_hi,
                                             composition, formula_units,
@@ -68,7 +70,8 @@ def flip_prediction(pred: Prediction, cfg: FlipConfig) -> Prediction:
     reflection of the cell there is nothing to flip: ``flipping`` says so and ``flipped`` stays None.
     """
     t0 = time.perf_counter()
-    q_peaks, i_peaks, q_hi = measured_peaks(pred)
+    peaks = measured_peaks(pred)
+    q_peaks, i_peaks, q_hi = peaks.q, peaks.intensity, peaks.q_limit
     cfg = replace(cfg, b_iso=pred.model["b_iso_A2"], tol=PEAK_TOL_Q)
     try:
         result = charge_flip(pred.mean, pred.lattice, q_peaks, i_peaks, q_hi, cfg)
@@ -90,14 +93,14 @@ def flip_prediction(pred: Prediction, cfg: FlipConfig) -> Prediction:
                    timings={**pred.timings, "flip": time.perf_counter() - t0})
 
 
-def measured_peaks(pred: Prediction) -> tuple[np.ndarray, np.ndarray, float]:
+def measured_peaks(pred: Prediction) -> MeasuredPeaks:
     """The prediction's picked peaks as Q (1/A) and |F|^2-like intensity within the measured range, and its
     upper edge (1/A)."""
     lam = pred.wavelength.effective
     q_peaks, i_peaks = peaks_to_q_intensity(pred.peaks, lam)
     q_hi = float(q_from_two_theta(pred.processed[0].max(), lam))
     keep = q_peaks <= q_hi
-    return q_peaks[keep], i_peaks[keep], q_hi
+    return MeasuredPeaks(q_peaks[keep], i_peaks[keep], q_hi)
 
 
 def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,

@@ -19,6 +19,7 @@ from powdersolve.errors import InputError
 from powdersolve.formats import Pattern, read_pattern
 from powdersolve.indexing import M20_THRESHOLD, CellSolution, IndexConfig, index_counts
 from powdersolve.inputs import ModelInput, choose_composition, pattern_input
+from powdersolve.maps.peak_sharing import MeasuredPeaks
 from powdersolve.model import ModelConfig
 from powdersolve.predict.config import PredictConfig
 from powdersolve.predict.result import Wavelength
@@ -68,6 +69,11 @@ class Processed:
         q, inten = peaks_to_q_intensity(self.peaks, self.wavelength.effective)
         keep = q <= self.q_max
         return q[keep], inten[keep]
+
+    def measured_peaks(self) -> MeasuredPeaks:
+        """The picked peaks within the measured range, and its upper edge."""
+        q, inten = self.peaks_q_intensity()
+        return MeasuredPeaks(q, inten, self.q_max)
 
 
 def read(pattern: str | os.PathLike | Pattern, config: PredictConfig) -> tuple[Pattern, float, str]:

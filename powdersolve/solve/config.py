@@ -75,6 +75,11 @@ class SolveConfig:
             The shipped models' cells (cubic, hexagonal) are never P1; refined fits are still merged
             with the full matcher.
         workers: candidate refinements run at once (threads); results do not depend on it.
+        recycle: where the best fit's Rwp is above ``recycle_above``, the measured peaks are charge-flipped
+            from the phases of each of this many best candidates (:mod:`powdersolve.solve.recycling`) and
+            the atoms read from those maps refined and ranked with the rest; 0 skips it.
+        recycle_above: Rwp (fraction) at or below which the best fit is left as it is: a fit near the noise
+            of the pattern has little to gain, and recycling costs a reading and refinement per candidate.
     """
 
     samples: int = 20
@@ -103,6 +108,8 @@ class SolveConfig:
     all_serving_models: bool = True
     alternate_samples: int = 5
     workers: int = 2
+    recycle: int = 2
+    recycle_above: float = 0.03
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_rwp) and self.max_rwp > 0):
@@ -121,6 +128,8 @@ class SolveConfig:
             raise InputError(f"alternate_samples {self.alternate_samples} must be at least 1")
         if self.workers < 1:
             raise InputError(f"workers {self.workers} must be at least 1")
+        if self.recycle < 0 or not self.recycle_above >= 0:
+            raise InputError(f"--recycle {self.recycle} and recycle_above {self.recycle_above} must be >= 0")
         if self.screen_iter < 1:
             raise InputError(f"screen_iter {self.screen_iter} must be at least 1")
 

@@ -36,12 +36,14 @@ from powdersolve.formats import Pattern
 from powdersolve.indexing.extinction import ExtinctionClass, cell_space_group_candidates
 from powdersolve.maps.flipping import FlipConfig
 from powdersolve.maps.modification import ModificationConfig
+from powdersolve.maps.peak_sharing import MeasuredPeaks
 from powdersolve.predict import PredictConfig, Prediction, flip_prediction, modify_prediction, predict
 from powdersolve.predict.phasing import phase_pattern
+from powdersolve.predict.postprocess import measured_peaks
 from powdersolve.predict.steps import NoModelError, preprocess_pattern, read
 from powdersolve.solve.config import SolveConfig
 from powdersolve.solve.observed import Observed, observed_from_prediction
-from powdersolve.solve.rank import Ranking, merge_rankings, rank_structures
+from powdersolve.solve.rank import Ranking, abstain_if_poor, merge_rankings, rank_structures
 from powdersolve.solve.reading import (
     PriorityMap,
     candidates_from_grids,
@@ -49,6 +51,7 @@ from powdersolve.solve.reading import (
     extinction_maps,
     symmetrised_maps,
 )
+from powdersolve.solve.recycling import recycled_map
 from powdersolve.solve.result import SolveResult, write_solve_outputs
 from powdersolve.structures.io import crystal_system
 from powdersolve.weights import SERVING_MODELS, available_systems
@@ -101,10 +104,24 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
             raise
         return _solve_without_network(pattern, pcfg, config, exc, say)
     timings["predict"] = time.perf_counter() - t0
+    # Abstention waits for the recycled candidates.
+    first_config = replace(config, abstain=False) if config.recycle else config
     others = _other_serving_models(pred, pcfg, config)
     if not others:
-        return replace(_solve_prediction(pred, pcfg.composition, config, say, timings), prediction=pred)
-    # Staged: another model that serves the lattice is asked only when this one's answer is not its own.
+        result = _solve_prediction(pred, pcfg.composition, first_config, say, timings)
+    else:
+        result = _solve_staged(pattern, pred, others, pcfg, config, first_config, modifying, flipping, say, progress,
+                               timings)
+    return replace(_recycled(result, measured_peaks(pred), pcfg.composition, pred.lattice, config, say),
+                   prediction=pred)
+
+
+def _solve_staged(pattern: str | os.PathLike | Pattern, pred: Prediction, others: list[str], pcfg: PredictConfig,
+                  config: SolveConfig, merge_config: SolveConfig, modifying: ModificationConfig | None,
+                  flipping: FlipConfig | None, say: Progress, progress: Progress | None,
+                  timings: dict[str, float]) -> SolveResult:
+    """Candidates from ``pred`` and, where its answer is not one of its own crystal system, from the ``others``
+    models that serve the lattice, ranked together per ``merge_config``."""
     staged = replace(config, abstain=False)
     results = [_solve_prediction_or_none(pred, pcfg.composition, staged, say, timings)]
     if not _own_answer(results[0], pred.system, config.max_rwp):
@@ -118,7 +135,7 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
             timings["predict"] += time.perf_counter() - t0
             results.append(_solve_prediction_or_none(other, pcfg.composition, staged, say, timings,
                                                      tag=f"{system} model "))
-    return replace(_merge_results([r for r in results if r is not None], config, pred), prediction=pred)
+    return _merge_results([r for r in results if r is not None], merge_config, pred)
 
 
 def solve_from_grids(pattern: str | os.PathLike | Pattern, grids: Sequence[np.ndarray] | np.ndarray,
@@ -149,8 +166,10 @@ def _solve_without_network(pattern: str | os.PathLike | Pattern, pcfg: PredictCo
     phased = phase_pattern(pattern, replace(pcfg, flip=FlipConfig()), starts=NETWORK_FREE_STARTS,
                            indexed=reason.indexed)
     flip_s = time.perf_counter() - t0
-    result = solve_from_grids(pattern, [phased.grid], phased.cell.matrix, pcfg.composition, config, pcfg, say,
+    first_config = replace(config, abstain=False) if config.recycle else config
+    result = solve_from_grids(pattern, [phased.grid], phased.cell.matrix, pcfg.composition, first_config, pcfg, say,
                               labels=["charge-flipped map (no network)"])
+    result = _recycled(result, phased.peaks, pcfg.composition, phased.cell.matrix, config, say)
     note = (f"no shipped model serves the cell: atoms read from the map charge flipping found from random phases "
             f"({phased.cell_source} cell; flip R {phased.r_factors[phased.kept]:.3f})")
     return replace(result, notes=[note, *result.notes], timings={"flip": flip_s, **result.timings})
@@ -282,6 +301,37 @@ def _extinctions(pred: Prediction) -> list[ExtinctionClass]:
     return cell_space_group_candidates(pred.cell, pred.peaks.two_theta, pred.wavelength.effective,
                                        centring=indexing.get("centring"),
                                        zero_shift=float(indexing.get("zero_shift_deg") or 0.0))
+
+
+def _recycled(result: SolveResult, peaks: MeasuredPeaks, composition: str | None, lattice: np.ndarray,
+              config: SolveConfig, say: Progress) -> SolveResult:
+    """``result`` with the candidates read from the recycled maps of its best ``config.recycle`` candidates
+    (:mod:`powdersolve.solve.recycling`) ranked in, where its best Rwp is above ``config.recycle_above``;
+    abstains per ``config``."""
+    rank_config = config.rank_config()
+    best = result.best.result.rwp
+    if not config.recycle or best <= config.recycle_above:
+        abstain_if_poor(best, result.n_distinct, result.observed.source, rank_config)
+        return result
+    t0 = time.perf_counter()
+    rankings = [Ranking(result.candidates, result.origins, result.notes)]
+    n_maps, n_distinct = result.n_maps, result.n_distinct
+    for rank, candidate in enumerate(result.candidates[: config.recycle], start=1):
+        say(f"recycling candidate {rank} ({candidate.spacegroup_symbol}, Rwp {candidate.result.rwp:.3f}): "
+            "charge flipping of the measured peaks from its phases")
+        try:
+            recycled = recycled_map(candidate, rank, peaks, config.grid)
+            more = _solve_grids([recycled.grid], [recycled.label], recycled.lattice, composition, result.observed,
+                                replace(config, abstain=False), say, {})
+        except (ModificationError, NoSolutionError) as exc:
+            say(f"recycling candidate {rank} gave nothing: {exc}")
+            continue
+        rankings.append(Ranking(more.candidates, more.origins, more.notes))
+        n_maps, n_distinct = n_maps + more.n_maps, n_distinct + more.n_distinct
+    ranking = merge_rankings(rankings, rank_config, metric_family(lattice), result.observed.source)
+    return replace(result, candidates=ranking.candidates, origins=ranking.origins, notes=ranking.notes,
+                   n_maps=n_maps, n_distinct=n_distinct,
+                   timings={**result.timings, "recycle": time.perf_counter() - t0})
 
 
 def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray, composition: str | None,

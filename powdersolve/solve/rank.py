@@ -242,7 +242,7 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
     if not distinct:
         raise NoSolutionError(f"no solution: none of {len(structures)} candidates for {observed.source} could be "
                               "refined; check composition, cell and wavelength")
-    _abstain_if_poor(distinct[0].result.rwp, len(structures), observed.source, config)
+    abstain_if_poor(distinct[0].result.rwp, len(structures), observed.source, config)
     ranked = distinct[: config.keep]
     return Ranking(ranked, [list(origins[c.source]) for c in ranked], notes)
 
@@ -267,12 +267,12 @@ def merge_rankings(rankings: Sequence[Ranking], config: RankConfig, family: str 
     notes = [n for r in rankings for n in r.notes]
     if not ordered:
         raise NoSolutionError(f"no solution: no candidate structure for {source} refined")
-    _abstain_if_poor(ordered[0].result.rwp, len(merged), source, config)
+    abstain_if_poor(ordered[0].result.rwp, len(merged), source, config)
     ranked = ordered[: config.keep]
     return Ranking(ranked, [pairs[c.source][1] for c in ranked], notes)
 
 
-def _abstain_if_poor(best_rwp: float, n_candidates: int, source: str, config: RankConfig) -> None:
+def abstain_if_poor(best_rwp: float, n_candidates: int, source: str, config: RankConfig) -> None:
     """Raise NoSolutionError when ``config.abstain`` and the best Rwp is above ``config.max_rwp``."""
     if config.abstain and not best_rwp <= config.max_rwp:
         raise NoSolutionError(
