@@ -69,7 +69,8 @@ def main() -> None:
         starts = {"network": pm, "zero_phase": zero,
                   **{f"random{j}": random_phase_map(n, rng) for j in range(args.random_starts)}}
         cfg = FlipConfig(cycles=args.cycles, delta=args.delta, reshare=args.reshare, polish=args.polish,
-                         sampling=args.sampling, b_iso=model.cfg.b_iso, tol=merge_tolerance(model.cfg.q_max, model.cfg.xrd_bins))
+                         sampling=args.sampling, b_iso=model.cfg.b_iso,
+                         tol=merge_tolerance(model.cfg.q_max, model.cfg.xrd_bins))
         flipped = {k: charge_flip(s, c.lattice, pattern.q, pattern.intensity, q_limit, cfg) for k, s in starts.items()}
         fo_pm = modify_density(pm[None], c.lattice, pattern.q, pattern.intensity, q_limit, None, None,
                                ModificationConfig(cycles=0, scale="model", final="amplitudes", b_iso=model.cfg.b_iso,
