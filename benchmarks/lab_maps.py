@@ -7,7 +7,8 @@ widths growing with angle, zero error, background, Poisson noise, 5-120 deg unle
 reads it with the true cell and composition (K-alpha2 stripped, peaks picked and fitted), and charge
 flipping works on those picked peaks only. Rows per crystal: CC of the posterior mean (``density.*``), of
 the flipped map (``density_flipped.*``), of the map the flipping prefers (the mean map where the flipped map
-confirms it), and of the same flipping started from random phases (no network; best of none, one start).
+confirms it), of the same flipping started from random phases (no network; best of none, one start), of the
+zero-phase map (the picked peaks' magnitudes, shared equally, every phase 0) and of that map flipped.
 Scored as `evaluate` scores (the lattice's own rotations, every origin shift), against the CMED at B = 8 A^2.
 
     python benchmarks/lab_maps.py --systems orthorhombic,tetragonal --json benchmarks/results/lab_maps.json
@@ -28,6 +29,7 @@ from powdersolve.density import DensityConfig, density_grid
 from powdersolve.errors import PowdersolveError
 from powdersolve.formats.pattern import make_pattern
 from powdersolve.maps.flipping import FlipConfig, charge_flip, random_phase_map
+from powdersolve.maps.peak_sharing import peaks_on_grid, shared_magnitudes
 from powdersolve.metrics import lattice_rotations, map_correlation_per_sample
 from powdersolve.predict import PredictConfig, predict
 from powdersolve.predict.postprocess import measured_peaks
@@ -35,6 +37,17 @@ from powdersolve.predict.steps import PEAK_TOL_Q
 from powdersolve.structures import iter_structure_files, load_crystal
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "benchmark" / "real"
+
+
+def zero_phase_map(n: int, lattice: np.ndarray, q: np.ndarray, inten: np.ndarray, q_hi: float,
+                   b_iso: float) -> np.ndarray:
+    """The (n, n, n) Fourier map of the picked peaks' magnitudes (each peak shared equally among its
+    reflections, damped to ``b_iso`` A^2) with every phase 0: the null a map must beat."""
+    on = peaks_on_grid(n, lattice, q, inten, q_hi, PEAK_TOL_Q, "zero-phase map")
+    hit = on.member >= 0
+    mag = shared_magnitudes(np.zeros(hit.shape), np.where(hit, on.member, 0), hit.astype(np.float64), on.on_grid,
+                            on.peak_on_grid)
+    return np.fft.ifftn(mag * np.exp(-b_iso * (on.q / (4 * np.pi)) ** 2)).real
 
 
 def score_one(path: Path, system: str, hi: float, flip: FlipConfig, seed: int) -> dict:
@@ -45,15 +58,21 @@ def score_one(path: Path, system: str, hi: float, flip: FlipConfig, seed: int) -
                         samples=1, flip=flip)
     pred = predict(pattern, cfg)
     truth = density_grid(crystal, DensityConfig(b_iso=pred.model["b_iso_A2"], grid=pred.mean.shape[-1]))
-    q, inten, q_hi = measured_peaks(pred)
-    rnd = charge_flip(random_phase_map(pred.mean.shape[-1], np.random.default_rng(seed)), pred.lattice, q, inten,
-                      q_hi, replace(flip, b_iso=pred.model["b_iso_A2"], tol=PEAK_TOL_Q))
+    peaks = measured_peaks(pred)
+    q, inten, q_hi = peaks.q, peaks.intensity, peaks.q_limit
+    n, b_iso = pred.mean.shape[-1], pred.model["b_iso_A2"]
+    null_flip = replace(flip, b_iso=b_iso, tol=PEAK_TOL_Q)
+    rnd = charge_flip(random_phase_map(n, np.random.default_rng(seed)), pred.lattice, q, inten, q_hi, null_flip)
+    zero = zero_phase_map(n, pred.lattice, q, inten, q_hi, b_iso)
+    zero_flipped = charge_flip(zero, pred.lattice, q, inten, q_hi, null_flip)
     preferred = pred.mean if pred.flipping["confirms_mean"] else pred.flipped
-    maps = np.stack([pred.mean, pred.flipped, preferred, rnd.grid])
+    maps = np.stack([pred.mean, pred.flipped, preferred, rnd.grid, zero, zero_flipped.grid,
+                     zero_flipped.preferred(zero)])
     cc = map_correlation_per_sample(maps, truth, lattice_rotations(system))[0]
     return {"file": path.name, "system": system, "model": pred.system, "natoms": int(len(crystal.numbers)),
             "peaks": int(q.size), "q_limit": q_hi, "posterior_mean": float(cc[0]), "flipped": float(cc[1]),
-            "checked": float(cc[2]), "flipped_from_random_phases": float(cc[3]),
+            "checked": float(cc[2]), "flipped_from_random_phases": float(cc[3]), "zero_phase": float(cc[4]),
+            "zero_phase_flipped": float(cc[5]), "zero_phase_flipped_checked": float(cc[6]),
             "agreement": pred.flipping["agreement_with_mean"], "r_factor": pred.flipping["r_factor"]}
 
 
@@ -78,7 +97,8 @@ def main() -> None:
                 row = {"file": path.name, "system": system, "error": str(exc)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    keys = ("posterior_mean", "flipped", "checked", "flipped_from_random_phases")
+    keys = ("posterior_mean", "flipped", "checked", "flipped_from_random_phases", "zero_phase", "zero_phase_flipped",
+            "zero_phase_flipped_checked")
     summary = {}
     for system in args.systems.split(","):
         ok = [r for r in rows if r["system"] == system and "error" not in r]

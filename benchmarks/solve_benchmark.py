@@ -199,7 +199,8 @@ def solve_config(args: argparse.Namespace) -> SolveConfig:
                        family_first=not args.rwp_only, map_symmetry=not args.no_map_symmetry,
                        modified_map=not args.no_modified_map, flipped_map=not args.no_flipped_map,
                        skip_p1_pairs=not args.merge_p1_pairs, n_z_averaged=args.n_z_averaged,
-                       all_serving_models=not args.one_model, alternate_samples=args.alternate_samples)
+                       all_serving_models=not args.one_model, alternate_samples=args.alternate_samples,
+                       recycle=args.recycle)
 
 
 def run_case(case: Case, kind: str, mode: str, cases: list[Case], args: argparse.Namespace) -> dict:
@@ -348,6 +349,9 @@ def main() -> None:
     ap.add_argument("--n-z-averaged", type=int, default=2,
                     help="variant: Z values read from each symmetry-averaged map (SolveConfig.n_z_averaged; "
                          "1 was the default on 2026-11-25)")
+    ap.add_argument("--recycle", type=int, default=SolveConfig.recycle,
+                    help="candidates whose phases start a recycling flip where the best Rwp is above "
+                         "SolveConfig.recycle_above (0: none, the default before 2026-12-07)")
     ap.add_argument("--map-scores", action="store_true",
                     help="also score the density of the solved structures against the true CMED "
                          "(map CC and paper SSIM of the top-1 and best of the top 5)")

@@ -8,7 +8,9 @@ preprocessed pattern (:mod:`powdersolve.solve.rank`), abstaining with
 :class:`~powdersolve.errors.NoSolutionError` when the best Rwp is above the threshold. Where another
 shipped model serves the same lattice (hexagonal axes) and the first model's best fit is not in its own
 crystal system, that model's maps are read too and both rankings merged
-(:func:`powdersolve.solve.rank.merge_rankings`).
+(:func:`powdersolve.solve.rank.merge_rankings`). Where the best fit is still rough, the measured peaks are
+charge-flipped from the best candidates' own phases and atoms read from those maps are ranked in too
+(:mod:`powdersolve.solve.recycling`); only then does the solver abstain.
 
 The observed profile is the preprocessed one (range cut, K-alpha2 stripped, background removed): the
 refinement models a single wavelength, which after stripping is K-alpha1. Rwp is therefore a
