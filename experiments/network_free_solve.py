@@ -55,6 +55,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--structures", required=True)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--first", type=int, default=0, help="start at this crystal of the folder (to split a run)")
     ap.add_argument("--recycle", type=int, default=SolveConfig().recycle)
     ap.add_argument("--control", action="store_true", help="also the wrong-pattern control")
     ap.add_argument("--json", required=True)
@@ -62,7 +63,7 @@ def main() -> None:
     paths = list(iter_structure_files(args.structures))[: args.limit]
     crystals = [load_crystal(p) for p in paths]
     rows = []
-    for i, (path, crystal) in enumerate(zip(paths, crystals, strict=True)):
+    for i, (path, crystal) in list(enumerate(zip(paths, crystals, strict=True)))[args.first:]:
         row = {"file": path.name, **solve_one(crystal, crystal.formula, crystal, path.stem, args.recycle)}
         if args.control and len(crystals) > 1:
             other = crystals[(i + 1) % len(crystals)]
