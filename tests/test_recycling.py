@@ -77,5 +77,6 @@ def test_solve_ranks_the_recycled_candidates_with_the_rest(tmp_path) -> None:
     xy.write_text(f"# wavelength = {independent.CU_KA1}\n" + "\n".join(f"{a:.4f} {b:.1f}" for a, b in zip(tt, y)))
     result = solve(xy, SolveConfig(grid=32, recycle=1, recycle_above=0.0), PredictConfig(composition="ZnS"))
     assert "recycle" in result.timings
+    assert result.config.abstain and result.config.recycle == 1  # the settings asked for, not the first pass's
     assert any("recycled from candidate 1" in o for origins in result.origins for o in origins)
     assert StructureMatcher().fit(result.best.result.structure, truth)

@@ -314,7 +314,7 @@ def _recycled(result: SolveResult, peaks: MeasuredPeaks, composition: str | None
     best = result.best.result.rwp
     if not config.recycle or best <= config.recycle_above:
         abstain_if_poor(best, result.n_distinct, result.observed.source, rank_config)
-        return result
+        return replace(result, config=config)
     t0 = time.perf_counter()
     rankings = [Ranking(result.candidates, result.origins, result.notes)]
     n_maps, n_distinct = result.n_maps, result.n_distinct
@@ -332,7 +332,7 @@ def _recycled(result: SolveResult, peaks: MeasuredPeaks, composition: str | None
         n_maps, n_distinct = n_maps + more.n_maps, n_distinct + more.n_distinct
     ranking = merge_rankings(rankings, rank_config, metric_family(lattice), result.observed.source)
     return replace(result, candidates=ranking.candidates, origins=ranking.origins, notes=ranking.notes,
-                   n_maps=n_maps, n_distinct=n_distinct,
+                   n_maps=n_maps, n_distinct=n_distinct, config=config,
                    timings={**result.timings, "recycle": time.perf_counter() - t0})
 
 
