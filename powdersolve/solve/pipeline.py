@@ -106,26 +106,23 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
             raise
         return _solve_without_network(pattern, pcfg, config, exc, say)
     timings["predict"] = time.perf_counter() - t0
-    # Abstention waits for the recycled candidates.
-    first_config = replace(config, abstain=False) if config.recycle else config
+    # Abstention waits for the recycled candidates (_recycled decides it).
+    first_pass = replace(config, abstain=False)
     others = _other_serving_models(pred, pcfg, config)
     if not others:
-        result = _solve_prediction(pred, pcfg.composition, first_config, say, timings)
+        result = _solve_prediction(pred, pcfg.composition, first_pass, say, timings)
     else:
-        result = _solve_staged(pattern, pred, others, pcfg, config, first_config, modifying, flipping, say, progress,
-                               timings)
+        result = _solve_staged(pattern, pred, others, pcfg, first_pass, modifying, flipping, say, progress, timings)
     return replace(_recycled(result, measured_peaks(pred), pcfg.composition, pred.lattice, config, say),
                    prediction=pred)
 
 
 def _solve_staged(pattern: str | os.PathLike | Pattern, pred: Prediction, others: list[str], pcfg: PredictConfig,
-                  config: SolveConfig, merge_config: SolveConfig, modifying: ModificationConfig | None,
-                  flipping: FlipConfig | None, say: Progress, progress: Progress | None,
-                  timings: dict[str, float]) -> SolveResult:
+                  config: SolveConfig, modifying: ModificationConfig | None, flipping: FlipConfig | None,
+                  say: Progress, progress: Progress | None, timings: dict[str, float]) -> SolveResult:
     """Candidates from ``pred`` and, where its answer is not one of its own crystal system, from the ``others``
-    models that serve the lattice, ranked together per ``merge_config``."""
-    staged = replace(config, abstain=False)
-    results = [_solve_prediction_or_none(pred, pcfg.composition, staged, say, timings)]
+    models that serve the lattice, ranked together (``config`` does not abstain: the caller decides)."""
+    results = [_solve_prediction_or_none(pred, pcfg.composition, config, say, timings)]
     if not _own_answer(results[0], pred.system, config.max_rwp):
         for system in others:
             say(f"{_verdict(results[0], pred.system)}: also predicting with the {system} model, which serves "
@@ -135,9 +132,9 @@ def _solve_staged(pattern: str | os.PathLike | Pattern, pred: Prediction, others
                                 samples=min(config.alternate_samples, pcfg.samples))
             other = _prediction(pattern, alternate, modifying, flipping, say, progress)
             timings["predict"] += time.perf_counter() - t0
-            results.append(_solve_prediction_or_none(other, pcfg.composition, staged, say, timings,
+            results.append(_solve_prediction_or_none(other, pcfg.composition, config, say, timings,
                                                      tag=f"{system} model "))
-    return _merge_results([r for r in results if r is not None], merge_config, pred)
+    return _merge_results([r for r in results if r is not None], config, pred)
 
 
 def solve_from_grids(pattern: str | os.PathLike | Pattern, grids: Sequence[np.ndarray] | np.ndarray,
@@ -168,9 +165,8 @@ def _solve_without_network(pattern: str | os.PathLike | Pattern, pcfg: PredictCo
     phased = phase_pattern(pattern, replace(pcfg, flip=FlipConfig()), starts=NETWORK_FREE_STARTS,
                            indexed=reason.indexed)
     flip_s = time.perf_counter() - t0
-    first_config = replace(config, abstain=False) if config.recycle else config
-    result = solve_from_grids(pattern, [phased.grid], phased.cell.matrix, pcfg.composition, first_config, pcfg, say,
-                              labels=["charge-flipped map (no network)"])
+    result = solve_from_grids(pattern, [phased.grid], phased.cell.matrix, pcfg.composition,
+                              replace(config, abstain=False), pcfg, say, labels=["charge-flipped map (no network)"])
     result = _recycled(result, phased.peaks, pcfg.composition, phased.cell.matrix, config, say)
     note = (f"no shipped model serves the cell: atoms read from the map charge flipping found from random phases "
             f"({phased.cell_source} cell; flip R {phased.r_factors[phased.kept]:.3f})")

@@ -33,13 +33,11 @@ class RecycledMap:
         grid: (N, N, N) density (e/A^3 on the candidate's scale) on fractional coordinates of ``lattice``.
         lattice: (3, 3) row-vector cell of the candidate (A): its refined, conventional cell.
         label: where the map came from, for the candidates' origins.
-        r_factor: the flipping's R factor (lower is a better fit of the magnitudes).
     """
 
     grid: np.ndarray
     lattice: np.ndarray
     label: str
-    r_factor: float
 
 
 def recycled_map(candidate: Candidate, rank: int, peaks: MeasuredPeaks, grid: int,
@@ -54,4 +52,4 @@ def recycled_map(candidate: Candidate, rank: int, peaks: MeasuredPeaks, grid: in
     start = density_grid(crystal, DensityConfig(b_iso=flip.b_iso, grid=grid))
     flipped = charge_flip(start, crystal.lattice, peaks.q, peaks.intensity, peaks.q_limit, flip)
     label = f"recycled from candidate {rank} ({candidate.spacegroup_symbol})"
-    return RecycledMap(flipped.grid, np.asarray(crystal.lattice, dtype=np.float64), label, flipped.r_factor)
+    return RecycledMap(flipped.grid, np.asarray(crystal.lattice, dtype=np.float64), label)
