@@ -9,8 +9,6 @@ from dataclasses import replace
 import numpy as np
 
 from powdersolve.cell import metric_family
-from powdersolve.diffraction.peaks import peaks_to_q_intensity
-from powdersolve.diffraction.sticks import q_from_two_theta
 from powdersolve.errors import ModificationError
 from powdersolve.maps.flipping import FlipConfig, charge_flip
 from powdersolve.maps.modification import ModificationConfig, modify_density, modify_density_symmetric
@@ -18,7 +16,7 @@ from powdersolve.maps.peak_sharing import MeasuredPeaks
 from powdersolve.maps.scale import cell_atoms
 from powdersolve.maps.symmetry import FAMILY_GROUPS, MapSymmetry, plausible_groups_of, symmetrise_map
 from powdersolve.predict.result import Prediction
-from powdersolve.predict.steps import PEAK_TOL_Q
+from powdersolve.predict.steps import PEAK_TOL_Q, picked_peaks
 
 
 def symmetrise(mean: np.ndarray, lattice: np.ndarray, log: list[str]) -> tuple[np.ndarray | None, dict]:
@@ -96,11 +94,7 @@ def flip_prediction(pred: Prediction, cfg: FlipConfig) -> Prediction:
 def measured_peaks(pred: Prediction) -> MeasuredPeaks:
     """The prediction's picked peaks as Q (1/A) and |F|^2-like intensity within the measured range, and its
     upper edge (1/A)."""
-    lam = pred.wavelength.effective
-    q_peaks, i_peaks = peaks_to_q_intensity(pred.peaks, lam)
-    q_hi = float(q_from_two_theta(pred.processed[0].max(), lam))
-    keep = q_peaks <= q_hi
-    return MeasuredPeaks(q_peaks[keep], i_peaks[keep], q_hi)
+    return picked_peaks(pred.peaks, pred.processed[0], pred.wavelength.effective)
 
 
 def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,

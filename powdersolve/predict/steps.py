@@ -43,6 +43,15 @@ class NoModelError(InputError):
 PEAK_TOL_Q = MERGE_TOL_Q
 
 
+def picked_peaks(peaks: PeakList, two_theta: np.ndarray, wavelength: float) -> MeasuredPeaks:
+    """The picked ``peaks`` within the measured range ``two_theta`` (deg) as Q (1/A) and |F|^2-like intensity
+    (Lorentz-polarisation divided out) at ``wavelength`` (A), with the range's upper edge in Q."""
+    q_max = float(q_from_two_theta(np.max(two_theta), wavelength))
+    q, inten = peaks_to_q_intensity(peaks, wavelength)
+    keep = q <= q_max
+    return MeasuredPeaks(q[keep], inten[keep], q_max)
+
+
 @dataclass(frozen=True)
 class Processed:
     """A pattern after :func:`preprocess_pattern`.
@@ -66,14 +75,12 @@ class Processed:
 
     def peaks_q_intensity(self) -> tuple[np.ndarray, np.ndarray]:
         """The picked peaks within the measured range as (Q in 1/A, intensity / LP)."""
-        q, inten = peaks_to_q_intensity(self.peaks, self.wavelength.effective)
-        keep = q <= self.q_max
-        return q[keep], inten[keep]
+        picked = picked_peaks(self.peaks, self.two_theta, self.wavelength.effective)
+        return picked.q, picked.intensity
 
     def measured_peaks(self) -> MeasuredPeaks:
         """The picked peaks within the measured range, and its upper edge."""
-        q, inten = self.peaks_q_intensity()
-        return MeasuredPeaks(q, inten, self.q_max)
+        return picked_peaks(self.peaks, self.two_theta, self.wavelength.effective)
 
 
 def read(pattern: str | os.PathLike | Pattern, config: PredictConfig) -> tuple[Pattern, float, str]:
