@@ -41,6 +41,7 @@ Usage:
         [--rwp-only] [--no-map-symmetry] [--merge-p1-pairs] [--n-z-averaged 1]  # variants of the solve settings
         [--no-modified-map]  # without the density-modified mean map (the default before 2026-12-03)
         [--no-flipped-map]  # without the charge-flipped mean map (the default before 2026-12-07)
+        [--recycle 0]  # without recycling the best candidates (the default before 2026-12-07)
 """
 
 from __future__ import annotations
