@@ -42,6 +42,7 @@ Usage:
         [--no-modified-map]  # without the density-modified mean map (the default before 2026-12-03)
         [--no-flipped-map]  # without the charge-flipped mean map (the default before 2026-12-07)
         [--recycle 0]  # without recycling the best candidates (the default before 2026-12-07)
+        [--no-missed-symmetry]  # the best candidate not searched for symmetry it missed (before 2026-12-07)
 """
 
 from __future__ import annotations
@@ -158,6 +159,16 @@ def map_scores(result: SolveResult | None, truth: Crystal, grid: int) -> dict:
             "map_origin": "network map" if on_map else "standard setting"}
 
 
+#: Enantiomorphic space-group pairs: a powder pattern cannot tell one from the other.
+ENANTIOMORPHS = {frozenset(p) for p in ((76, 78), (91, 95), (92, 96), (144, 145), (151, 153), (152, 154), (169, 170),
+                                        (171, 172), (178, 179), (180, 181), (212, 213))}
+
+
+def same_group(found: int | None, true: int) -> bool:
+    """Whether ``found`` is the true space group or its enantiomorph."""
+    return found == true or frozenset((found, true)) in ENANTIOMORPHS
+
+
 def score_case(result: SolveResult | None, truth: Structure, crystal: Crystal | None = None, grid: int = 50) -> dict:
     """Match flags per matcher and k, RMS of the top-1 (default matcher) and top-1 Rwp; with ``crystal``
     (the truth) also :func:`map_scores`."""
@@ -188,6 +199,9 @@ def score_case(result: SolveResult | None, truth: Structure, crystal: Crystal | 
     out["rwp"] = float(result.best.result.rwp) if result is not None else None
     out["top_formula"] = result.best.formula if result is not None else None
     out["top_spacegroup"] = result.best.spacegroup if result is not None else None
+    out["true_spacegroup"] = truth.get_space_group_info(symprec=0.01)[1]
+    # The product's answer is right in its space group too (enantiomorphs allowed).
+    out["spacegroup_top1"] = out["default_top1"] and same_group(out["top_spacegroup"], out["true_spacegroup"])
     out["n_candidates"] = len(cands)
     out["timings"] = {k: round(v, 3) for k, v in result.timings.items()} if result is not None else None
     return out
@@ -201,7 +215,8 @@ def solve_config(args: argparse.Namespace) -> SolveConfig:
                        modified_map=not args.no_modified_map, flipped_map=not args.no_flipped_map,
                        skip_p1_pairs=not args.merge_p1_pairs, n_z_averaged=args.n_z_averaged,
                        all_serving_models=not args.one_model, alternate_samples=args.alternate_samples,
-                       recycle=args.recycle)
+                       recycle=args.recycle, symmetry_tolerances=() if args.no_missed_symmetry else
+                       SolveConfig.symmetry_tolerances)
 
 
 def run_case(case: Case, kind: str, mode: str, cases: list[Case], args: argparse.Namespace) -> dict:
@@ -275,6 +290,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         entry["median_rms"] = float(np.median(rms)) if rms else None
         entry["median_rwp"] = float(np.median(rwp)) if rwp else None
         entry["seconds_per_pattern"] = float(np.mean([r["seconds"] for r in sel]))
+        entry["spacegroup_top1"] = float(np.mean([bool(r.get("spacegroup_top1")) for r in sel]))
         for key in ("map_cc_top1", "map_ssim_top1", "map_cc_top5", "map_ssim_top5", "map_ssim_aligned_top1",
                     "map_ssim_aligned_top5"):
             if any(key in r for r in sel):  # a failed case scores 0 (CC of no map; SSIM below any real map)
@@ -285,7 +301,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def print_table(table: list[dict]) -> None:
     head = (f"{'system':9s} {'mode':13s} {'pattern':8s} {'n':>3s} {'err':>3s} | default top1/5/20 | "
-            f"loose top1/5/20 | {'rms':>6s} {'Rwp':>6s} {'s/pat':>6s}")
+            f"loose top1/5/20 | {'sg':>4s} {'rms':>6s} {'Rwp':>6s} {'s/pat':>6s}")
     print(head)
     print("-" * len(head))
     for e in table:
@@ -294,7 +310,7 @@ def print_table(table: list[dict]) -> None:
         rms = f"{e['median_rms']:.3f}" if e["median_rms"] is not None else "-"
         rwp = f"{e['median_rwp']:.3f}" if e["median_rwp"] is not None else "-"
         print(f"{e['system']:9s} {e['mode']:13s} {e['pattern']:8s} {e['n']:3d} {e['errors']:3d} | {d:17s} | "
-              f"{lo:15s} | {rms:>6s} {rwp:>6s} {e['seconds_per_pattern']:6.1f}")
+              f"{lo:15s} | {e['spacegroup_top1']:4.2f} {rms:>6s} {rwp:>6s} {e['seconds_per_pattern']:6.1f}")
         if "map_cc_top1_mean" in e:
             print(f"{'':33s} solved-structure density: CC top-1 {e['map_cc_top1_mean']:.3f}, best of 5 "
                   f"{e['map_cc_top5_mean']:.3f}; paper SSIM top-1 {e['map_ssim_top1_mean']:.3f}, best of 5 "
@@ -350,6 +366,9 @@ def main() -> None:
     ap.add_argument("--n-z-averaged", type=int, default=2,
                     help="variant: Z values read from each symmetry-averaged map (SolveConfig.n_z_averaged; "
                          "1 was the default on 2026-11-25)")
+    ap.add_argument("--no-missed-symmetry", action="store_true",
+                    help="variant: the best candidate is not searched for symmetry it missed "
+                         "(SolveConfig.symmetry_tolerances=(), the default before 2026-12-07)")
     ap.add_argument("--recycle", type=int, default=SolveConfig.recycle,
                     help="candidates whose phases start a recycling flip where the best Rwp is above "
                          "SolveConfig.recycle_above (0: none, the default before 2026-12-07)")

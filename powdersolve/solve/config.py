@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from powdersolve.errors import InputError
+from powdersolve.solve.missed_symmetry import MISSED_SYMMETRY_TIE, MISSED_SYMMETRY_TOLERANCES
 from powdersolve.solve.rank import MAX_RWP, RankConfig
 from powdersolve.solve.refine import RefineConfig
 
@@ -80,6 +81,11 @@ class SolveConfig:
             the atoms read from those maps refined and ranked with the rest; 0 skips it.
         recycle_above: Rwp (fraction) at or below which the best fit is left as it is: a fit near the noise
             of the pattern has little to gain, and recycling costs a reading and refinement per candidate.
+        symmetry_tolerances: spglib tolerances (A) at which the best candidate is searched for symmetry it
+            missed; the most symmetric version that refines as well takes its place
+            (:mod:`powdersolve.solve.missed_symmetry`). Empty: not searched.
+        symmetry_tie: a symmetric version replaces the best candidate when its Rwp is at most ``1 +
+            symmetry_tie`` times the candidate's.
     """
 
     samples: int = 20
@@ -110,6 +116,8 @@ class SolveConfig:
     workers: int = 2
     recycle: int = 2
     recycle_above: float = 0.03
+    symmetry_tolerances: tuple[float, ...] = MISSED_SYMMETRY_TOLERANCES
+    symmetry_tie: float = MISSED_SYMMETRY_TIE
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_rwp) and self.max_rwp > 0):
@@ -130,6 +138,9 @@ class SolveConfig:
             raise InputError(f"workers {self.workers} must be at least 1")
         if self.recycle < 0 or not self.recycle_above >= 0:
             raise InputError(f"--recycle {self.recycle} and recycle_above {self.recycle_above} must be >= 0")
+        if not all(t > 0 for t in self.symmetry_tolerances) or not self.symmetry_tie >= 0:
+            raise InputError(f"symmetry_tolerances {self.symmetry_tolerances} (A) and symmetry_tie "
+                             f"{self.symmetry_tie} must be positive")
         if self.screen_iter < 1:
             raise InputError(f"screen_iter {self.screen_iter} must be at least 1")
 

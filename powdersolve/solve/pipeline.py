@@ -44,6 +44,7 @@ from powdersolve.predict.phasing import phase_pattern
 from powdersolve.predict.postprocess import measured_peaks
 from powdersolve.predict.steps import NoModelError, preprocess_pattern, read
 from powdersolve.solve.config import SolveConfig
+from powdersolve.solve.missed_symmetry import with_missed_symmetry
 from powdersolve.solve.observed import Observed, observed_from_prediction
 from powdersolve.solve.rank import Ranking, abstain_if_poor, merge_rankings, rank_structures
 from powdersolve.solve.reading import (
@@ -106,14 +107,14 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
             raise
         return _solve_without_network(pattern, pcfg, config, exc, say)
     timings["predict"] = time.perf_counter() - t0
-    # Abstention waits for the recycled candidates (_recycled decides it).
+    # Abstention waits for the recycled candidates (_finished decides it).
     first_pass = replace(config, abstain=False)
     others = _other_serving_models(pred, pcfg, config)
     if not others:
         result = _solve_prediction(pred, pcfg.composition, first_pass, say, timings)
     else:
         result = _solve_staged(pattern, pred, others, pcfg, first_pass, modifying, flipping, say, progress, timings)
-    return replace(_recycled(result, measured_peaks(pred), pcfg.composition, pred.lattice, config, say),
+    return replace(_finished(result, measured_peaks(pred), pcfg.composition, pred.lattice, config, say),
                    prediction=pred)
 
 
@@ -167,7 +168,7 @@ def _solve_without_network(pattern: str | os.PathLike | Pattern, pcfg: PredictCo
     flip_s = time.perf_counter() - t0
     result = solve_from_grids(pattern, [phased.grid], phased.cell.matrix, pcfg.composition,
                               replace(config, abstain=False), pcfg, say, labels=["charge-flipped map (no network)"])
-    result = _recycled(result, phased.peaks, pcfg.composition, phased.cell.matrix, config, say)
+    result = _finished(result, phased.peaks, pcfg.composition, phased.cell.matrix, config, say)
     note = (f"no shipped model serves the cell: atoms read from the map charge flipping found from random phases "
             f"({phased.cell_source} cell; flip R {phased.r_factors[phased.kept]:.3f})")
     return replace(result, notes=[note, *result.notes], timings={"flip": flip_s, **result.timings})
@@ -301,16 +302,29 @@ def _extinctions(pred: Prediction) -> list[ExtinctionClass]:
                                        zero_shift=float(indexing.get("zero_shift_deg") or 0.0))
 
 
+def _finished(result: SolveResult, peaks: MeasuredPeaks, composition: str | None, lattice: np.ndarray,
+              config: SolveConfig, say: Progress) -> SolveResult:
+    """``result`` with the candidates of its recycled maps ranked in where its best Rwp is above
+    ``config.recycle_above`` (:mod:`powdersolve.solve.recycling`) and its best candidate in any higher
+    symmetry it missed (:mod:`powdersolve.solve.missed_symmetry`); abstains per ``config``."""
+    if config.recycle and result.best.result.rwp > config.recycle_above:
+        result = _recycled(result, peaks, composition, lattice, config, say)
+    if config.symmetry_tolerances:
+        t0 = time.perf_counter()
+        say(f"searching the best candidate ({result.best.spacegroup_symbol}) for symmetry it missed")
+        ranking = with_missed_symmetry(Ranking(result.candidates, result.origins, result.notes), result.observed,
+                                       config.rank_config(), config.symmetry_tolerances,
+                                       config.symmetry_tie)
+        result = replace(result, candidates=ranking.candidates, origins=ranking.origins, notes=ranking.notes,
+                         timings={**result.timings, "missed_symmetry": time.perf_counter() - t0})
+    abstain_if_poor(result.best.result.rwp, result.n_distinct, result.observed.source, config.rank_config())
+    return replace(result, config=config)
+
+
 def _recycled(result: SolveResult, peaks: MeasuredPeaks, composition: str | None, lattice: np.ndarray,
               config: SolveConfig, say: Progress) -> SolveResult:
     """``result`` with the candidates read from the recycled maps of its best ``config.recycle`` candidates
-    (:mod:`powdersolve.solve.recycling`) ranked in, where its best Rwp is above ``config.recycle_above``;
-    abstains per ``config``."""
-    rank_config = config.rank_config()
-    best = result.best.result.rwp
-    if not config.recycle or best <= config.recycle_above:
-        abstain_if_poor(best, result.n_distinct, result.observed.source, rank_config)
-        return replace(result, config=config)
+    ranked in (never abstains)."""
     t0 = time.perf_counter()
     rankings = [Ranking(result.candidates, result.origins, result.notes)]
     n_maps, n_distinct = result.n_maps, result.n_distinct
@@ -326,9 +340,10 @@ def _recycled(result: SolveResult, peaks: MeasuredPeaks, composition: str | None
             continue
         rankings.append(Ranking(more.candidates, more.origins, more.notes))
         n_maps, n_distinct = n_maps + more.n_maps, n_distinct + more.n_distinct
-    ranking = merge_rankings(rankings, rank_config, metric_family(lattice), result.observed.source)
+    ranking = merge_rankings(rankings, replace(config.rank_config(), abstain=False), metric_family(lattice),
+                             result.observed.source)
     return replace(result, candidates=ranking.candidates, origins=ranking.origins, notes=ranking.notes,
-                   n_maps=n_maps, n_distinct=n_distinct, config=config,
+                   n_maps=n_maps, n_distinct=n_distinct,
                    timings={**result.timings, "recycle": time.perf_counter() - t0})
 
 

@@ -93,7 +93,8 @@ class Ranking:
     notes: list[str]
 
 
-def _refine_config(config: RankConfig, observed: Observed) -> RefineConfig:
+def refine_settings(config: RankConfig, observed: Observed) -> RefineConfig:
+    """The full refinement's settings for ``observed``: ``config.refine``, W started at the peaks' width when asked."""
     cfg = config.refine
     if config.width_from_peaks and observed.fwhm is not None and np.isfinite(observed.fwhm) and observed.fwhm > 0:
         # Starting from the measured width keeps the first (positions-only) stage from fitting a
@@ -284,7 +285,7 @@ def abstain_if_poor(best_rwp: float, n_candidates: int, source: str, config: Ran
 def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]], observed: Observed,
                 config: RankConfig, family: str | None, notes: list[str]) -> list[Candidate]:
     """Candidates best first: the fully refined by Rwp, then the screened-only ones by screening Rwp."""
-    rcfg = _refine_config(config, observed)
+    rcfg = refine_settings(config, observed)
     screened: dict[int, RefineResult] = {}
     as_screened: dict[int, Candidate] = {}  # spglib runs once per screened candidate
 
