@@ -29,7 +29,7 @@ from powdersolve.density import DensityConfig, density_grid
 from powdersolve.errors import PowdersolveError
 from powdersolve.formats.pattern import make_pattern
 from powdersolve.maps.flipping import FlipConfig, charge_flip, random_phase_map
-from powdersolve.maps.peak_sharing import peaks_on_grid, shared_magnitudes
+from powdersolve.maps.peak_sharing import MeasuredPeaks, peaks_on_grid, shared_magnitudes
 from powdersolve.metrics import lattice_rotations, map_correlation_per_sample
 from powdersolve.predict import PredictConfig, predict
 from powdersolve.predict.postprocess import measured_peaks
@@ -39,11 +39,10 @@ from powdersolve.structures import iter_structure_files, load_crystal
 REAL = Path(__file__).resolve().parents[2] / "shared" / "benchmark" / "real"
 
 
-def zero_phase_map(n: int, lattice: np.ndarray, q: np.ndarray, inten: np.ndarray, q_hi: float,
-                   b_iso: float) -> np.ndarray:
+def zero_phase_map(n: int, lattice: np.ndarray, peaks: MeasuredPeaks, b_iso: float) -> np.ndarray:
     """The (n, n, n) Fourier map of the picked peaks' magnitudes (each peak shared equally among its
     reflections, damped to ``b_iso`` A^2) with every phase 0: the null a map must beat."""
-    on = peaks_on_grid(n, lattice, q, inten, q_hi, PEAK_TOL_Q, "zero-phase map")
+    on = peaks_on_grid(n, lattice, peaks, PEAK_TOL_Q, "zero-phase map")
     hit = on.member >= 0
     mag = shared_magnitudes(np.zeros(hit.shape), np.where(hit, on.member, 0), hit.astype(np.float64), on.on_grid,
                             on.peak_on_grid)
@@ -59,18 +58,18 @@ def score_one(path: Path, system: str, hi: float, flip: FlipConfig, seed: int) -
     pred = predict(pattern, cfg)
     truth = density_grid(crystal, DensityConfig(b_iso=pred.model["b_iso_A2"], grid=pred.mean.shape[-1]))
     peaks = measured_peaks(pred)
-    q, inten, q_hi = peaks.q, peaks.intensity, peaks.q_limit
     n, b_iso = pred.mean.shape[-1], pred.model["b_iso_A2"]
     null_flip = replace(flip, b_iso=b_iso, tol=PEAK_TOL_Q)
-    rnd = charge_flip(random_phase_map(n, np.random.default_rng(seed)), pred.lattice, q, inten, q_hi, null_flip)
-    zero = zero_phase_map(n, pred.lattice, q, inten, q_hi, b_iso)
-    zero_flipped = charge_flip(zero, pred.lattice, q, inten, q_hi, null_flip)
+    rnd = charge_flip(random_phase_map(n, np.random.default_rng(seed)), pred.lattice, peaks, null_flip)
+    zero = zero_phase_map(n, pred.lattice, peaks, b_iso)
+    zero_flipped = charge_flip(zero, pred.lattice, peaks, null_flip)
     preferred = pred.mean if pred.flipping["confirms_mean"] else pred.flipped
     maps = np.stack([pred.mean, pred.flipped, preferred, rnd.grid, zero, zero_flipped.grid,
                      zero_flipped.preferred(zero)])
     cc = map_correlation_per_sample(maps, truth, lattice_rotations(system))[0]
     return {"file": path.name, "system": system, "model": pred.system, "natoms": int(len(crystal.numbers)),
-            "peaks": int(q.size), "q_limit": q_hi, "posterior_mean": float(cc[0]), "flipped": float(cc[1]),
+            "peaks": int(peaks.q.size), "q_limit": peaks.q_limit, "posterior_mean": float(cc[0]),
+            "flipped": float(cc[1]),
             "checked": float(cc[2]), "flipped_from_random_phases": float(cc[3]), "zero_phase": float(cc[4]),
             "zero_phase_flipped": float(cc[5]), "zero_phase_flipped_checked": float(cc[6]),
             "agreement": pred.flipping["agreement_with_mean"], "r_factor": pred.flipping["r_factor"]}

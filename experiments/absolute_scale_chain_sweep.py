@@ -18,6 +18,7 @@ from postprocess_sweep import run_sweep
 
 from powdersolve.diffraction.sticks import sticks
 from powdersolve.maps.modification import ModificationConfig, modify_density
+from powdersolve.maps.peak_sharing import MeasuredPeaks
 from powdersolve.maps.scale import absolute_scale
 from powdersolve.model import model_band
 
@@ -26,7 +27,7 @@ def variants(preds: np.ndarray, crystal, model, truth) -> tuple[dict[str, np.nda
     """The three variants above (no extra fields)."""
     c = crystal
     s = sticks(c, q_max=model.cfg.q_max)
-    args = (c.lattice, s.q, s.intensity, model.cfg.q_max, c.numbers, c.occupancy)
+    args = (c.lattice, MeasuredPeaks.from_sticks(s, model.cfg.q_max), c.numbers, c.occupancy)
     cfg = ModificationConfig(cycles=10, final="density", symmetry=True, histogram="final", b_iso=model.cfg.b_iso)
     scaled = absolute_scale(preds, c.lattice, c.numbers, c.occupancy, model.cfg.b_iso, model_band(model.cfg))
     return {"chain": modify_density(preds, *args, cfg), "absolute": scaled,

@@ -29,6 +29,7 @@ from powdersolve.evaluate import assign_models, input_amplitudes, load_cases, mo
 from powdersolve.inputs import sample_grids
 from powdersolve.maps.flipping import FlipConfig, charge_flip, random_phase_map
 from powdersolve.maps.modification import ModificationConfig, modify_density
+from powdersolve.maps.peak_sharing import MeasuredPeaks
 from powdersolve.metrics import lattice_rotations, map_correlation_per_sample
 
 
@@ -71,8 +72,9 @@ def main() -> None:
         cfg = FlipConfig(cycles=args.cycles, delta=args.delta, reshare=args.reshare, polish=args.polish,
                          sampling=args.sampling, b_iso=model.cfg.b_iso,
                          tol=merge_tolerance(model.cfg.q_max, model.cfg.xrd_bins))
-        flipped = {k: charge_flip(s, c.lattice, pattern.q, pattern.intensity, q_limit, cfg) for k, s in starts.items()}
-        fo_pm = modify_density(pm[None], c.lattice, pattern.q, pattern.intensity, q_limit, None, None,
+        peaks = MeasuredPeaks.from_sticks(pattern, q_limit)
+        flipped = {k: charge_flip(s, c.lattice, peaks, cfg) for k, s in starts.items()}
+        fo_pm = modify_density(pm[None], c.lattice, peaks, None, None,
                                ModificationConfig(cycles=0, scale="model", final="amplitudes", b_iso=model.cfg.b_iso,
                                                   tol=cfg.tol), electrons=float(pm.mean() * c.volume))[0]
         maps = {"posterior_mean": pm, "zero_phase": zero, "fo_posterior_mean": fo_pm,

@@ -23,6 +23,7 @@ from powdersolve.density import DensityConfig, density_grid
 from powdersolve.diffraction.peaks import merge_tolerance
 from powdersolve.diffraction.sticks import sticks
 from powdersolve.maps.flipping import FlipConfig, charge_flip, random_phase_map
+from powdersolve.maps.peak_sharing import MeasuredPeaks
 from powdersolve.metrics import lattice_rotations, map_correlation_per_sample
 from powdersolve.structures import crystal_system, iter_structure_files, load_crystal
 
@@ -44,7 +45,7 @@ def main() -> None:
         truth = density_grid(c, DensityConfig(b_iso=B_ISO, grid=args.grid))
         pattern = sticks(c, q_max=Q_MAX)
         rng = np.random.default_rng(0)
-        runs = [charge_flip(random_phase_map(args.grid, rng), c.lattice, pattern.q, pattern.intensity, Q_MAX, cfg)
+        runs = [charge_flip(random_phase_map(args.grid, rng), c.lattice, MeasuredPeaks.from_sticks(pattern, Q_MAX), cfg)
                 for _ in range(args.starts)]
         system = crystal_system(c.spacegroup)
         cc = map_correlation_per_sample(np.stack([r.grid for r in runs]), truth, lattice_rotations(system))[0]

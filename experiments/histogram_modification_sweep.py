@@ -24,6 +24,7 @@ from powdersolve.baselines import baseline_grids
 from powdersolve.density import DensityConfig
 from powdersolve.diffraction.sticks import sticks
 from powdersolve.maps.modification import ModificationConfig, modify_density
+from powdersolve.maps.peak_sharing import MeasuredPeaks
 
 SETTINGS = {
     "sym": ModificationConfig(cycles=10, final="density", symmetry=True),
@@ -36,7 +37,7 @@ def variants(preds: np.ndarray, crystal, model, truth) -> tuple[dict[str, np.nda
     """The variants above for the model and for random atoms; extra field: seconds per setting."""
     c = crystal
     s = sticks(c, q_max=model.cfg.q_max)
-    args = (c.lattice, s.q, s.intensity, model.cfg.q_max, c.numbers, c.occupancy)
+    args = (c.lattice, MeasuredPeaks.from_sticks(s, model.cfg.q_max), c.numbers, c.occupancy)
     rand = np.stack(baseline_grids(c, truth, DensityConfig(model.cfg.b_iso, 50), 0, 5)["random_atoms"])
     out: dict[str, np.ndarray] = {"random_atoms": rand}
     t0 = time.perf_counter()

@@ -25,6 +25,7 @@ from powdersolve.baselines import baseline_grids
 from powdersolve.density import DensityConfig
 from powdersolve.diffraction.sticks import sticks
 from powdersolve.maps.modification import ModificationConfig, modify_density
+from powdersolve.maps.peak_sharing import MeasuredPeaks
 from powdersolve.maps.sharpen import sharpen_map
 
 SETTINGS = {
@@ -44,7 +45,8 @@ def variants(preds: np.ndarray, crystal, model, truth) -> tuple[dict[str, np.nda
     s = sticks(c, q_max=model.cfg.q_max)
 
     def modify(grids: np.ndarray, mcfg: ModificationConfig) -> np.ndarray:
-        return modify_density(grids, c.lattice, s.q, s.intensity, model.cfg.q_max, c.numbers, c.occupancy, mcfg)
+        return modify_density(grids, c.lattice, MeasuredPeaks.from_sticks(s, model.cfg.q_max), c.numbers, c.occupancy,
+                              mcfg)
 
     rand = np.stack(baseline_grids(c, truth, DensityConfig(b, 50), 0, 5)["random_atoms"])
     out = {"sharpen": sharpen_map(preds, c.lattice, 1.25, 1.0), "random_atoms": rand}

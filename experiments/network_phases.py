@@ -38,6 +38,7 @@ from powdersolve.diffraction.sticks import sticks
 from powdersolve.evaluate import assign_models, input_amplitudes, load_cases, model_inputs
 from powdersolve.inputs import sample_grids
 from powdersolve.maps.modification import ModificationConfig, modify_density
+from powdersolve.maps.peak_sharing import MeasuredPeaks
 from powdersolve.metrics import lattice_rotations, map_correlation_per_sample
 
 BLENDS = (0.25, 0.5, 0.75)
@@ -86,8 +87,9 @@ def main() -> None:
             "posterior_mean": pm,
             "zero_phase": zero_phase_baseline(amps, truth),
             "network_phases": with_phases_of(pm, amps),
-            "network_phases_shared": modify_density(pm[None], c.lattice, pattern.q, pattern.intensity,
-                                                    model.cfg.q_max, None, None, mcfg, electrons=1.0)[0],
+            "network_phases_shared": modify_density(pm[None], c.lattice,
+                                                    MeasuredPeaks.from_sticks(pattern, model.cfg.q_max), None, None,
+                                                    mcfg, electrons=1.0)[0],
         }
         a, b = standardised(maps["posterior_mean"]), standardised(maps["network_phases"])
         for w in BLENDS:

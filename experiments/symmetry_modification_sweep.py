@@ -27,6 +27,7 @@ from powdersolve.baselines import baseline_grids
 from powdersolve.density import DensityConfig
 from powdersolve.diffraction.sticks import sticks
 from powdersolve.maps.modification import ModificationConfig, modify_density, modify_density_symmetric
+from powdersolve.maps.peak_sharing import MeasuredPeaks
 from powdersolve.maps.symmetry import from_standard_origin
 
 PLAIN = ModificationConfig(cycles=10, final="density")
@@ -38,7 +39,7 @@ def variants(preds: np.ndarray, crystal, model, truth) -> tuple[dict[str, np.nda
     found in the posterior-mean map is the crystal's."""
     c = crystal
     s = sticks(c, q_max=model.cfg.q_max)
-    args = (c.lattice, s.q, s.intensity, model.cfg.q_max, c.numbers, c.occupancy)
+    args = (c.lattice, MeasuredPeaks.from_sticks(s, model.cfg.q_max), c.numbers, c.occupancy)
     rand = np.stack(baseline_grids(c, truth, DensityConfig(model.cfg.b_iso, 50), 0, 5)["random_atoms"])
 
     def symmetric(grids: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:

@@ -35,6 +35,7 @@ from powdersolve.inputs import (
 )
 from powdersolve.maps.flipping import FlipConfig, charge_flip
 from powdersolve.maps.modification import ModificationConfig, modify_density
+from powdersolve.maps.peak_sharing import MeasuredPeaks
 from powdersolve.maps.scale import absolute_scale, absolute_scale_from_map
 from powdersolve.maps.sharpen import sharpen_map
 from powdersolve.maps.symmetry import symmetrise_found
@@ -214,7 +215,7 @@ def _treatments(cfg: EvalConfig, model: CMEDNet, q_limit: float) -> list[_Step]:
                 continue
             mcfg = replace(cfg.modify, b_iso=b_iso, symmetry=symmetry, tol=tol)
             out.append(_Step((name,), lambda g, c, s, band, m=mcfg, k=name: {
-                k: modify_density(g, c.lattice, s.q, s.intensity, q_limit, c.numbers, c.occupancy, m)}))
+                k: modify_density(g, c.lattice, MeasuredPeaks.from_sticks(s, q_limit), c.numbers, c.occupancy, m)}))
     if cfg.flip:
         fcfg = replace(cfg.flip, b_iso=b_iso, tol=merge_tolerance(model.cfg.q_max, model.cfg.xrd_bins))
         out.append(_Step(("flipped", "flipped_checked"),
@@ -229,7 +230,8 @@ def flipped_grids(grids: np.ndarray, crystal: Crystal, pattern: Sticks, q_limit:
     map confirms it, :class:`~powdersolve.maps.flipping.FlipResult`)."""
     n = grids.shape[-1]
     flat = np.asarray(grids).reshape(-1, n, n, n)
-    results = [charge_flip(g, crystal.lattice, pattern.q, pattern.intensity, q_limit, cfg) for g in flat]
+    peaks = MeasuredPeaks.from_sticks(pattern, q_limit)
+    results = [charge_flip(g, crystal.lattice, peaks, cfg) for g in flat]
     return {"flipped": np.stack([r.grid for r in results]).reshape(np.shape(grids)),
             "flipped_checked": np.stack([r.preferred(g) for r, g in zip(results, flat, strict=True)]
                                         ).reshape(np.shape(grids))}

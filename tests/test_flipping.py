@@ -11,6 +11,7 @@ from powdersolve.density import DensityConfig, density_grid
 from powdersolve.diffraction.sticks import sticks
 from powdersolve.errors import InputError, ModificationError
 from powdersolve.maps.flipping import FlipConfig, charge_flip, flip_grid_size, random_phase_map
+from powdersolve.maps.peak_sharing import MeasuredPeaks
 from powdersolve.metrics import lattice_rotations, map_correlation_per_sample
 from powdersolve.structures import Crystal
 
@@ -30,7 +31,7 @@ DEFAULT = FlipConfig()
 
 def _flip(c: Crystal, start: np.ndarray, cfg: FlipConfig = DEFAULT):
     s = sticks(c, q_max=Q_LIMIT)
-    return charge_flip(start, c.lattice, s.q, s.intensity, Q_LIMIT, cfg)
+    return charge_flip(start, c.lattice, MeasuredPeaks.from_sticks(s, Q_LIMIT), cfg)
 
 
 def _cc(grid: np.ndarray, truth: np.ndarray) -> float:
@@ -82,7 +83,7 @@ def test_bad_input_is_refused() -> None:
     with pytest.raises(InputError):
         _flip(c, np.full((N, N, N), np.nan))
     with pytest.raises(ModificationError):
-        charge_flip(np.zeros((N, N, N)), c.lattice, np.array([100.0]), np.array([1.0]), Q_LIMIT)
+        charge_flip(np.zeros((N, N, N)), c.lattice, MeasuredPeaks(np.array([100.0]), np.array([1.0]), Q_LIMIT))
     for bad in ({"cycles": 0}, {"delta": 0.0}, {"reshare": -1}, {"polish": -1}, {"tol": 0.0}, {"b_iso": -1.0},
                 {"confirm": 1.5}, {"sampling": 1.0}):
         with pytest.raises(InputError):
@@ -104,8 +105,8 @@ def test_a_coarser_iteration_grid_gives_the_same_map() -> None:
     c = _crystal()
     truth = density_grid(c, DensityConfig(b_iso=8.0, grid=48))
     s = sticks(c, q_max=Q_LIMIT)
-    fine = charge_flip(truth, c.lattice, s.q, s.intensity, Q_LIMIT, FlipConfig(sampling=None))
-    coarse = charge_flip(truth, c.lattice, s.q, s.intensity, Q_LIMIT, FlipConfig(sampling=4.0))
+    fine = charge_flip(truth, c.lattice, MeasuredPeaks.from_sticks(s, Q_LIMIT), FlipConfig(sampling=None))
+    coarse = charge_flip(truth, c.lattice, MeasuredPeaks.from_sticks(s, Q_LIMIT), FlipConfig(sampling=4.0))
     assert coarse.grid.shape == (48, 48, 48)
     assert coarse.grid.mean() == pytest.approx(truth.mean(), rel=1e-6)
     assert _cc(coarse.grid, fine.grid) > 0.95  # both settle near the structure, not on one point

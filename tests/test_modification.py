@@ -11,6 +11,7 @@ from powdersolve.density import DensityConfig, density_grid, grid_q
 from powdersolve.diffraction.sticks import sticks
 from powdersolve.errors import InputError
 from powdersolve.maps.modification import ModificationConfig, modify_density
+from powdersolve.maps.peak_sharing import MeasuredPeaks
 from powdersolve.maps.sharpen import gaussian_blur
 from powdersolve.metrics import score_predictions
 from powdersolve.scattering import wilson_sum
@@ -33,7 +34,7 @@ def _damaged(c: Crystal, truth: np.ndarray, blur: float, noise: float, seed: int
 
 def _modify(c: Crystal, grids: np.ndarray, cfg: ModificationConfig, q_limit: float = 6.0) -> np.ndarray:
     s = sticks(c, q_max=q_limit)
-    return modify_density(grids, c.lattice, s.q, s.intensity, q_limit, c.numbers, c.occupancy, cfg)
+    return modify_density(grids, c.lattice, MeasuredPeaks.from_sticks(s, q_limit), c.numbers, c.occupancy, cfg)
 
 
 def test_the_truth_is_a_fixed_point() -> None:
@@ -86,7 +87,8 @@ def test_an_overlapped_peak_is_shared_by_the_maps_own_intensities() -> None:
     grid = np.fft.ifftn(coef).real
     q_peak = float(q[fam333][0])
     assert np.isclose(q_peak, float(q[fam511][0]))
-    out = modify_density(grid[None], lat, np.array([q_peak]), np.array([64.0]), q_peak + 0.01, np.array([20]),
+    peaks = MeasuredPeaks(np.array([q_peak]), np.array([64.0]), q_peak + 0.01)
+    out = modify_density(grid[None], lat, peaks, np.array([20]),
                          cfg=ModificationConfig(cycles=0, b_iso=0.0, final="amplitudes"))
     mag = np.abs(np.fft.fftn(out[0]))
     assert mag[fam333].min() > 0 and mag[fam511].max() < 1e-9 * mag[fam333].min()
@@ -122,7 +124,7 @@ def test_symmetry_constrained_modification_finds_the_group_and_its_origin() -> N
     truth = density_grid(c, DensityConfig(b_iso=8.0, grid=N))
     moved = np.roll(_damaged(c, truth, 4.0, 0.05, 2), (3, 5, 7), axis=(0, 1, 2))
     s = sticks(c, q_max=6.0)
-    args = (moved[None], c.lattice, s.q, s.intensity, 6.0, c.numbers, c.occupancy)
+    args = (moved[None], c.lattice, MeasuredPeaks.from_sticks(s, 6.0), c.numbers, c.occupancy)
     out, groups = modify_density_symmetric(*args, ModificationConfig(cycles=5, origin="standard"))
     assert [g.number for g in groups] == [225]
     assert np.allclose(symmetrise_map(out[0], 225), out[0], atol=1e-6 * out.max())
@@ -194,5 +196,5 @@ def test_peaks_off_every_reflection_raise_a_modification_error() -> None:
     lattice = np.eye(3) * 5.0  # reflections at Q = 2 pi / 5 sqrt(n) = 1.257, 1.777, ... 1/A
     grid = np.random.default_rng(0).random((12, 12, 12))
     with pytest.raises(ModificationError, match="no peak falls"):
-        modify_density(grid[None], lattice, np.array([1.0, 1.5]), np.array([1.0, 1.0]), 2.0, [20], [1.0],
+        modify_density(grid[None], lattice, MeasuredPeaks(np.array([1.0, 1.5]), np.array([1.0, 1.0]), 2.0), [20], [1.0],
                        ModificationConfig(cycles=1))

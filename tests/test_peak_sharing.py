@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import fft
 
-from powdersolve.maps.peak_sharing import peaks_on_grid, shared_magnitudes
+from powdersolve.maps.peak_sharing import MeasuredPeaks, peaks_on_grid, shared_magnitudes
 
 N = 12
 LATTICE = np.diag([4.0, 4.0, 4.0])
@@ -16,7 +16,7 @@ LATTICE = np.diag([4.0, 4.0, 4.0])
 def _on_grid():
     # Cubic 4 A cell: peaks at (100), (110), (111), (200) with intensities 1, 2, 3, 4.
     q = 2 * np.pi / 4.0 * np.sqrt([1, 2, 3, 4])
-    return peaks_on_grid(N, LATTICE, q, np.array([1.0, 2.0, 3.0, 4.0]), q.max() + 0.01, 1e-3, "test")
+    return peaks_on_grid(N, LATTICE, MeasuredPeaks(q, np.array([1.0, 2.0, 3.0, 4.0]), q.max() + 0.01), 1e-3, "test")
 
 
 def test_intensity_is_conserved_and_follows_the_map() -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import fft
 
 from powdersolve.errors import InputError
-from powdersolve.maps.peak_sharing import peaks_on_grid, shared_magnitudes
+from powdersolve.maps.peak_sharing import MeasuredPeaks, peaks_on_grid, shared_magnitudes
 from powdersolve.metrics import map_correlation_per_sample
 from powdersolve.rotations import lattice_rotations
 
@@ -109,21 +109,20 @@ def _half(a: np.ndarray) -> np.ndarray:
     return a[..., : a.shape[-1] // 2 + 1]
 
 
-def charge_flip(start: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,
-                cfg: FlipConfig = FlipConfig()) -> FlipResult:
+def charge_flip(start: np.ndarray, lattice: np.ndarray, peaks: MeasuredPeaks, cfg: FlipConfig = FlipConfig()
+                ) -> FlipResult:
     """Charge flipping of the pattern's magnitudes from the phases of the map ``start``.
 
     Each peak's intensity is shared among the grid reflections within ``cfg.tol`` of it in proportion to the
     start map's |F|^2 (equally for a map of equal magnitudes), and again by the current map's every
     ``cfg.reshare`` cycles; the part of a peak whose reflections lie beyond the grid's Nyquist index is
-    dropped. A reflection of the measured range (0 < Q <= ``q_limit``) under no peak is taken as absent (0).
+    dropped. A reflection of the measured range (0 < Q <= ``peaks.q_limit``) under no peak is taken as absent (0).
     The flipped map's agreement with the start map says whether the start stands (``cfg.confirm``).
 
     Args:
         start: (N, N, N) map whose phases start the iteration (e.g. the network's posterior mean).
         lattice: (3, 3) row-vector cell (A).
-        peak_q, peak_i: peak positions (1/A) and intensities (|F|^2-like, any scale, B = 0).
-        q_limit: upper edge of the measured range (1/A).
+        peaks: the measured peaks (positions, |F|^2-like intensities at B = 0, the measured range).
         cfg: cycles, threshold, sharing, tolerance, B of the result.
 
     Raises:
@@ -134,11 +133,11 @@ def charge_flip(start: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak
     n = g.shape[-1]
     if g.shape != (n, n, n) or not np.isfinite(g).all():
         raise InputError(f"charge flipping needs one finite (N, N, N) grid, got shape {g.shape}")
-    m = flip_grid_size(n, lattice, q_limit, cfg.sampling)
+    m = flip_grid_size(n, lattice, peaks.q_limit, cfg.sampling)
     band = _band(m, n)
     start_full = fft.rfftn(g, axes=_AXES)
     start_c = start_full[band] * (m / n) ** 3  # the same band-limited map sampled on m^3 points
-    on_grid = peaks_on_grid(m, lattice, peak_q, peak_i, q_limit, cfg.tol, "charge flipping")
+    on_grid = peaks_on_grid(m, lattice, peaks, cfg.tol, "charge flipping")
     peak_on_grid = on_grid.peak_on_grid
     q, member = _half(on_grid.q), _half(on_grid.member)
     hit = member >= 0

@@ -22,7 +22,7 @@ import numpy as np
 
 from powdersolve.density import DensityConfig, density_grid
 from powdersolve.errors import InputError
-from powdersolve.maps.peak_sharing import peaks_on_grid, shared_magnitudes
+from powdersolve.maps.peak_sharing import MeasuredPeaks, peaks_on_grid, shared_magnitudes
 from powdersolve.maps.symmetry import from_standard_origin, symmetrise_found, symmetrise_maps
 from powdersolve.scattering import wilson_sum
 from powdersolve.structures.crystal import Crystal
@@ -147,29 +147,29 @@ def match_histogram(grids: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return out.reshape(g.shape)
 
 
-def modify_density(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray,
-                   q_limit: float, numbers: np.ndarray | None, occupancy: np.ndarray | None = None,
+def modify_density(grids: np.ndarray, lattice: np.ndarray, peaks: MeasuredPeaks,
+                   numbers: np.ndarray | None, occupancy: np.ndarray | None = None,
                    cfg: ModificationConfig = ModificationConfig(), electrons: float | None = None) -> np.ndarray:
     """Maps (..., N, N, N) (e/A^3) with the observed Fourier magnitudes and refined phases.
 
     :func:`modify_density_symmetric` has the arguments and the steps; this returns its maps only
     (averaged over the groups found when ``cfg.symmetry``).
     """
-    return _modify(grids, lattice, peak_q, peak_i, q_limit, numbers, occupancy, cfg, electrons)[0]
+    return _modify(grids, lattice, peaks, numbers, occupancy, cfg, electrons)[0]
 
 
-def modify_density_symmetric(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray,
-                             q_limit: float, numbers: np.ndarray | None, occupancy: np.ndarray | None = None,
+def modify_density_symmetric(grids: np.ndarray, lattice: np.ndarray, peaks: MeasuredPeaks,
+                             numbers: np.ndarray | None, occupancy: np.ndarray | None = None,
                              cfg: ModificationConfig = ModificationConfig(), electrons: float | None = None
                              ) -> tuple[np.ndarray, list]:
     """Maps (..., N, N, N) (e/A^3) with the observed Fourier magnitudes and refined phases, constrained in
     the later cycles by the space group each map shows (``cfg.symmetry`` is implied); and those groups.
 
-    Every grid reflection with Q <= ``q_limit`` gets its magnitude from its peak: the peak's intensity
+    Every grid reflection with Q <= ``peaks.q_limit`` gets its magnitude from its peak: the peak's intensity
     is shared among the reflections there in proportion to the map's own |F|^2 (equally where the map
     has none), a reflection with no peak gets 0 (absent or too weak to see). The share of a peak
     that falls outside the grid (reflections beyond its Nyquist index) is dropped. Reflections
-    beyond ``q_limit`` keep the map's coefficients, and F(000) is the electron count of the
+    beyond ``peaks.q_limit`` keep the map's coefficients, and F(000) is the electron count of the
     composition (``numbers``, ``occupancy``). The magnitudes are damped by ``cfg.b_iso``.
 
     Steps: ``cfg.cycles`` error-reduction cycles (density >= 0, observed magnitudes); the most symmetric
@@ -183,8 +183,7 @@ def modify_density_symmetric(grids: np.ndarray, lattice: np.ndarray, peak_q: np.
     Args:
         grids: predicted maps (e/A^3), any leading shape.
         lattice: (3, 3) row-vector cell (A).
-        peak_q, peak_i: peak positions (1/A) and intensities (|F|^2-like, any scale).
-        q_limit: upper edge of the measured range (1/A).
+        peaks: the measured peaks (positions, |F|^2-like intensities on any scale, the measured range).
         numbers, occupancy: atomic numbers and occupancies of the atoms in the cell; may be None
             with ``cfg.scale == "model"`` and ``electrons`` given (composition unknown).
         cfg: cycles, scale, tolerance and B.
@@ -195,7 +194,7 @@ def modify_density_symmetric(grids: np.ndarray, lattice: np.ndarray, peak_q: np.
         it was averaged over (its origin: the shift from the input map's origin to the group's standard
         one, where the returned map lies), or None where no group was plausible.
     """
-    return _modify(grids, lattice, peak_q, peak_i, q_limit, numbers, occupancy, replace(cfg, symmetry=True),
+    return _modify(grids, lattice, peaks, numbers, occupancy, replace(cfg, symmetry=True),
                    electrons)
 
 
@@ -222,12 +221,12 @@ class _Measured:
     electrons: float
 
 
-def _measured_on_grid(n: int, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,
-                      numbers: np.ndarray, occupancy: np.ndarray, cfg: ModificationConfig,
+def _measured_on_grid(n: int, lattice: np.ndarray, peaks: MeasuredPeaks, numbers: np.ndarray,
+                      occupancy: np.ndarray, cfg: ModificationConfig,
                       electrons: float | None) -> _Measured:
     """Where the measured peaks fall on the N^3 reciprocal grid, and the scale of their magnitudes."""
     volume = abs(float(np.linalg.det(np.asarray(lattice, dtype=np.float64))))
-    grid = peaks_on_grid(n, lattice, peak_q, peak_i, q_limit, cfg.tol, "density modification")
+    grid = peaks_on_grid(n, lattice, peaks, cfg.tol, "density modification")
     hit = grid.member >= 0
     wilson_k = None
     if cfg.scale == "wilson":
@@ -274,7 +273,7 @@ def _cycles(c: np.ndarray, mag: np.ndarray, m: _Measured, cfg: ModificationConfi
     return c
 
 
-def _modify(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,
+def _modify(grids: np.ndarray, lattice: np.ndarray, peaks: MeasuredPeaks,
             numbers: np.ndarray | None, occupancy: np.ndarray | None, cfg: ModificationConfig,
             electrons: float | None) -> tuple[np.ndarray, list | None]:
     g = np.asarray(grids, dtype=np.float64)
@@ -286,7 +285,7 @@ def _modify(grids: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: 
                          "give the composition")
     numbers = np.zeros(0, dtype=int) if numbers is None else np.asarray(numbers)
     occupancy = np.ones(len(numbers)) if occupancy is None else np.asarray(occupancy, dtype=np.float64)
-    m = _measured_on_grid(n, lattice, peak_q, peak_i, q_limit, numbers, occupancy, cfg, electrons)
+    m = _measured_on_grid(n, lattice, peaks, numbers, occupancy, cfg, electrons)
     b_work = cfg.b_iso if cfg.b_work is None else cfg.b_work
     reference = work_reference = None
     if cfg.histogram != "none":

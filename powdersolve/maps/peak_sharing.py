@@ -17,6 +17,7 @@ import numpy as np
 
 from powdersolve.density import grid_q
 from powdersolve.diffraction.peaks import peak_membership, reflections_per_peak
+from powdersolve.diffraction.sticks import Sticks
 from powdersolve.errors import ModificationError
 from powdersolve.scattering import reflection_q
 
@@ -34,6 +35,11 @@ class MeasuredPeaks:
     q: np.ndarray
     intensity: np.ndarray
     q_limit: float
+
+    @classmethod
+    def from_sticks(cls, sticks: Sticks, q_limit: float) -> MeasuredPeaks:
+        """Exact stick intensities (:func:`powdersolve.diffraction.sticks`) as peaks measured to ``q_limit`` (1/A)."""
+        return cls(sticks.q, sticks.intensity, float(q_limit))
 
 
 @dataclass(frozen=True)
@@ -54,13 +60,13 @@ class PeaksOnGrid:
     peak_on_grid: np.ndarray
 
 
-def peaks_on_grid(n: int, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float, tol: float,
-                  what: str) -> PeaksOnGrid:
-    """Where the measured peaks (Q in 1/A, |F|^2-like intensity) within ``q_limit`` fall on the N^3 grid of a
-    cell (row vectors, A), matched within ``tol`` (1/A). Raises :class:`ModificationError`, naming ``what``,
-    when none falls on a reflection of the cell."""
-    peak_q = np.asarray(peak_q, dtype=np.float64)
-    peak_i = np.asarray(peak_i, dtype=np.float64)
+def peaks_on_grid(n: int, lattice: np.ndarray, peaks: MeasuredPeaks, tol: float, what: str) -> PeaksOnGrid:
+    """Where the measured ``peaks`` within their range fall on the N^3 grid of a cell (row vectors, A),
+    matched within ``tol`` (1/A). Raises :class:`ModificationError`, naming ``what``, when none falls on a
+    reflection of the cell."""
+    peak_q = np.asarray(peaks.q, dtype=np.float64)
+    peak_i = np.asarray(peaks.intensity, dtype=np.float64)
+    q_limit = float(peaks.q_limit)
     keep = (peak_q > 0) & (peak_q <= q_limit + tol) & (peak_i > 0)
     peak_q, peak_i = peak_q[keep], peak_i[keep]
     q = grid_q(n, lattice)

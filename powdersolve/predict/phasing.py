@@ -115,8 +115,8 @@ def phase_pattern(pattern: str | os.PathLike | Pattern, config: PredictConfig = 
     peaks = processed.measured_peaks()
     flip = replace(config.flip or FlipConfig(), tol=PEAK_TOL_Q)
     rng = np.random.default_rng(config.seed)
-    runs: list[FlipResult] = [charge_flip(random_phase_map(config.grid, rng), cell.matrix, peaks.q, peaks.intensity,
-                                          peaks.q_limit, flip) for _ in range(starts)]
+    runs: list[FlipResult] = [charge_flip(random_phase_map(config.grid, rng), cell.matrix, peaks, flip)
+                              for _ in range(starts)]
     kept = int(np.argmin([r.r_factor for r in runs]))
     grid = runs[kept].grid
     grid = (grid - grid.mean()) / max(float(grid.std()), 1e-30)

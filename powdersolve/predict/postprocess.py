@@ -49,11 +49,8 @@ def modify_prediction(pred: Prediction, cfg: ModificationConfig, composition: st
     peak falls on a reflection of the cell.
     """
     t0 = time.perf_counter()
-    peaks = measured_peaks(pred)
-    q_peaks, i_peaks, q_hi = peaks.q, peaks.intensity, peaks.q_limit
     log: list[str] = []
-    modified, modification, group = _modify(pred.mean, pred.lattice, q_peaks, i_peaks, q_hi,
-                                            composition, formula_units,
+    modified, modification, group = _modify(pred.mean, pred.lattice, measured_peaks(pred), composition, formula_units,
                                             replace(cfg, b_iso=pred.model["b_iso_A2"], tol=PEAK_TOL_Q), log)
     return replace(pred, modified=modified, modification=modification, modified_group=group,
                    processing=[*pred.processing, *log], timings={**pred.timings, "modify": time.perf_counter() - t0})
@@ -69,22 +66,21 @@ def flip_prediction(pred: Prediction, cfg: FlipConfig) -> Prediction:
     """
     t0 = time.perf_counter()
     peaks = measured_peaks(pred)
-    q_peaks, i_peaks, q_hi = peaks.q, peaks.intensity, peaks.q_limit
     cfg = replace(cfg, b_iso=pred.model["b_iso_A2"], tol=PEAK_TOL_Q)
     try:
-        result = charge_flip(pred.mean, pred.lattice, q_peaks, i_peaks, q_hi, cfg)
+        result = charge_flip(pred.mean, pred.lattice, peaks, cfg)
     except ModificationError as exc:
         return replace(pred, flipping={"skipped": str(exc)},
                        processing=[*pred.processing, f"charge flipping skipped: {exc}"])
     info = {"cycles": cfg.cycles, "delta_sigma": cfg.delta, "reshare_every": cfg.reshare,
-            "polish_cycles": cfg.polish, "peaks": int(q_peaks.size), "q_limit_inv_A": q_hi,
+            "polish_cycles": cfg.polish, "peaks": int(peaks.q.size), "q_limit_inv_A": peaks.q_limit,
             "r_factor": result.r_factor, "start": "the mean map's phases", "agreement_with_mean": result.agreement,
             "confirms_mean": result.confirmed, "preferred_map": "density" if result.confirmed else "density_flipped",
             "note": (f"the flipped map agrees with the mean map at CC >= {cfg.confirm}: the mean map's phases stand"
                      if result.confirmed else
                      f"the flipped map departs from the mean map (CC {result.agreement:.2f} < {cfg.confirm}): "
                      "prefer density_flipped.*")}
-    log = (f"charge flipping: {q_peaks.size} peaks' magnitudes from the mean map's phases, {cfg.cycles} cycles "
+    log = (f"charge flipping: {peaks.q.size} peaks' magnitudes from the mean map's phases, {cfg.cycles} cycles "
            f"(+{cfg.polish} of positivity), flip R {result.r_factor:.3f}, agreement with the mean map "
            f"{result.agreement:.2f}")
     return replace(pred, flipped=result.grid.astype(np.float32), flipping=info, processing=[*pred.processing, log],
@@ -97,8 +93,8 @@ def measured_peaks(pred: Prediction) -> MeasuredPeaks:
     return picked_peaks(pred.peaks, pred.processed[0], pred.wavelength.effective)
 
 
-def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: np.ndarray, q_limit: float,
-            composition: str | None, formula_units: int | None, cfg: ModificationConfig,
+def _modify(mean: np.ndarray, lattice: np.ndarray, peaks: MeasuredPeaks, composition: str | None,
+            formula_units: int | None, cfg: ModificationConfig,
             log: list[str]) -> tuple[np.ndarray, dict, MapSymmetry | None]:
     """The mean map density-modified with the measured peaks, and how.
 
@@ -110,7 +106,7 @@ def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: n
     volume = abs(float(np.linalg.det(lattice)))
     electrons_map = float(mean.astype(np.float64).mean() * volume)
     atoms = cell_atoms(composition, formula_units)
-    info: dict = {"cycles": cfg.cycles, "b_work_A2": cfg.b_work, "final": cfg.final, "peaks": int(peak_q.size),
+    info: dict = {"cycles": cfg.cycles, "b_work_A2": cfg.b_work, "final": cfg.final, "peaks": int(peaks.q.size),
                   "symmetry_constrained": cfg.symmetry, "histogram_matching": cfg.histogram}
     if atoms is not None:
         numbers, occupancy = atoms
@@ -120,14 +116,13 @@ def _modify(mean: np.ndarray, lattice: np.ndarray, peak_q: np.ndarray, peak_i: n
         cfg = replace(cfg, scale="model")
         numbers, occupancy, electrons = None, None, electrons_map
         info.update(scale="model", note="no formula and Z: magnitudes scaled to the map, F(000) from the map")
-    how = f"density modification: {peak_q.size} peaks' magnitudes with the map's phases, {cfg.cycles} cycles, " \
+    how = f"density modification: {peaks.q.size} peaks' magnitudes with the map's phases, {cfg.cycles} cycles, " \
           f"{info['scale']} scale"
     if not cfg.symmetry:
-        grids = modify_density(mean[None], lattice, peak_q, peak_i, q_limit, numbers, occupancy, cfg, electrons)
+        grids = modify_density(mean[None], lattice, peaks, numbers, occupancy, cfg, electrons)
         log.append(how)
         return grids[0].astype(np.float32), info, None
-    grids, (group,) = modify_density_symmetric(mean[None], lattice, peak_q, peak_i, q_limit, numbers, occupancy,
-                                               cfg, electrons)
+    grids, (group,) = modify_density_symmetric(mean[None], lattice, peaks, numbers, occupancy, cfg, electrons)
     if group is None:
         info["symmetry"] = {"group": None, "reason": "no plausible space group in the modified map (cc_min < 0.5)"}
     else:

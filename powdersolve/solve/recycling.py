@@ -50,6 +50,6 @@ def recycled_map(candidate: Candidate, rank: int, peaks: MeasuredPeaks, grid: in
     """
     crystal = Crystal.from_structure(candidate.result.structure, candidate.spacegroup)
     start = density_grid(crystal, DensityConfig(b_iso=flip.b_iso, grid=grid))
-    flipped = charge_flip(start, crystal.lattice, peaks.q, peaks.intensity, peaks.q_limit, flip)
+    flipped = charge_flip(start, crystal.lattice, peaks, flip)
     label = f"recycled from candidate {rank} ({candidate.spacegroup_symbol})"
     return RecycledMap(flipped.grid, np.asarray(crystal.lattice, dtype=np.float64), label)
