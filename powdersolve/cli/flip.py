@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from powdersolve.cell import Cell
-from powdersolve.cli.predict import preprocessing_options
+from powdersolve.cli.options import cell_option, preprocessing_options, wavelength_option
 from powdersolve.density import MAX_GRID
 from powdersolve.diffraction.sticks import parse_wavelength
 from powdersolve.errors import OutputError
@@ -19,10 +19,8 @@ from powdersolve.predict.phasing import MAX_STARTS, phase_pattern
 
 @click.command("flip")
 @click.argument("pattern", type=click.Path(path_type=Path))
-@click.option("--wavelength", default=None,
-              help="Wavelength in A or a line name (CuKa, MoKa1); needed when the file does not state it.")
-@click.option("--cell", default=None, help="Unit cell 'a b c alpha beta gamma' (A, deg) or 'a' (cubic); "
-                                           "default: index the pattern (all seven crystal systems).")
+@wavelength_option
+@cell_option
 @click.option("--starts", type=int, default=3, show_default=True,
               help=f"Random-phase starts (1-{MAX_STARTS}); the lowest flip R is kept.")
 @click.option("--cycles", type=click.IntRange(1, 5000), default=200, show_default=True, help="Flipping cycles.")

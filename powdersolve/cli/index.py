@@ -8,18 +8,15 @@ from pathlib import Path
 import click
 import numpy as np
 
+from powdersolve.cli.options import echo, format_option, min_two_theta_option, wavelength_option
 from powdersolve.diffraction.lebail import LeBailConfig, le_bail
 from powdersolve.diffraction.sticks import parse_wavelength
 from powdersolve.errors import InputError, OutputError
 from powdersolve.fileio import atomic_write_text
-from powdersolve.formats import READERS, read_pattern
+from powdersolve.formats import read_pattern
 from powdersolve.indexing import SYSTEMS, CellSolution, IndexConfig, index_counts
 from powdersolve.indexing.extinction import ExtinctionClass, space_group_candidates
 from powdersolve.preprocess import doublet_for, has_kalpha2
-
-
-def _echo(msg: str) -> None:
-    click.echo(f"powdersolve: {msg}", err=True)
 
 
 def lebail_rwp(sol: CellSolution, two_theta: np.ndarray, counts: np.ndarray, wavelength: float,
@@ -31,7 +28,7 @@ def lebail_rwp(sol: CellSolution, two_theta: np.ndarray, counts: np.ndarray, wav
     try:
         return float(le_bail(two_theta, counts, wavelength, sol.cell, sol.centring, config=config).rwp)
     except (InputError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
-        _echo(f"Le Bail check of {sol.system} {sol.centring} skipped: {exc}")
+        echo(f"Le Bail check of {sol.system} {sol.centring} skipped: {exc}")
         return None
 
 
@@ -66,10 +63,8 @@ def _parse_systems(text: str) -> tuple[str, ...]:
 
 @click.command("index")
 @click.argument("pattern", type=click.Path(path_type=Path))
-@click.option("--wavelength", default=None,
-              help="Wavelength in A or a line name (CuKa, MoKa1); needed when the file does not state it.")
-@click.option("--format", "fmt", type=click.Choice(sorted(READERS)), default=None,
-              help="Pattern file format (default: from the extension or content).")
+@wavelength_option
+@format_option
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the candidates here.")
 @click.option("--systems", default=",".join(SYSTEMS), show_default=True, help="Crystal systems to search.")
 @click.option("--top", type=click.IntRange(1, 50), default=5, show_default=True, help="Candidates reported.")
@@ -78,7 +73,7 @@ def _parse_systems(text: str) -> tuple[str, ...]:
               help="Largest 2-theta zero shift fitted (deg); 0 fits none.")
 @click.option("--kalpha2-strip", is_flag=True,
               help="Rachinger-strip K-alpha2 before peak picking (by default its peaks are recognised and dropped).")
-@click.option("--min-two-theta", type=float, default=5.0, show_default=True, help="Ignore points below (deg).")
+@min_two_theta_option
 @click.option("--lebail", "n_lebail", type=click.IntRange(0, 50), default=2, show_default=True,
               help="Check the best N candidates by a Le Bail fit of the whole pattern (rwp_lebail); 0 skips it.")
 @click.option("--time-budget", type=float, default=10.0, show_default=True,
@@ -97,7 +92,7 @@ def index_command(pattern: Path, wavelength: str | None, fmt: str | None, json_o
     lam = parse_wavelength(wavelength) if wavelength is not None else pat.wavelength
     if lam is None:
         raise InputError(f"{pattern}: the file states no wavelength; pass --wavelength (e.g. CuKa1 or 1.5406)")
-    picked, sols = index_counts(pat.two_theta, pat.counts, lam, config, progress=_echo,
+    picked, sols = index_counts(pat.two_theta, pat.counts, lam, config, progress=echo,
                                 strip_kalpha2=kalpha2_strip, min_two_theta=min_two_theta)
     tt = picked.peaks.two_theta
     lambda2 = _kalpha2_in(pat.two_theta, pat.counts, picked.wavelength)
@@ -108,7 +103,7 @@ def index_command(pattern: Path, wavelength: str | None, fmt: str | None, json_o
         classes = space_group_candidates(sol, tt, picked.wavelength, config.tol) if i < 3 else []
         rwp = None
         if i < n_lebail:
-            _echo(f"Le Bail check of candidate {i + 1}: {sol.system} {sol.centring}")
+            echo(f"Le Bail check of candidate {i + 1}: {sol.system} {sol.centring}")
             rwp = lebail_rwp(sol, pat.two_theta, pat.counts, picked.wavelength, lambda2)
         records.append(candidate_record(sol, classes, rwp))
     click.echo(f"{'#':>2} {'system':12s} {'':1s} {'a':>8s} {'b':>8s} {'c':>8s} {'alpha':>7s} {'beta':>7s} "
@@ -126,7 +121,7 @@ def index_command(pattern: Path, wavelength: str | None, fmt: str | None, json_o
             atomic_write_text(json_out, json.dumps({"candidates": records}, indent=1))
         except OSError as exc:
             raise OutputError(f"{json_out}: cannot write ({exc.strerror or exc}); choose another location") from None
-        _echo(f"wrote {json_out}")
+        echo(f"wrote {json_out}")
 
 
 def register(group: click.Group) -> None:

@@ -2,51 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from powdersolve.cell import Cell
+from powdersolve.cli.options import cell_option, echo, preprocessing_options, wavelength_option
 from powdersolve.density import MAX_GRID
 from powdersolve.diffraction.sticks import parse_wavelength
 from powdersolve.errors import InputError, OutputError
-from powdersolve.formats import READERS
 from powdersolve.maps.flipping import FlipConfig
 from powdersolve.maps.modification import ModificationConfig
 from powdersolve.predict import PredictConfig, predict
 from powdersolve.predict.config import MIN_GRID, SYSTEMS
 
 
-def _echo(msg: str) -> None:
-    click.echo(f"powdersolve: {msg}", err=True)
-
-
-#: How a pattern file is read and preprocessed: the options `predict` and `flip` share.
-_PREPROCESSING = (
-    click.option("--format", "fmt", type=click.Choice(sorted(READERS)), default=None,
-                 help="Pattern file format (default: from the extension or content)."),
-    click.option("--no-background", is_flag=True, help="Do not remove the background."),
-    click.option("--no-kalpha2-strip", is_flag=True, help="Do not strip K-alpha2 (use for K-alpha1-only data)."),
-    click.option("--min-two-theta", type=float, default=5.0, show_default=True,
-                 help="Ignore points below this 2-theta (deg)."),
-)
-
-
-def preprocessing_options(command: Callable) -> Callable:
-    """Add --format, --no-background, --no-kalpha2-strip and --min-two-theta to a click command."""
-    for option in reversed(_PREPROCESSING):
-        command = option(command)
-    return command
-
-
 @click.command("predict")
 @click.argument("pattern", type=click.Path(path_type=Path))
-@click.option("--wavelength", default=None,
-              help="Wavelength in A or a line name (CuKa, MoKa1); needed when the file does not state it.")
+@wavelength_option
 @click.option("--composition", default=None, help="Formula ('CaF2') or elements only ('Ca,F').")
-@click.option("--cell", default=None, help="Unit cell 'a b c alpha beta gamma' (A, deg) or 'a' (cubic); "
-                                           "default: index the pattern.")
+@cell_option
 @click.option("--system", type=click.Choice(SYSTEMS), default="auto", show_default=True,
               help="Crystal system of the model; auto: from --cell or indexing.")
 @click.option("--samples", type=int, default=20, show_default=True, help="Latent samples averaged.")
@@ -110,8 +85,8 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
         flip=FlipConfig(cycles=flip_cycles) if flip_cycles else None,
         formula_units=formula_units, absolute_scale=absolute_scale,
     )
-    result = predict(pattern, config, progress=_echo)
-    result.write(out, overwrite=overwrite, save_samples=save_samples, progress=_echo)
+    result = predict(pattern, config, progress=echo)
+    result.write(out, overwrite=overwrite, save_samples=save_samples, progress=echo)
     a, b, c, al, be, ga = result.cell
     how = "given" if result.cell_source == "given" else f"indexed, M20 = {result.indexing['m20']:.1f}"
     click.echo(f"{out}: {result.system} cell {a:.4f} {b:.4f} {c:.4f} {al:g} {be:g} {ga:g} ({how}); "

@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from powdersolve.cell import Cell
+from powdersolve.cli.options import cell_option, echo, reading_options, wavelength_option
 from powdersolve.density import MAX_GRID
 from powdersolve.diffraction.sticks import parse_wavelength
 from powdersolve.errors import OutputError
-from powdersolve.formats import READERS
 from powdersolve.predict import PredictConfig
 from powdersolve.predict.config import MIN_GRID, SYSTEMS
 from powdersolve.solve.config import SolveConfig
@@ -19,18 +19,12 @@ from powdersolve.solve.rank import MAX_RWP
 from powdersolve.solve.result import write_solve_outputs
 
 
-def _echo(msg: str) -> None:
-    click.echo(f"powdersolve: {msg}", err=True)
-
-
 @click.command("solve")
 @click.argument("pattern", type=click.Path(path_type=Path))
 @click.option("--composition", default=None,
               help="Formula ('CaF2') or elements only ('Ca,F'); without it species are inferred from electrons.")
-@click.option("--cell", default=None, help="Unit cell 'a b c alpha beta gamma' (A, deg) or 'a' (cubic); "
-                                           "default: index the pattern.")
-@click.option("--wavelength", default=None,
-              help="Wavelength in A or a line name (CuKa, MoKa1); needed when the file does not state it.")
+@cell_option
+@wavelength_option
 @click.option("--system", type=click.Choice(SYSTEMS), default="auto", show_default=True,
               help="Crystal system of the model; auto: from --cell or indexing.")
 @click.option("--samples", type=int, default=20, show_default=True,
@@ -55,11 +49,7 @@ def _echo(msg: str) -> None:
 @click.option("--recycle", type=int, default=SolveConfig().recycle, show_default=True,
               help="Where the best fit's Rwp is above 0.03, charge-flip the measured peaks from the phases of this "
                    "many best candidates and read atoms from those maps too (0: skip).")
-@click.option("--format", "fmt", type=click.Choice(sorted(READERS)), default=None,
-              help="Pattern file format (default: from the extension or content).")
-@click.option("--no-kalpha2-strip", is_flag=True, help="Do not strip K-alpha2 (use for K-alpha1-only data).")
-@click.option("--min-two-theta", type=float, default=5.0, show_default=True,
-              help="Ignore points below this 2-theta (deg).")
+@reading_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latent samples.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
@@ -98,11 +88,11 @@ def solve_command(pattern: Path, composition: str | None, cell: str | None, wave
         min_two_theta=min_two_theta, composition=composition, cell=Cell.parse(cell) if cell is not None else None,
         wavelength=parse_wavelength(wavelength) if wavelength is not None else None, weights=weights, format=fmt,
     )
-    result = solve(pattern, config, pconfig, progress=_echo)
-    write_solve_outputs(result, out, overwrite=overwrite, progress=_echo)
+    result = solve(pattern, config, pconfig, progress=echo)
+    write_solve_outputs(result, out, overwrite=overwrite, progress=echo)
     best = result.best
     if result.species_note:
-        _echo(result.species_note)
+        echo(result.species_note)
     abc = " ".join(f"{x:.4f}" for x in best.result.structure.lattice.abc)
     click.echo(f"{out}: {best.formula} {best.spacegroup_symbol} (#{best.spacegroup}), a b c {abc} A, "
                f"Rwp {best.result.rwp:.3f}, GoF {best.result.gof:.2f}; {len(result.candidates)} of "
