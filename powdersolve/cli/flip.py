@@ -15,6 +15,7 @@ from powdersolve.maps.flipping import FlipConfig
 from powdersolve.predict import PredictConfig
 from powdersolve.predict.config import MIN_GRID
 from powdersolve.predict.phasing import MAX_STARTS, phase_pattern
+from powdersolve.structures.crystal import Crystal
 
 
 @click.command("flip")
@@ -32,7 +33,7 @@ from powdersolve.predict.phasing import MAX_STARTS, phase_pattern
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def flip_command(pattern: Path, wavelength: str | None, cell: str | None, starts: int, cycles: int, grid: int,
                  seed: int, fmt: str | None, no_background: bool, no_kalpha2_strip: bool, min_two_theta: float,
-                 out: Path, overwrite: bool) -> None:
+                 known_phases: tuple[Crystal, ...], out: Path, overwrite: bool) -> None:
     """Phase PATTERN without a network: charge flipping of its peaks from random phases.
 
     For cells no shipped model serves (monoclinic, triclinic) or as a network-free reference. Writes
@@ -45,7 +46,7 @@ def flip_command(pattern: Path, wavelength: str | None, cell: str | None, starts
         grid=grid, seed=seed, background=not no_background, strip_kalpha2=not no_kalpha2_strip,
         min_two_theta=min_two_theta, cell=Cell.parse(cell) if cell is not None else None,
         wavelength=parse_wavelength(wavelength) if wavelength is not None else None, format=fmt,
-        flip=FlipConfig(cycles=cycles))
+        flip=FlipConfig(cycles=cycles), known_phases=known_phases)
     result = phase_pattern(pattern, config, starts)
     result.write(out, overwrite=overwrite)
     a, b, c, al, be, ga = result.cell

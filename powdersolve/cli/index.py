@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from powdersolve.cli.options import echo, format_option, min_two_theta_option, wavelength_option
+from powdersolve.cli.options import echo, format_option, known_phase_option, min_two_theta_option, wavelength_option
 from powdersolve.diffraction.lebail import LeBailConfig, le_bail
 from powdersolve.diffraction.sticks import parse_wavelength
 from powdersolve.errors import InputError, OutputError
@@ -17,6 +17,7 @@ from powdersolve.formats import read_pattern
 from powdersolve.indexing import SYSTEMS, CellSolution, IndexConfig, index_counts
 from powdersolve.indexing.extinction import ExtinctionClass, space_group_candidates
 from powdersolve.preprocess import doublet_for, has_kalpha2
+from powdersolve.structures.crystal import Crystal
 
 
 def lebail_rwp(sol: CellSolution, two_theta: np.ndarray, counts: np.ndarray, wavelength: float,
@@ -74,13 +75,14 @@ def _parse_systems(text: str) -> tuple[str, ...]:
 @click.option("--kalpha2-strip", is_flag=True,
               help="Rachinger-strip K-alpha2 before peak picking (by default its peaks are recognised and dropped).")
 @min_two_theta_option
+@known_phase_option
 @click.option("--lebail", "n_lebail", type=click.IntRange(0, 50), default=2, show_default=True,
               help="Check the best N candidates by a Le Bail fit of the whole pattern (rwp_lebail); 0 skips it.")
 @click.option("--time-budget", type=float, default=10.0, show_default=True,
               help="Seconds per search stage (high systems; low systems).")
 def index_command(pattern: Path, wavelength: str | None, fmt: str | None, json_out: Path | None, systems: str,
                   top: int, tol: float, zero_range: float, kalpha2_strip: bool, min_two_theta: float,
-                  n_lebail: int, time_budget: float) -> None:
+                  n_lebail: int, time_budget: float, known_phases: tuple[Crystal, ...]) -> None:
     """Index PATTERN: ranked unit cells with M20, F_N, zero shift, and space-group candidates."""
     if json_out is not None and json_out.is_dir():
         raise OutputError(f"{json_out}: is a directory; give a file name for --json")
@@ -93,7 +95,8 @@ def index_command(pattern: Path, wavelength: str | None, fmt: str | None, json_o
     if lam is None:
         raise InputError(f"{pattern}: the file states no wavelength; pass --wavelength (e.g. CuKa1 or 1.5406)")
     picked, sols = index_counts(pat.two_theta, pat.counts, lam, config, progress=echo,
-                                strip_kalpha2=kalpha2_strip, min_two_theta=min_two_theta)
+                                strip_kalpha2=kalpha2_strip, min_two_theta=min_two_theta,
+                                known_phases=known_phases)
     tt = picked.peaks.two_theta
     lambda2 = _kalpha2_in(pat.two_theta, pat.counts, picked.wavelength)
     if not sols:

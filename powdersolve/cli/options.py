@@ -1,4 +1,5 @@
-"""Options the pattern commands (`index`, `predict`, `flip`, `solve`) share, written once, and their progress line."""
+"""Options the pattern commands (`index`, `predict`, `flip`, `solve`) share, written once, and their progress
+line."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import Callable
 
 import click
 
+from powdersolve.diffraction.known_phases import STANDARDS, known_phase
 from powdersolve.formats import READERS
+from powdersolve.structures.crystal import Crystal
 
 wavelength_option = click.option(
     "--wavelength", default=None,
@@ -25,9 +28,20 @@ _KALPHA2_STRIP = click.option(
 _BACKGROUND = click.option("--no-background", is_flag=True, help="Do not remove the background.")
 
 
+def _known_phases(_ctx: click.Context, _param: click.Parameter, specs: tuple[str, ...]) -> tuple[Crystal, ...]:
+    return tuple(known_phase(spec) for spec in specs)
+
+
+known_phase_option = click.option(
+    "--known-phase", "known_phases", multiple=True, callback=_known_phases,
+    help=f"A known second phase in the sample (internal standard or impurity): {', '.join(STANDARDS)}, or a CIF; "
+         "its lines are left out of indexing, the maps and the fits. Repeatable.")
+
+
 def reading_options(command: Callable) -> Callable:
-    """Add --format, --no-kalpha2-strip and --min-two-theta (how a pattern file is read) to a click command."""
-    for option in (min_two_theta_option, _KALPHA2_STRIP, format_option):
+    """Add --format, --no-kalpha2-strip, --min-two-theta and --known-phase (how a pattern file is read) to a click
+    command."""
+    for option in (known_phase_option, min_two_theta_option, _KALPHA2_STRIP, format_option):
         command = option(command)
     return command
 
@@ -40,3 +54,4 @@ def preprocessing_options(command: Callable) -> Callable:
 def echo(msg: str) -> None:
     """One progress line on stderr."""
     click.echo(f"powdersolve: {msg}", err=True)
+

@@ -15,6 +15,7 @@ from powdersolve.maps.flipping import FlipConfig
 from powdersolve.maps.modification import ModificationConfig
 from powdersolve.predict import PredictConfig, predict
 from powdersolve.predict.config import MIN_GRID, SYSTEMS
+from powdersolve.structures.crystal import Crystal
 
 
 @click.command("predict")
@@ -59,10 +60,10 @@ from powdersolve.predict.config import MIN_GRID, SYSTEMS
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def predict_command(pattern: Path, wavelength: str | None, composition: str | None, cell: str | None, system: str,
                     samples: int, grid: int, weights: Path | None, fmt: str | None, no_background: bool,
-                    no_kalpha2_strip: bool, min_two_theta: float, save_samples: bool, seed: int, symmetrise: bool,
-                    modify_cycles: int | None, modify_symmetry: bool, modify_histogram: str, flip_cycles: int,
-                    formula_units: int | None,
-                    absolute_scale: bool, out: Path, overwrite: bool) -> None:
+                    no_kalpha2_strip: bool, min_two_theta: float, known_phases: tuple[Crystal, ...], save_samples: bool,
+                    seed: int, symmetrise: bool, modify_cycles: int | None, modify_symmetry: bool,
+                    modify_histogram: str, flip_cycles: int, formula_units: int | None, absolute_scale: bool,
+                    out: Path, overwrite: bool) -> None:
     """Predict the electron density (CMED) of the cell that diffracts PATTERN.
 
     Writes density.ccp4 / density.cube / CHGCAR / density.npy (mean over samples), density_std.*
@@ -83,7 +84,7 @@ def predict_command(pattern: Path, wavelength: str | None, composition: str | No
         modify=None if modify_cycles is None else ModificationConfig(cycles=modify_cycles, symmetry=modify_symmetry,
                                                                      histogram=modify_histogram),
         flip=FlipConfig(cycles=flip_cycles) if flip_cycles else None,
-        formula_units=formula_units, absolute_scale=absolute_scale,
+        formula_units=formula_units, absolute_scale=absolute_scale, known_phases=known_phases,
     )
     result = predict(pattern, config, progress=echo)
     result.write(out, overwrite=overwrite, save_samples=save_samples, progress=echo)

@@ -17,6 +17,7 @@ from powdersolve.solve.config import SolveConfig
 from powdersolve.solve.pipeline import solve
 from powdersolve.solve.rank import MAX_RWP
 from powdersolve.solve.result import write_solve_outputs
+from powdersolve.structures.crystal import Crystal
 
 
 @click.command("solve")
@@ -56,7 +57,8 @@ from powdersolve.solve.result import write_solve_outputs
 def solve_command(pattern: Path, composition: str | None, cell: str | None, wavelength: str | None, system: str,
                   samples: int, grid: int, weights: Path | None, max_rwp: float, top_k: int, refine_top: int,
                   no_map_symmetry: bool, modified_map: bool, flipped_map: bool, recycle: int, fmt: str | None,
-                  no_kalpha2_strip: bool, min_two_theta: float, seed: int, out: Path, overwrite: bool) -> None:
+                  no_kalpha2_strip: bool, min_two_theta: float, known_phases: tuple[Crystal, ...], seed: int, out: Path,
+                  overwrite: bool) -> None:
     """Solve the crystal structure that diffracts PATTERN.
 
     Predicts density maps (one per latent sample, plus their mean), reads atoms from each (for the
@@ -87,6 +89,7 @@ def solve_command(pattern: Path, composition: str | None, cell: str | None, wave
         samples=samples, grid=grid, seed=seed, system=system, strip_kalpha2=not no_kalpha2_strip,
         min_two_theta=min_two_theta, composition=composition, cell=Cell.parse(cell) if cell is not None else None,
         wavelength=parse_wavelength(wavelength) if wavelength is not None else None, weights=weights, format=fmt,
+        known_phases=known_phases,
     )
     result = solve(pattern, config, pconfig, progress=echo)
     write_solve_outputs(result, out, overwrite=overwrite, progress=echo)

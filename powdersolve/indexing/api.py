@@ -38,9 +38,11 @@ Each system has a time budget (``IndexConfig.time_budget_s``); a search out of t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
+from powdersolve.diffraction.known_phases import KnownLines
 from powdersolve.errors import InputError
 from powdersolve.indexing.metric import SYSTEMS, param_map
 from powdersolve.indexing.observations import Observed, observations
@@ -49,6 +51,7 @@ from powdersolve.indexing.reduction import niggli, same_lattice
 from powdersolve.indexing.search import HIGH_SYSTEMS, Search
 from powdersolve.indexing.solution import CENTRING_POINTS, M20_THRESHOLD, CellSolution, IndexConfig
 from powdersolve.indexing.strays import prefer_despite_weak_strays
+from powdersolve.structures.crystal import Crystal
 
 #: Leading candidates whose index-2 supercells and subcells are refined.
 N_NEIGHBOURS = 5
@@ -212,10 +215,18 @@ def best_cell(d_spacings: Sequence[float] | np.ndarray | None = None, *, source:
 
 def index_counts(two_theta: np.ndarray, counts: np.ndarray, wavelength: float, config: IndexConfig,
                  progress: Callable[[str], None] | None = None, strip_kalpha2: bool = False,
-                 min_two_theta: float = 5.0) -> tuple[PickedPeaks, list[CellSolution]]:
+                 min_two_theta: float = 5.0, known_phases: tuple[Crystal, ...] = ()
+                 ) -> tuple[PickedPeaks, list[CellSolution]]:
     """Index a measured pattern (2-theta deg, counts; wavelength A): its peaks picked by
-    :func:`.pattern.pick_peaks` (each step reported to ``progress``) and the ranked cells, best first."""
+    :func:`.pattern.pick_peaks` (each step reported to ``progress``), less those at the lines of
+    ``known_phases`` (:mod:`powdersolve.diffraction.known_phases`), and the ranked cells, best first."""
     picked = pick_peaks(two_theta, counts, wavelength, strip_kalpha2=strip_kalpha2, min_two_theta=min_two_theta)
+    if known_phases:
+        lines = KnownLines.of(known_phases, picked.wavelength, float(np.max(two_theta)))
+        kept = lines.without(picked.peaks)
+        note = (f"{len(picked.peaks) - len(kept)} peaks at lines of the known phases "
+                f"({', '.join(lines.names)}) left out")
+        picked = replace(picked, peaks=kept, log=(*picked.log, note))
     if progress is not None:
         for line in picked.log:
             progress(line)

@@ -10,6 +10,7 @@ from powdersolve.density import MAX_GRID
 from powdersolve.errors import InputError
 from powdersolve.maps.flipping import FlipConfig
 from powdersolve.maps.modification import ModificationConfig
+from powdersolve.structures.crystal import Crystal
 from powdersolve.weights import SERVING_MODELS
 
 #: Values of ``system``: 'auto' or a model's crystal system.
@@ -56,6 +57,9 @@ class PredictConfig:
             read from the posterior-mean map's peaks, and used only when it is clear
             (:func:`powdersolve.maps.scale.read_formula_units`); otherwise, and without a composition
             with ratios, the network's own scale is kept (and logged).
+        known_phases: known second phases in the sample (internal standards, impurities), as crystals
+            (:func:`powdersolve.diffraction.known_phases.known_phase`): peaks at their lines are left out of
+            indexing and the maps, and the points around them out of the fits.
     """
 
     samples: int = 20
@@ -77,6 +81,7 @@ class PredictConfig:
     flip: FlipConfig | None = field(default_factory=FlipConfig)
     formula_units: int | None = None
     absolute_scale: bool = True
+    known_phases: tuple[Crystal, ...] = ()
 
     def __post_init__(self) -> None:
         if self.formula_units is not None and self.formula_units < 1:
@@ -94,3 +99,6 @@ class PredictConfig:
             raise InputError(f"--system '{self.system}' is not one of {', '.join(SYSTEMS)}")
         if self.cell is not None:
             object.__setattr__(self, "cell", Cell.of(self.cell))
+        if not all(isinstance(c, Crystal) for c in self.known_phases):
+            raise InputError("known_phases: give crystals (powdersolve.diffraction.known_phases.known_phase)")
+        object.__setattr__(self, "known_phases", tuple(self.known_phases))

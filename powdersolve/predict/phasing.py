@@ -108,7 +108,7 @@ def phase_pattern(pattern: str | os.PathLike | Pattern, config: PredictConfig = 
     if config.cell is not None:
         cell, cell_source, indexing = Cell.of(config.cell), "given", None
     else:
-        sol = indexed or index(pat, lam, source)[0]
+        sol = indexed or index(pat, lam, source, known_phases=config.known_phases)[0]
         cell, cell_source, indexing = sol.cell, "indexed", indexing_summary(sol)
         log.append(f"indexed: {sol.system} {sol.centring} {' '.join(f'{v:.4f}' for v in sol.cell)}, "
                    f"M20={sol.m20:.1f}")

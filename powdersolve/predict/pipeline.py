@@ -109,7 +109,7 @@ def predict(pattern: str | os.PathLike | Pattern, config: PredictConfig = DEFAUL
         wavelength=processed.wavelength, q_coverage=coverage, model=model_info, timings=clock.timings,
         source=source, raw=(pat.two_theta, pat.counts), processed=(processed.two_theta, processed.counts),
         peaks=processed.peaks, n_samples=int(config.samples), seed=int(config.seed), symmetrised=symmetrised,
-        symmetry=symmetry, scale=scale,
+        symmetry=symmetry, scale=scale, excluded=processed.excluded,
     )
     if config.modify is not None:
         pred = modify_prediction(pred, config.modify, config.composition, config.formula_units)

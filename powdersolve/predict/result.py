@@ -70,6 +70,7 @@ class Prediction:
         flipped, flipping: the mean map's phases refined by charge flipping of the measured magnitudes, and
             how (or None).
         scale: how the samples were scaled (absolute or the network's own).
+        excluded: (n,) bool over ``processed``: points near lines of known phases, left out of fits (or None).
     """
 
     mean: np.ndarray
@@ -101,6 +102,7 @@ class Prediction:
     modified_group: MapSymmetry | None = None
     flipped: np.ndarray | None = None
     flipping: dict | None = None
+    excluded: np.ndarray | None = None
 
     @property
     def lattice(self) -> np.ndarray:

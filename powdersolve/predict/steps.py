@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from powdersolve.cell import Cell
+from powdersolve.diffraction.known_phases import KnownLines
 from powdersolve.diffraction.peaks import MERGE_TOL_Q, PeakList, find_peaks, peaks_to_q_intensity
 from powdersolve.diffraction.sticks import q_from_two_theta
 from powdersolve.errors import InputError
@@ -24,6 +25,7 @@ from powdersolve.model import ModelConfig
 from powdersolve.predict.config import PredictConfig
 from powdersolve.predict.result import Wavelength
 from powdersolve.preprocess import PreprocessConfig, doublet_for, preprocess
+from powdersolve.structures.crystal import Crystal
 from powdersolve.weights import available_systems, served_lattices, serving_model, shipped_weights
 
 
@@ -59,7 +61,8 @@ class Processed:
     Attributes:
         two_theta, counts: (n,) degrees and processed intensities (range cut, K-alpha2 stripped, background off).
         wavelength: as read, and effective (K-alpha1 after stripping).
-        peaks: the picked, fitted peaks; log: what was done, one line each.
+        peaks: the picked, fitted peaks (less those of known phases); log: what was done, one line each.
+        excluded: (n,) bool, the points near lines of known phases, left out of the fits; None when none is given.
     """
 
     two_theta: np.ndarray
@@ -67,6 +70,7 @@ class Processed:
     wavelength: Wavelength
     peaks: PeakList
     log: list[str]
+    excluded: np.ndarray | None = None
 
     @property
     def q_max(self) -> float:
@@ -109,19 +113,28 @@ def preprocess_pattern(pat: Pattern, lam: float, lam_source: str, config: Predic
     log = steps + notes
     wavelength = Wavelength(lam, lam_source, doublet_for(lam)[0] if strip else lam)
     peaks = find_peaks(tt, counts)
+    excluded = None
+    if config.known_phases and len(peaks):
+        lines = KnownLines.of(config.known_phases, wavelength.effective, float(tt.max()))
+        found = len(peaks)
+        peaks = lines.without(peaks)
+        fwhm = float(np.median(peaks.fwhm)) if len(peaks) else 0.1
+        excluded = lines.region(tt, fwhm)
+        log.append(f"{found - len(peaks)} peaks at lines of the known phases ({', '.join(lines.names)}) left out, "
+                   f"and {int(excluded.sum())} points around their lines left out of the fits")
     if len(peaks) < 2:
         raise InputError(f"{pat.source}: only {len(peaks)} diffraction peak(s) found; is this a crystalline powder "
                          "pattern with the right columns?")
     log.append(f"{len(peaks)} peaks picked and fitted (pseudo-Voigt), intensities divided by Lorentz-polarisation")
-    return Processed(tt, counts, wavelength, peaks, log)
+    return Processed(tt, counts, wavelength, peaks, log, excluded)
 
 
 #: Largest 2-theta zero shift (deg) fitted while indexing.
 INDEX_ZERO_RANGE = 0.1
 
 
-def index(pat: Pattern, wavelength: float, source: str, systems: tuple[str, ...] | None = None
-          ) -> list[CellSolution]:
+def index(pat: Pattern, wavelength: float, source: str, systems: tuple[str, ...] | None = None,
+          known_phases: tuple[Crystal, ...] = ()) -> list[CellSolution]:
     """Cells of the raw pattern with M20 >= :data:`~powdersolve.indexing.M20_THRESHOLD`, best first.
 
     Peaks are picked on the pattern as read (:func:`powdersolve.indexing.pattern.pick_peaks`: K-alpha2
@@ -130,7 +143,7 @@ def index(pat: Pattern, wavelength: float, source: str, systems: tuple[str, ...]
     """
     config = IndexConfig(zero_range=INDEX_ZERO_RANGE) if systems is None else \
         IndexConfig(systems=systems, zero_range=INDEX_ZERO_RANGE)
-    picked, found = index_counts(pat.two_theta, pat.counts, wavelength, config)
+    picked, found = index_counts(pat.two_theta, pat.counts, wavelength, config, known_phases=known_phases)
     sols = [s for s in found if s.m20 >= M20_THRESHOLD]
     if not sols:
         where = "any crystal system" if systems is None else f"a {' or '.join(systems)} cell"
@@ -172,7 +185,7 @@ def resolve_model(config: PredictConfig, pat: Pattern, wavelength: float, source
                                f"cells (shipped: {', '.join(have)}); check the cell, or phase the pattern without "
                                "a network with `powdersolve flip`")
         return system, shipped_weights(system), None
-    system, sol = _model_for_indexed(index(pat, wavelength, source), have, source)
+    system, sol = _model_for_indexed(index(pat, wavelength, source, known_phases=config.known_phases), have, source)
     return system, shipped_weights(system), sol
 
 
@@ -192,7 +205,7 @@ def choose_cell(config: PredictConfig, system: str, pat: Pattern, processed: Pro
                              f"model serves {' and '.join(served_lattices(system))} cells (conventional standard "
                              "setting); check the cell or --system")
         return cell, "given", None
-    sol = sol or index(pat, processed.wavelength.value, source, served_lattices(system))[0]
+    sol = sol or index(pat, processed.wavelength.value, source, served_lattices(system), config.known_phases)[0]
     indexing = indexing_summary(sol)
     processed.log.append(f"indexed: {sol.system} {sol.centring} a={sol.a:.4f} c={sol.c:.4f} A, M20={sol.m20:.1f}")
     if sol.system != system:

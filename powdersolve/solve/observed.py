@@ -44,10 +44,18 @@ class Observed:
         sigma = None if self.sigma is None else self.sigma[::k]
         return Observed(self.two_theta[::k], self.counts[::k], self.wavelength, self.source, self.fwhm, sigma)
 
+    def without(self, excluded: np.ndarray | None) -> Observed:
+        """The profile less the points where ``excluded`` (n,) is True (excluded regions); itself for None."""
+        if excluded is None or not np.any(excluded):
+            return self
+        keep = ~np.asarray(excluded, dtype=bool)
+        sigma = None if self.sigma is None else self.sigma[keep]
+        return Observed(self.two_theta[keep], self.counts[keep], self.wavelength, self.source, self.fwhm, sigma)
+
 
 def observed_from_prediction(pred: Prediction) -> Observed:
     """The profile ``pred`` was made from: preprocessed exactly as the model saw it, at its effective wavelength."""
     tt, y = pred.processed
     fwhm = float(np.median(pred.peaks.fwhm)) if len(pred.peaks) else None
     return Observed(np.asarray(tt, np.float64), np.asarray(y, np.float64), float(pred.wavelength.effective),
-                    pred.source, fwhm)
+                    pred.source, fwhm).without(pred.excluded)

@@ -76,7 +76,8 @@ def observed_profile(pattern: str | os.PathLike | Pattern, config: PredictConfig
     pat, lam, lam_source = read(pattern, config)
     processed = preprocess_pattern(pat, lam, lam_source, config)
     fwhm = float(np.median(processed.peaks.fwhm)) if len(processed.peaks) else None
-    return Observed(processed.two_theta, processed.counts, processed.wavelength.effective, str(pat.source), fwhm)
+    return Observed(processed.two_theta, processed.counts, processed.wavelength.effective, str(pat.source),
+                    fwhm).without(processed.excluded)
 
 
 def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CONFIG,

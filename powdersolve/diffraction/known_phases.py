@@ -1,0 +1,107 @@
+"""Lines of a known second phase in a pattern (an internal standard or an impurity the user names).
+
+A laboratory sample often holds a phase whose structure is known: silicon or LaB6 mixed in as an internal
+standard, or a starting material left over. Its lines are not the unknown's: indexing would have to explain
+them, the maps would take them as reflections, and the fit would leave them as misfit. As Rietveld programs'
+excluded regions do, the peaks at the known phase's line positions are dropped from the picked peaks and the
+points around them from the profile the candidates are refined against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pymatgen.core import Lattice, Structure
+
+from powdersolve.diffraction.peaks import PeakList
+from powdersolve.diffraction.sticks import q_from_two_theta, sticks, to_two_theta
+from powdersolve.errors import InputError
+from powdersolve.structures.crystal import Crystal
+from powdersolve.structures.io import load_crystal
+
+#: Common internal standards by name: (space group, lattice (A, deg), species, fractional coordinates).
+#: Cells at room temperature (Si: NIST SRM 640; LaB6: SRM 660; Al2O3: SRM 676 corundum; CeO2: SRM 674).
+STANDARDS: dict[str, tuple[str, tuple[float, ...], list[str], list[list[float]]]] = {
+    "Si": ("Fd-3m", (5.43119, 5.43119, 5.43119, 90, 90, 90), ["Si"], [[0.125, 0.125, 0.125]]),
+    "LaB6": ("Pm-3m", (4.15689, 4.15689, 4.15689, 90, 90, 90), ["La", "B"], [[0, 0, 0], [0.1975, 0.5, 0.5]]),
+    "Al2O3": ("R-3c", (4.75925, 4.75925, 12.99180, 90, 90, 120), ["Al", "O"], [[0, 0, 0.35216], [0.30624, 0, 0.25]]),
+    "CeO2": ("Fm-3m", (5.41129, 5.41129, 5.41129, 90, 90, 90), ["Ce", "O"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+    "ZnO": ("P6_3mc", (3.24982, 3.24982, 5.20661, 90, 90, 120), ["Zn", "O"],
+            [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.3819]]),
+}
+#: Lines weaker than this fraction of the phase's strongest (LP included) are not left out: they do not show.
+MIN_LINE = 0.01
+#: A picked peak within this many of its FWHM of a known line is the known phase's.
+PEAK_WIDTHS = 0.5
+#: Profile points within this many median FWHM of a known line are left out of the fits.
+REGION_WIDTHS = 1.5
+
+
+def known_phase(spec: str) -> Crystal:
+    """The crystal of a standard's name (:data:`STANDARDS`, case-insensitive) or of a structure file (CIF).
+
+    Raises:
+        InputError: neither a standard's name nor a readable structure file.
+    """
+    names = {name.lower(): name for name in STANDARDS}
+    if spec.lower() in names:
+        group, cell, species, coords = STANDARDS[names[spec.lower()]]
+        structure = Structure.from_spacegroup(group, Lattice.from_parameters(*cell), species, coords)
+        return Crystal.from_structure(structure, structure.get_space_group_info()[1])
+    if not Path(spec).is_file():
+        raise InputError(f"known phase '{spec}' is neither a standard ({', '.join(STANDARDS)}) nor a structure file")
+    return load_crystal(spec)
+
+
+@dataclass(frozen=True)
+class KnownLines:
+    """2-theta positions (deg) of the known phases' visible lines at one wavelength, and what is left out.
+
+    Attributes:
+        two_theta: (m,) line positions (deg), sorted.
+        names: the phases' formulas, for messages.
+    """
+
+    two_theta: np.ndarray
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, crystals: tuple[Crystal, ...], wavelength: float, two_theta_max: float) -> KnownLines:
+        """The lines of ``crystals`` up to ``two_theta_max`` (deg) at ``wavelength`` (A) with at least
+        :data:`MIN_LINE` of their phase's strongest line's intensity (LP included)."""
+        lines = []
+        q_max = float(q_from_two_theta(min(two_theta_max + 1.0, 179.0), wavelength))
+        for crystal in crystals:
+            tt, inten = to_two_theta(sticks(crystal, q_max=q_max), wavelength)
+            if len(tt):
+                lines.append(tt[inten >= MIN_LINE * inten.max()])
+        found = np.sort(np.concatenate(lines)) if lines else np.zeros(0)
+        return cls(found, tuple(c.formula for c in crystals))
+
+    def __len__(self) -> int:
+        return len(self.two_theta)
+
+    def peaks_of(self, peaks: PeakList) -> np.ndarray:
+        """(n,) bool: picked peaks whose centre lies within :data:`PEAK_WIDTHS` of their FWHM of a known line."""
+        return self._near(peaks.two_theta, PEAK_WIDTHS * np.asarray(peaks.fwhm, dtype=np.float64))
+
+    def region(self, two_theta: np.ndarray, fwhm: float) -> np.ndarray:
+        """(n,) bool: profile points (deg) within :data:`REGION_WIDTHS` x ``fwhm`` (deg) of a known line."""
+        return self._near(two_theta, np.full(np.shape(two_theta), REGION_WIDTHS * fwhm))
+
+    def without(self, peaks: PeakList) -> PeakList:
+        """``peaks`` less those of the known phases."""
+        keep = ~self.peaks_of(peaks)
+        return PeakList(peaks.two_theta[keep], peaks.height[keep], peaks.integrated_intensity[keep],
+                        peaks.fwhm[keep])
+
+    def _near(self, two_theta: np.ndarray, half_width: np.ndarray) -> np.ndarray:
+        tt = np.asarray(two_theta, dtype=np.float64)
+        if not len(self.two_theta) or not tt.size:
+            return np.zeros(tt.shape, dtype=bool)
+        i = np.clip(np.searchsorted(self.two_theta, tt), 1, len(self.two_theta)) - 1
+        nearest = np.minimum(np.abs(tt - self.two_theta[i]),
+                             np.abs(tt - self.two_theta[np.minimum(i + 1, len(self.two_theta) - 1)]))
+        return nearest <= half_width

@@ -1,0 +1,90 @@
+"""A known second phase (internal standard or impurity): its lines left out of indexing, the peaks and the fits.
+Patterns from the independent test simulator (pymatgen sticks broadened in the test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from independent import CU_KA1, pv, sticks
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Lattice, Structure
+
+from powdersolve.diffraction.known_phases import STANDARDS, KnownLines, known_phase
+from powdersolve.diffraction.peaks import PeakList
+from powdersolve.errors import InputError
+from powdersolve.formats.pattern import make_pattern
+from powdersolve.indexing import IndexConfig, index_counts
+from powdersolve.predict import PredictConfig
+from powdersolve.solve.config import SolveConfig
+from powdersolve.solve.pipeline import observed_profile, solve
+
+TUNGSTEN = Structure.from_spacegroup("Im-3m", Lattice.cubic(3.1652), ["W"], [[0, 0, 0]])
+SILICON = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43119), ["Si"], [[0.125, 0.125, 0.125]])
+
+
+def _two_phase(main: Structure, minor: Structure, fraction: float, hi: float = 120.0, seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Poisson counts of ``main`` with ``minor`` whose strongest peak is ``fraction`` of ``main``'s."""
+    tt = np.arange(5.0, hi + 0.005, 0.01)
+    profiles = []
+    for s in (main, minor):
+        pos, inten, _ = sticks(s, CU_KA1, 4.0, hi + 1)
+        y = sum(a * pv(tt - c, 0.08, 0.5) for c, a in zip(pos, inten))
+        profiles.append(y / y.max())
+    y = 1e5 * (profiles[0] + fraction * profiles[1]) + 1000.0
+    return tt, np.random.default_rng(seed).poisson(y).astype(np.float64)
+
+
+def test_standard_lines_are_pymatgens_lines() -> None:
+    silicon = known_phase("si")
+    assert silicon.formula == "Si" and silicon.spacegroup == 227
+    lines = KnownLines.of((silicon,), CU_KA1, 120.0)
+    pos, inten, _ = sticks(SILICON, CU_KA1, 5.0, 120.0)
+    strong = pos[inten >= 0.01 * inten.max()]
+    assert len(lines) == len(strong)
+    assert np.abs(lines.two_theta - np.sort(strong)).max() < 0.01
+    assert all(len(KnownLines.of((known_phase(name),), CU_KA1, 90.0)) > 3 for name in STANDARDS)
+
+
+def test_a_known_phase_from_a_file_and_a_bad_name(tmp_path) -> None:
+    path = tmp_path / "si.cif"
+    SILICON.to(filename=str(path))
+    assert known_phase(str(path)).spacegroup == 227
+    with pytest.raises(InputError, match="neither a standard"):
+        known_phase("unobtainium")
+    with pytest.raises(InputError):
+        PredictConfig(known_phases=("Si",))
+
+
+def test_peaks_and_points_near_known_lines() -> None:
+    lines = KnownLines(np.array([28.44, 47.30]), ("Si",))
+    peaks = PeakList(np.array([28.46, 30.0, 47.5]), np.ones(3), np.ones(3), np.array([0.08, 0.08, 0.08]))
+    assert lines.peaks_of(peaks).tolist() == [True, False, False]
+    assert len(lines.without(peaks)) == 2
+    tt = np.array([28.0, 28.40, 28.55, 29.0])
+    assert lines.region(tt, 0.08).tolist() == [False, True, True, False]
+    assert not KnownLines(np.zeros(0), ()).region(tt, 0.08).any()
+
+
+def test_a_named_standard_lets_a_few_line_sample_index() -> None:
+    """bcc W has 6 lines to 120 deg, 3% Si brings 8: named, the Si lines go and W indexes cubic I."""
+    tt, counts = _two_phase(TUNGSTEN, SILICON, 0.03)
+    config = IndexConfig(zero_range=0.1)
+    _, unnamed = index_counts(tt, counts, CU_KA1, config)
+    assert unnamed[0].system != "cubic"  # a lower cell indexing both phases' lines leads
+    picked, sols = index_counts(tt, counts, CU_KA1, config, known_phases=(known_phase("Si"),))
+    assert any("left out" in line for line in picked.log)
+    assert sols[0].system == "cubic" and sols[0].centring == "I"
+    assert sols[0].a == pytest.approx(3.1652, abs=0.003)
+
+
+def test_solve_with_a_named_standard_finds_the_sample_and_fits_without_its_lines() -> None:
+    tt, counts = _two_phase(TUNGSTEN, SILICON, 0.03)
+    pattern = make_pattern(tt, counts, None, CU_KA1, Path("W_Si.xy"), "xy")
+    config = PredictConfig(composition="W", known_phases=(known_phase("Si"),))
+    assert len(observed_profile(pattern, config).two_theta) < len(observed_profile(pattern, PredictConfig()).two_theta)
+    result = solve(pattern, SolveConfig(samples=4, recycle=0), config)
+    assert result.best.spacegroup == 229
+    assert StructureMatcher().fit(result.best.result.structure, TUNGSTEN)
