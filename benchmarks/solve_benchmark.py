@@ -43,6 +43,7 @@ Usage:
         [--no-flipped-map]  # without the charge-flipped mean map (the default before 2026-12-07)
         [--recycle 0]  # without recycling the best candidates (the default before 2026-12-07)
         [--no-missed-symmetry]  # the best candidate not searched for symmetry it missed (before 2026-12-07)
+        [--patterns lab-si --known-phase Si]  # the silicon of the lab-si patterns named, as a user would
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
 from powdersolve.density import DensityConfig, density_grid
+from powdersolve.diffraction.known_phases import known_phase
 from powdersolve.diffraction.profile import ProfileConfig, profile_pattern
 from powdersolve.diffraction.sticks import WAVELENGTHS, q_from_two_theta, sticks
 from powdersolve.fileio import atomic_write_text
@@ -116,13 +118,15 @@ def simulate(crystal: Crystal, kind: str, seed: int, name: str) -> Pattern:
     return make_pattern(tt, y, None, lam, Path(f"{name}_{kind}.xy"), "xy")
 
 
-def predict_config(case: Case, kind: str, weights: Path | None, with_cell: bool = True) -> PredictConfig:
+def predict_config(case: Case, kind: str, weights: Path | None, with_cell: bool = True,
+                   known_phases: tuple[Crystal, ...] = ()) -> PredictConfig:
     """True composition, and the true cell unless ``with_cell`` is False (then indexed); stick patterns
-    skip K-alpha2 stripping and background removal."""
+    skip K-alpha2 stripping and background removal; ``known_phases`` named as a user would."""
     cell = tuple(float(v) for v in case.crystal.cell_parameters) if with_cell else None
     return PredictConfig(composition=case.truth.composition.formula.replace(" ", ""),
                          cell=cell,  # type: ignore[arg-type]
-                         weights=weights, strip_kalpha2=kind != "stick", background=kind != "stick")
+                         weights=weights, strip_kalpha2=kind != "stick", background=kind != "stick",
+                         known_phases=known_phases)
 
 
 def random_structures(truth: Structure, n: int, seed: int) -> list[Structure]:
@@ -224,19 +228,20 @@ def run_case(case: Case, kind: str, mode: str, cases: list[Case], args: argparse
     cfg = solve_config(args)
     seed = zlib.crc32(f"{case.name}/{kind}".encode())
     crystal = case.crystal if args.map_scores else None
+    known = tuple(known_phase(spec) for spec in args.known_phase)
 
     def score(result: SolveResult | None, truth: Structure) -> dict:
         return score_case(result, truth, crystal, args.grid)
 
     if mode == "model":
-        return score(solve(case.patterns[kind], cfg, predict_config(case, kind, weights, not args.no_cell)),
+        return score(solve(case.patterns[kind], cfg, predict_config(case, kind, weights, not args.no_cell, known)),
                      case.truth)
     if mode == "wrong-pattern":
         same = [c for c in cases if c.system == case.system]
         other = same[(same.index(case) + 1) % len(same)]
         if other is case:
             raise ValueError("only one case of this system: no other pattern to give")
-        return score(solve(other.patterns[kind], cfg, predict_config(case, kind, weights, not args.no_cell)),
+        return score(solve(other.patterns[kind], cfg, predict_config(case, kind, weights, not args.no_cell, known)),
                      case.truth)
     if mode == "no-model":
         structs = random_structures(case.truth, args.samples, seed)
@@ -366,6 +371,8 @@ def main() -> None:
     ap.add_argument("--n-z-averaged", type=int, default=2,
                     help="variant: Z values read from each symmetry-averaged map (SolveConfig.n_z_averaged; "
                          "1 was the default on 2026-11-25)")
+    ap.add_argument("--known-phase", action="append", default=[],
+                    help="name a known second phase (e.g. Si for the lab-si patterns), as `solve --known-phase`")
     ap.add_argument("--no-missed-symmetry", action="store_true",
                     help="variant: the best candidate is not searched for symmetry it missed "
                          "(SolveConfig.symmetry_tolerances=(), the default before 2026-12-07)")
