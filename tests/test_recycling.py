@@ -63,7 +63,8 @@ def test_recycling_moves_misplaced_light_atoms_towards_the_truth() -> None:
 
 
 def test_the_recycling_settings_are_checked() -> None:
-    for bad in ({"recycle": -1}, {"recycle_above": -0.1}, {"recycle_above": float("nan")}):
+    for bad in ({"recycle": -1}, {"recycle_above": -0.1}, {"recycle_above": float("nan")}, {"time_limit": 0.0},
+                {"time_limit": float("nan")}):
         with pytest.raises(InputError):
             SolveConfig(**bad)
 
@@ -80,3 +81,8 @@ def test_solve_ranks_the_recycled_candidates_with_the_rest(tmp_path) -> None:
     assert result.config.abstain and result.config.recycle == 1  # the settings asked for, not the first pass's
     assert any("recycled from candidate 1" in o for origins in result.origins for o in origins)
     assert StructureMatcher().fit(result.best.result.structure, truth)
+    # With a time limit already spent when recycling would begin, no candidate is recycled and a note says so.
+    late = solve(xy, SolveConfig(grid=32, recycle=1, recycle_above=0.0, time_limit=1e-6),
+                 PredictConfig(composition="ZnS"))
+    assert not any("recycled" in o for origins in late.origins for o in origins)
+    assert any("time limit" in n for n in late.notes)

@@ -50,13 +50,16 @@ from powdersolve.structures.crystal import Crystal
 @click.option("--recycle", type=int, default=SolveConfig().recycle, show_default=True,
               help="Where the best fit's Rwp is above 0.03, charge-flip the measured peaks from the phases of this "
                    "many best candidates and read atoms from those maps too (0: skip).")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds after which no further candidate is recycled (default: no limit).")
 @reading_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latent samples.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 def solve_command(pattern: Path, composition: str | None, cell: str | None, wavelength: str | None, system: str,
                   samples: int, grid: int, weights: Path | None, max_rwp: float, top_k: int, refine_top: int,
-                  no_map_symmetry: bool, modified_map: bool, flipped_map: bool, recycle: int, fmt: str | None,
+                  no_map_symmetry: bool, modified_map: bool, flipped_map: bool, recycle: int,
+                  time_limit: float | None, fmt: str | None,
                   no_kalpha2_strip: bool, min_two_theta: float, known_phases: tuple[Crystal, ...], seed: int, out: Path,
                   overwrite: bool) -> None:
     """Solve the crystal structure that diffracts PATTERN.
@@ -84,7 +87,7 @@ def solve_command(pattern: Path, composition: str | None, cell: str | None, wave
         raise OutputError(f"{out}: already exists; pass --overwrite or choose another --out")
     config = SolveConfig(samples=samples, grid=grid, max_rwp=max_rwp, top_k=top_k, refine_top=refine_top,
                          map_symmetry=not no_map_symmetry, modified_map=modified_map,
-                         flipped_map=flipped_map, recycle=recycle)
+                         flipped_map=flipped_map, recycle=recycle, time_limit=time_limit)
     pconfig = PredictConfig(
         samples=samples, grid=grid, seed=seed, system=system, strip_kalpha2=not no_kalpha2_strip,
         min_two_theta=min_two_theta, composition=composition, cell=Cell.parse(cell) if cell is not None else None,

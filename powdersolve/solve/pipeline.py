@@ -106,7 +106,7 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
     except NoModelError as exc:
         if not config.flipped_map:
             raise
-        return _solve_without_network(pattern, pcfg, config, exc, say)
+        return _solve_without_network(pattern, pcfg, config, exc, say, t0)
     timings["predict"] = time.perf_counter() - t0
     # Abstention waits for the recycled candidates (_finished decides it).
     first_pass = replace(config, abstain=False)
@@ -115,7 +115,7 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
         result = _solve_prediction(pred, pcfg.composition, first_pass, say, timings)
     else:
         result = _solve_staged(pattern, pred, others, pcfg, first_pass, modifying, flipping, say, progress, timings)
-    return replace(_finished(result, measured_peaks(pred), pcfg.composition, pred.lattice, config, say),
+    return replace(_finished(result, measured_peaks(pred), pcfg.composition, pred.lattice, config, say, t0),
                    prediction=pred)
 
 
@@ -158,7 +158,7 @@ def solve_from_grids(pattern: str | os.PathLike | Pattern, grids: Sequence[np.nd
 
 
 def _solve_without_network(pattern: str | os.PathLike | Pattern, pcfg: PredictConfig, config: SolveConfig,
-                           reason: NoModelError, say: Progress) -> SolveResult:
+                           reason: NoModelError, say: Progress, started: float) -> SolveResult:
     """No shipped model serves the cell: atoms from the map charge flipping finds from random phases alone
     (:func:`powdersolve.predict.phasing.phase_pattern`, the lowest flip R of :data:`NETWORK_FREE_STARTS`), in
     the cell given or already indexed."""
@@ -169,7 +169,7 @@ def _solve_without_network(pattern: str | os.PathLike | Pattern, pcfg: PredictCo
     flip_s = time.perf_counter() - t0
     result = solve_from_grids(pattern, [phased.grid], phased.cell.matrix, pcfg.composition,
                               replace(config, abstain=False), pcfg, say, labels=["charge-flipped map (no network)"])
-    result = _finished(result, phased.peaks, pcfg.composition, phased.cell.matrix, config, say)
+    result = _finished(result, phased.peaks, pcfg.composition, phased.cell.matrix, config, say, started)
     note = (f"no shipped model serves the cell: atoms read from the map charge flipping found from random phases "
             f"({phased.cell_source} cell; flip R {phased.r_factors[phased.kept]:.3f})")
     return replace(result, notes=[note, *result.notes], timings={"flip": flip_s, **result.timings})
@@ -304,12 +304,14 @@ def _extinctions(pred: Prediction) -> list[ExtinctionClass]:
 
 
 def _finished(result: SolveResult, peaks: MeasuredPeaks, composition: str | None, lattice: np.ndarray,
-              config: SolveConfig, say: Progress) -> SolveResult:
+              config: SolveConfig, say: Progress, started: float) -> SolveResult:
     """``result`` with the candidates of its recycled maps ranked in where its best Rwp is above
-    ``config.recycle_above`` (:mod:`powdersolve.solve.recycling`) and its best candidate in any higher
-    symmetry it missed (:mod:`powdersolve.solve.missed_symmetry`); abstains per ``config``."""
+    ``config.recycle_above`` (:mod:`powdersolve.solve.recycling`; none begun ``config.time_limit`` s after
+    ``started``, a ``time.perf_counter`` reading) and its best candidate in any higher symmetry it missed
+    (:mod:`powdersolve.solve.missed_symmetry`); abstains per ``config``."""
     if config.recycle and result.best.result.rwp > config.recycle_above:
-        result = _recycled(result, peaks, composition, lattice, config, say)
+        deadline = None if config.time_limit is None else started + config.time_limit
+        result = _recycled(result, peaks, composition, lattice, config, say, deadline)
     if config.symmetry_tolerances:
         t0 = time.perf_counter()
         say(f"searching the best candidate ({result.best.spacegroup_symbol}) for symmetry it missed")
@@ -323,13 +325,18 @@ def _finished(result: SolveResult, peaks: MeasuredPeaks, composition: str | None
 
 
 def _recycled(result: SolveResult, peaks: MeasuredPeaks, composition: str | None, lattice: np.ndarray,
-              config: SolveConfig, say: Progress) -> SolveResult:
+              config: SolveConfig, say: Progress, deadline: float | None) -> SolveResult:
     """``result`` with the candidates read from the recycled maps of its best ``config.recycle`` candidates
-    ranked in (never abstains)."""
+    ranked in, none begun after ``deadline`` (``time.perf_counter``; None: no limit); never abstains."""
     t0 = time.perf_counter()
     rankings = [Ranking(result.candidates, result.origins, result.notes)]
     n_maps, n_distinct = result.n_maps, result.n_distinct
     for rank, candidate in enumerate(result.candidates[: config.recycle], start=1):
+        if deadline is not None and time.perf_counter() > deadline:
+            late = f"recycling stopped before candidate {rank}: the time limit ({config.time_limit:g} s) was reached"
+            say(late)
+            rankings.append(Ranking([], [], [late]))
+            break
         say(f"recycling candidate {rank} ({candidate.spacegroup_symbol}, Rwp {candidate.result.rwp:.3f}): "
             "charge flipping of the measured peaks from its phases")
         try:
