@@ -105,3 +105,41 @@ class KnownLines:
         nearest = np.minimum(np.abs(tt - self.two_theta[i]),
                              np.abs(tt - self.two_theta[np.minimum(i + 1, len(self.two_theta) - 1)]))
         return nearest <= half_width
+
+
+#: A standard counts as present when each of its lines of at least this fraction of its strongest is a picked peak.
+STRONG_LINE = 0.1
+#: ... and it has at least this many such lines in the range (fewer coincide by chance too easily).
+MIN_STRONG_LINES = 4
+
+
+def standards_present(peaks: PeakList, wavelength: float, two_theta_max: float) -> tuple[str, ...]:
+    """The standards of :data:`STANDARDS` whose every strong line up to ``two_theta_max`` (deg) at
+    ``wavelength`` (A) lies within half a FWHM of a picked peak, beside at least :data:`MIN_STRONG_LINES`
+    peaks that are none of its lines: a hint that the sample holds one, never acted on without the user's
+    word (a sample's own lines can fall there)."""
+    found = []
+    for name in STANDARDS:
+        crystal = known_phase(name)
+        q_max = float(q_from_two_theta(min(two_theta_max, 179.0), wavelength))
+        tt, inten = to_two_theta(sticks(crystal, q_max=q_max), wavelength)
+        strong = tt[inten >= STRONG_LINE * inten.max()] if len(tt) else tt
+        if len(strong) < MIN_STRONG_LINES or not len(peaks):
+            continue
+        half = PEAK_WIDTHS * float(np.median(peaks.fwhm))
+        every = KnownLines(np.sort(tt[inten >= MIN_LINE * inten.max()]), (crystal.formula,))
+        others = int((~every._near(peaks.two_theta, np.full(len(peaks), half))).sum())
+        # A pattern all of whose peaks are the standard's is that compound, not a mixture.
+        if others >= MIN_STRONG_LINES and all(np.min(np.abs(peaks.two_theta - t)) <= half for t in strong):
+            found.append(name)
+    return tuple(found)
+
+
+def standards_hint(peaks: PeakList, wavelength: float, two_theta_max: float) -> str:
+    """One sentence naming the standards :func:`standards_present` finds, or ''."""
+    present = standards_present(peaks, wavelength, two_theta_max)
+    if not present:
+        return ""
+    names = " or ".join(present)
+    return (f"the strong lines of {names} are all among the peaks: if the sample holds it (an internal standard or "
+            f"impurity), name it with --known-phase {present[0]}")
