@@ -126,11 +126,12 @@ def standards_present(peaks: PeakList, wavelength: float, two_theta_max: float) 
         strong = tt[inten >= STRONG_LINE * inten.max()] if len(tt) else tt
         if len(strong) < MIN_STRONG_LINES or not len(peaks):
             continue
-        half = PEAK_WIDTHS * float(np.median(peaks.fwhm))
         every = KnownLines(np.sort(tt[inten >= MIN_LINE * inten.max()]), (crystal.formula,))
-        others = int((~every._near(peaks.two_theta, np.full(len(peaks), half))).sum())
+        others = int((~every.peaks_of(peaks)).sum())
+        half = PEAK_WIDTHS * float(np.median(peaks.fwhm))
+        each_seen = np.abs(np.asarray(peaks.two_theta)[:, None] - strong[None, :]).min(axis=0) <= half
         # A pattern all of whose peaks are the standard's is that compound, not a mixture.
-        if others >= MIN_STRONG_LINES and all(np.min(np.abs(peaks.two_theta - t)) <= half for t in strong):
+        if others >= MIN_STRONG_LINES and each_seen.all():
             found.append(name)
     return tuple(found)
 
