@@ -97,3 +97,15 @@ def test_the_lines_of_a_common_standard_are_pointed_out_never_removed() -> None:
     assert len(picked.peaks) >= 12  # W's 6 lines and Si's, all kept
     alone, _ = index_counts(*_two_phase(TUNGSTEN, SILICON, 0.0), CU_KA1, IndexConfig(zero_range=0.1))
     assert not any("--known-phase" in line for line in alone.log)
+
+
+def test_an_unknown_known_phase_is_one_line_and_exit_2(capsys, tmp_path) -> None:
+    from powdersolve.cli import main
+
+    example = Path(__file__).resolve().parents[1] / "powdersolve" / "examples" / "CaF2_CuKa.xy"
+    for command in ("index", "solve"):
+        extra = ["--out", str(tmp_path / command)] if command == "solve" else []
+        assert main([command, str(example), "--known-phase", "unobtainium", *extra]) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and "neither a standard" in err[0]
+        assert not (tmp_path / command).exists()
