@@ -54,6 +54,9 @@ def test_the_best_candidate_takes_the_group_it_missed() -> None:
     assert any("has the symmetry of P4_2/mnm" in n for n in out.notes)
     exact = rank_structures([RUTILE], [["mean"]], obs, config)
     assert with_missed_symmetry(exact, obs, config, (0.2, 0.3, 0.5), tie=0.02) == exact
+    # A lower candidate that is the same structure as the symmetric version is dropped.
+    both = Ranking([*rough.candidates, *exact.candidates], [*rough.origins, *exact.origins], [])
+    assert len(with_missed_symmetry(both, obs, config, (0.2, 0.3, 0.5), tie=0.02).candidates) == 1
 
 
 def test_an_empty_ranking_and_bad_settings() -> None:

@@ -22,7 +22,7 @@ from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from powdersolve.diffraction.leastsq import single_threaded_torch
-from powdersolve.solve.candidate import Candidate, candidate_of
+from powdersolve.solve.candidate import Candidate, candidate_of, drop_duplicates
 from powdersolve.solve.observed import Observed
 from powdersolve.solve.rank import RankConfig, Ranking, refine_safely, refine_settings
 
@@ -93,7 +93,7 @@ def with_missed_symmetry(ranking: Ranking, observed: Observed, config: RankConfi
     """``ranking`` with its best candidate replaced by its most symmetric version (:func:`symmetric_versions`)
     that, refined against ``observed`` (``config``'s full refinement), keeps the imposed group and has an Rwp
     at most ``1 + tie`` times the candidate's; unchanged when there is none (or the best was only screened).
-    The ranking's order stays."""
+    The ranking's order stays; a lower candidate that is the same structure as the new best is dropped."""
     if not ranking.candidates or ranking.candidates[0].screened_only:
         return ranking
     best = ranking.candidates[0]
@@ -117,5 +117,9 @@ def with_missed_symmetry(ranking: Ranking, observed: Observed, config: RankConfi
     note = (f"the best candidate ({best.spacegroup_symbol}, Rwp {best.result.rwp:.4f}) has the symmetry of "
             f"{version.symbol} at {version.tolerance:g} A: refined in it, Rwp {candidate.result.rwp:.4f}")
     origins = [[*ranking.origins[0], f"symmetry {version.symbol} imposed"], *ranking.origins[1:]]
-    return replace(ranking, candidates=[candidate, *ranking.candidates[1:]], origins=origins,
+    listed = [candidate, *ranking.candidates[1:]]
+    # A lower candidate may be the same structure as the symmetric version: the first of each is kept.
+    kept = {id(c) for c in drop_duplicates(listed)}
+    pairs = [(c, o) for c, o in zip(listed, origins, strict=True) if id(c) in kept]
+    return replace(ranking, candidates=[c for c, _ in pairs], origins=[o for _, o in pairs],
                    notes=[*ranking.notes, note])
