@@ -62,7 +62,7 @@ def independent_pattern(structure: Structure, *, kalpha2: bool = False, seed: in
 
 def silicon() -> Structure:
     """Diamond-structure Si (a = 5.431 A): the impurity phase of :func:`lab_pattern`."""
-    return Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0.125, 0.125, 0.125]])
+    return Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]])
 
 
 def lab_pattern(structure: Structure, *, seed: int = 0, lo: float = 5.0, hi: float = 120.0, step: float = 0.01,

@@ -134,7 +134,7 @@ def test_a_minor_impurity_does_not_displace_the_right_cell() -> None:
 
     from powdersolve.indexing import index_counts
 
-    silicon = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0.125, 0.125, 0.125]])
+    silicon = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]])
     tt, sample = pattern(rock_salt(), seed=2)
     _, impurity = pattern(silicon, background=0.0, seed=3)
     counts = sample + 0.03 * impurity
@@ -147,14 +147,16 @@ def test_a_minor_impurity_does_not_displace_the_right_cell() -> None:
 
 
 def test_an_impurity_may_bring_as_many_lines_as_a_few_line_sample() -> None:
-    """Aluminium (8 lines to 120 deg) with 3% silicon (8 more, all weak): half the lines are the
-    impurity's. The default allows that; at 40% the Si lines are explained by a monoclinic cell."""
+    """Aluminium (8 lines to 120 deg) with 3% of a Si-like phase (Si on Fd-3m 16c, origin choice 1: lines
+    111, 311, 222, 400, 331, all weak): nearly half the lines are the impurity's. The default allows that; at
+    40% the impurity lines are explained by a monoclinic cell. (With diamond Si, 8 lines to 120 deg, fcc
+    metals are mis-indexed unaided; naming it, ``--known-phase Si``, is the remedy: test_known_phases.py.)"""
     from independent import CU_KA1, pattern
     from pymatgen.core import Lattice, Structure
 
     from powdersolve.indexing import index_counts
 
-    silicon = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0.125, 0.125, 0.125]])
+    silicon = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0.125, 0.125, 0.125]])  # 16c
     aluminium = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.05), ["Al"], [[0, 0, 0]])
     tt, sample = pattern(aluminium, seed=2)
     _, impurity = pattern(silicon, background=0.0, seed=3)

@@ -21,7 +21,7 @@ from powdersolve.solve.config import SolveConfig
 from powdersolve.solve.pipeline import observed_profile, solve
 
 TUNGSTEN = Structure.from_spacegroup("Im-3m", Lattice.cubic(3.1652), ["W"], [[0, 0, 0]])
-SILICON = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43119), ["Si"], [[0.125, 0.125, 0.125]])
+SILICON = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43119), ["Si"], [[0, 0, 0]])  # 8a, origin choice 1
 
 
 def _two_phase(main: Structure, minor: Structure, fraction: float, hi: float = 120.0, seed: int = 0
