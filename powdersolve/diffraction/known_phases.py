@@ -135,9 +135,9 @@ def standards_present(peaks: PeakList, wavelength: float, two_theta_max: float) 
     peaks that are none of its lines: a hint that the sample holds one, never acted on without the user's
     word (a sample's own lines can fall there)."""
     found = []
+    q_max = float(q_from_two_theta(min(two_theta_max, 179.0), wavelength))
     for name in STANDARDS:
         crystal = known_phase(name)
-        q_max = float(q_from_two_theta(min(two_theta_max, 179.0), wavelength))
         tt, inten = to_two_theta(sticks(crystal, q_max=q_max), wavelength)
         strong = tt[inten >= STRONG_LINE * inten.max()] if len(tt) else tt
         if len(strong) < MIN_STRONG_LINES or not len(peaks):
@@ -152,9 +152,8 @@ def standards_present(peaks: PeakList, wavelength: float, two_theta_max: float) 
     return tuple(found)
 
 
-def standards_hint(peaks: PeakList, wavelength: float, two_theta_max: float) -> str:
-    """One sentence naming the standards :func:`standards_present` finds, or ''."""
-    present = standards_present(peaks, wavelength, two_theta_max)
+def standards_hint(present: tuple[str, ...]) -> str:
+    """One sentence naming the standards ``present`` (:func:`standards_present`) and the option, or '' for none."""
     if not present:
         return ""
     names = " or ".join(present)

@@ -42,7 +42,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from powdersolve.diffraction.known_phases import KnownLines, standards_hint
+from powdersolve.diffraction.known_phases import KnownLines, standards_hint, standards_present
 from powdersolve.errors import InputError
 from powdersolve.indexing.metric import SYSTEMS, param_map
 from powdersolve.indexing.observations import Observed, observations
@@ -221,8 +221,8 @@ def index_counts(two_theta: np.ndarray, counts: np.ndarray, wavelength: float, c
     :func:`.pattern.pick_peaks` (each step reported to ``progress``), less those at the lines of
     ``known_phases`` (:mod:`powdersolve.diffraction.known_phases`), and the ranked cells, best first."""
     picked = pick_peaks(two_theta, counts, wavelength, strip_kalpha2=strip_kalpha2, min_two_theta=min_two_theta)
-    if not known_phases and (hint := standards_hint(picked.peaks, picked.wavelength, float(np.max(two_theta)))):
-        picked = replace(picked, log=(*picked.log, hint))
+    if not known_phases and (present := standards_present(picked.peaks, picked.wavelength, float(np.max(two_theta)))):
+        picked = replace(picked, standards=present, log=(*picked.log, standards_hint(present)))
     if known_phases:
         lines = KnownLines.of(known_phases, picked.wavelength, float(np.max(two_theta)))
         kept = lines.without(picked.peaks)

@@ -19,11 +19,14 @@ class PickedPeaks:
         peaks: fitted peaks (2-theta in deg, intensities in counts).
         wavelength: wavelength (A) the peak positions refer to (K-alpha1 after stripping).
         log: one line per processing step.
+        standards: common standards whose strong lines are all among the peaks
+            (:func:`powdersolve.diffraction.known_phases.standards_present`; set by ``index_counts``).
     """
 
     peaks: PeakList
     wavelength: float
     log: tuple[str, ...]
+    standards: tuple[str, ...] = ()
 
 
 def kalpha2_companions(peaks: PeakList, lambda1: float, lambda2: float, max_ratio: float = 0.75) -> np.ndarray:

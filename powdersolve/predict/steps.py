@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from powdersolve.cell import Cell
-from powdersolve.diffraction.known_phases import KnownLines, standards_hint
+from powdersolve.diffraction.known_phases import KnownLines, standards_hint, standards_present
 from powdersolve.diffraction.peaks import MERGE_TOL_Q, PeakList, find_peaks, peaks_to_q_intensity
 from powdersolve.diffraction.sticks import q_from_two_theta
 from powdersolve.errors import InputError
@@ -122,8 +122,8 @@ def preprocess_pattern(pat: Pattern, lam: float, lam_source: str, config: Predic
         excluded = lines.region(tt, fwhm)
         log.append(f"{found - len(peaks)} peaks at lines of the known phases ({', '.join(lines.names)}) left out, "
                    f"and {int(excluded.sum())} points around their lines left out of the fits")
-    elif len(peaks) and (hint := standards_hint(peaks, wavelength.effective, float(tt.max()))):
-        log.append(hint)
+    elif len(peaks) and (present := standards_present(peaks, wavelength.effective, float(tt.max()))):
+        log.append(standards_hint(present))
     if len(peaks) < 2:
         raise InputError(f"{pat.source}: only {len(peaks)} diffraction peak(s) found; is this a crystalline powder "
                          "pattern with the right columns?")
@@ -149,7 +149,7 @@ def index(pat: Pattern, wavelength: float, source: str, systems: tuple[str, ...]
     sols = [s for s in found if s.m20 >= M20_THRESHOLD]
     if not sols:
         where = "any crystal system" if systems is None else f"a {' or '.join(systems)} cell"
-        hint = "" if known_phases else standards_hint(picked.peaks, picked.wavelength, float(pat.two_theta.max()))
+        hint = standards_hint(picked.standards)  # found while indexing; () when phases were named
         raise InputError(f"{source}: no cell of {where} indexes the {len(picked.peaks)} peaks with M20 >= "
                          f"{M20_THRESHOLD:g}; check the wavelength, or give --cell" + (f"; {hint}" if hint else ""))
     return sols
