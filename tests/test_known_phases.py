@@ -3,6 +3,7 @@ Patterns from the independent test simulator (pymatgen sticks broadened in the t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from independent import CU_KA1, pv, sticks
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
-from powdersolve.diffraction.known_phases import STANDARDS, KnownLines, known_phase
+from powdersolve.diffraction.known_phases import STANDARDS, KnownLines, known_phase, zero_offset
 from powdersolve.diffraction.peaks import PeakList
 from powdersolve.errors import InputError
 from powdersolve.formats.pattern import make_pattern
@@ -68,16 +69,50 @@ def test_peaks_and_points_near_known_lines() -> None:
     assert not KnownLines(np.zeros(0), ()).region(tt, 0.08).any()
 
 
-def test_a_named_standard_lets_a_few_line_sample_index() -> None:
-    """bcc W has 6 lines to 120 deg, 3% Si brings 8: named, the Si lines go and W indexes cubic I."""
-    tt, counts = _two_phase(TUNGSTEN, SILICON, 0.03)
+def test_the_zero_offset_of_a_pattern_from_known_lines() -> None:
+    lines = np.array([28.44, 47.30, 56.12, 69.13])
+    fwhm = np.full(5, 0.08)
+    shifted = PeakList(np.array([28.49, 40.0, 47.35, 56.17, 69.18]), np.ones(5), np.ones(5), fwhm)
+    assert zero_offset(lines, shifted) == pytest.approx(0.05)
+    far = PeakList(np.array([28.74, 40.0, 47.6, 56.42, 69.43]), np.ones(5), np.ones(5), fwhm)
+    assert zero_offset(lines, far) == 0.0  # 0.3 deg off: no line has a peak near enough
+    assert zero_offset(lines, PeakList(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))) == 0.0
+    silicon = (known_phase("Si"),)
+    moved = KnownLines.of(silicon, CU_KA1, 120.0, shifted)
+    assert moved.two_theta[0] == pytest.approx(KnownLines.of(silicon, CU_KA1, 120.0).two_theta[0] + 0.05, abs=0.005)
+    assert moved.peaks_of(shifted).tolist() == [True, False, True, True, True]
+
+
+@pytest.mark.parametrize("fraction", [0.03, 0.3])
+def test_a_few_line_sample_beside_a_standard_indexes_named_or_not(fraction: float) -> None:
+    """bcc W has 6 lines to 120 deg, Si brings 8-9. Named, the Si lines go; unnamed, the standard is
+    recognised and its lines may stay unindexed (they outnumber W's, strong ones too at 30%). Without that
+    a monoclinic cell indexing most lines of both phases leads."""
+    tt, counts = _two_phase(TUNGSTEN, SILICON, fraction)
     config = IndexConfig(zero_range=0.1)
-    _, unnamed = index_counts(tt, counts, CU_KA1, config)
-    assert unnamed[0].system != "cubic"  # a lower cell indexing both phases' lines leads
-    picked, sols = index_counts(tt, counts, CU_KA1, config, known_phases=(known_phase("Si"),))
-    assert any("left out" in line for line in picked.log)
-    assert sols[0].system == "cubic" and sols[0].centring == "I"
-    assert sols[0].a == pytest.approx(3.1652, abs=0.003)
+    named, sols = index_counts(tt, counts, CU_KA1, config, known_phases=(known_phase("Si"),))
+    assert any("left out" in line for line in named.log)
+    unnamed, found = index_counts(tt, counts, CU_KA1, config)
+    assert unnamed.standards == ("Si",)
+    for top in (sols[0], found[0]):
+        assert top.system == "cubic" and top.centring == "I"
+        assert top.a == pytest.approx(3.1652, abs=0.003)
+    assert found[0].n_lines - found[0].n_indexed >= 6
+    _, found = index_counts(tt, counts, CU_KA1, replace(config, weak_line=0.0))
+    assert found[0].system != "cubic"
+
+
+def test_weak_impurity_lines_beside_a_cell_of_the_same_system() -> None:
+    """hcp Y with 3% Si (too little for the standard to be recognised): the strict search finds only large
+    cells indexing both phases at M20 < 4, of the same metric family as Y's; the lenient search of that
+    family puts hcp Y first, leaving the weak Si lines unindexed."""
+    yttrium = Structure.from_spacegroup(194, Lattice.hexagonal(3.647, 5.731), ["Y"], [[1 / 3, 2 / 3, 0.25]])
+    picked, found = index_counts(*_two_phase(yttrium, SILICON, 0.03), CU_KA1, IndexConfig(zero_range=0.1))
+    assert picked.standards == ()
+    top = found[0]
+    assert (top.system, top.centring) == ("hexagonal", "P")
+    assert top.a == pytest.approx(3.647, abs=0.003) and top.c == pytest.approx(5.731, abs=0.005)
+    assert top.m20 > 100 and top.n_indexed < top.n_lines
 
 
 def test_solve_with_a_named_standard_finds_the_sample_and_fits_without_its_lines() -> None:

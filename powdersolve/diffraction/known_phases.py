@@ -38,6 +38,9 @@ MIN_LINE = 0.01
 PEAK_WIDTHS = 0.5
 #: Profile points within this many median FWHM of a known line are left out of the fits.
 REGION_WIDTHS = 1.5
+#: Largest 2-theta zero shift (deg) between a pattern's peaks and a known phase's calculated lines; a
+#: laboratory scan is often a few hundredths of a degree off, as much as half a peak width.
+MAX_SHIFT = 0.1
 
 
 def known_phase(spec: str) -> Crystal:
@@ -84,15 +87,19 @@ class KnownLines:
     names: tuple[str, ...]
 
     @classmethod
-    def of(cls, crystals: tuple[Crystal, ...], wavelength: float, two_theta_max: float) -> KnownLines:
+    def of(cls, crystals: tuple[Crystal, ...], wavelength: float, two_theta_max: float,
+           peaks: PeakList | None = None) -> KnownLines:
         """The lines of ``crystals`` up to ``two_theta_max`` (deg) at ``wavelength`` (A) with at least
-        :data:`MIN_LINE` of their phase's strongest line's intensity (LP included)."""
+        :data:`MIN_LINE` of their phase's strongest line's intensity (LP included); with ``peaks``, moved
+        by the pattern's zero shift (:func:`zero_offset`, from each phase's lines of at least
+        :data:`STRONG_LINE` of its strongest)."""
         lines = []
         q_max = float(q_from_two_theta(min(two_theta_max + 1.0, 179.0), wavelength))
         for crystal in crystals:
             tt, inten = to_two_theta(sticks(crystal, q_max=q_max), wavelength)
             if len(tt):
-                lines.append(tt[inten >= MIN_LINE * inten.max()])
+                shift = 0.0 if peaks is None else zero_offset(tt[inten >= STRONG_LINE * inten.max()], peaks)
+                lines.append(tt[inten >= MIN_LINE * inten.max()] + shift)
         found = np.sort(np.concatenate(lines)) if lines else np.zeros(0)
         return cls(found, tuple(c.formula for c in crystals))
 
@@ -127,11 +134,29 @@ class KnownLines:
 STRONG_LINE = 0.1
 #: ... and it has at least this many such lines in the range (fewer coincide by chance too easily).
 MIN_STRONG_LINES = 4
+#: ... all but this many of them, when it has at least ``MIN_STRONG_LINES + 2``: a line of the standard
+#: beside a stronger line of the sample is often not picked.
+MAX_UNSEEN = 1
+
+
+def zero_offset(lines: np.ndarray, peaks: PeakList) -> float:
+    """The 2-theta offset (deg) of ``peaks`` from calculated ``lines`` (deg): the median, over the lines with a
+    peak within :data:`MAX_SHIFT` plus half that peak's FWHM, of the nearest peak's position less the line's;
+    0 when no line has one."""
+    tt = np.asarray(peaks.two_theta, dtype=np.float64)
+    lines = np.asarray(lines, dtype=np.float64)
+    if not tt.size or not lines.size:
+        return 0.0
+    nearest = np.abs(tt[None, :] - lines[:, None]).argmin(axis=1)
+    offset = tt[nearest] - lines
+    close = np.abs(offset) <= MAX_SHIFT + PEAK_WIDTHS * np.asarray(peaks.fwhm, dtype=np.float64)[nearest]
+    return float(np.clip(np.median(offset[close]), -MAX_SHIFT, MAX_SHIFT)) if close.any() else 0.0
 
 
 def standards_present(peaks: PeakList, wavelength: float, two_theta_max: float) -> tuple[str, ...]:
     """The standards of :data:`STANDARDS` whose every strong line up to ``two_theta_max`` (deg) at
-    ``wavelength`` (A) lies within half a FWHM of a picked peak, beside at least :data:`MIN_STRONG_LINES`
+    ``wavelength`` (A), moved by the pattern's zero shift (:func:`zero_offset`), lies within half a FWHM of a
+    picked peak (all but :data:`MAX_UNSEEN` of six or more), beside at least :data:`MIN_STRONG_LINES`
     peaks that are none of its lines: a hint that the sample holds one, never acted on without the user's
     word (a sample's own lines can fall there)."""
     found = []
@@ -142,12 +167,14 @@ def standards_present(peaks: PeakList, wavelength: float, two_theta_max: float) 
         strong = tt[inten >= STRONG_LINE * inten.max()] if len(tt) else tt
         if len(strong) < MIN_STRONG_LINES or not len(peaks):
             continue
-        every = KnownLines(np.sort(tt[inten >= MIN_LINE * inten.max()]), (crystal.formula,))
+        shift = zero_offset(strong, peaks)
+        every = KnownLines(np.sort(tt[inten >= MIN_LINE * inten.max()]) + shift, (crystal.formula,))
         others = int((~every.peaks_of(peaks)).sum())
         half = PEAK_WIDTHS * float(np.median(peaks.fwhm))
-        each_seen = np.abs(np.asarray(peaks.two_theta)[:, None] - strong[None, :]).min(axis=0) <= half
+        each_seen = np.abs(np.asarray(peaks.two_theta)[:, None] - (strong + shift)[None, :]).min(axis=0) <= half
         # A pattern all of whose peaks are the standard's is that compound, not a mixture.
-        if others >= MIN_STRONG_LINES and each_seen.all():
+        unseen = MAX_UNSEEN if len(strong) >= MIN_STRONG_LINES + 2 else 0
+        if others >= MIN_STRONG_LINES and (~each_seen).sum() <= unseen:
             found.append(name)
     return tuple(found)
 
@@ -157,5 +184,5 @@ def standards_hint(present: tuple[str, ...]) -> str:
     if not present:
         return ""
     names = " or ".join(present)
-    return (f"the strong lines of {names} are all among the peaks: if the sample holds it (an internal standard or "
+    return (f"the strong lines of {names} are among the peaks: if the sample holds it (an internal standard or "
             f"impurity), name it with --known-phase {present[0]}")

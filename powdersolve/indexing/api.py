@@ -28,9 +28,11 @@ Pipeline (all in Q = 1/d^2):
    one unless its M20 is clearly worse; the rest are ranked by M20 times (fraction of the lines
    indexed) ** (``UNINDEXED_EXPONENT`` max(n, 20) / 20) times ``IndexConfig.occam`` per free metric
    parameter fewer than triclinic (:func:`.solution.solution_of`);
-7. with the line intensities known (:func:`index_counts`) and a lower system leading, the systems with
-   fewer metric parameters are searched again letting weak lines (a minor impurity's) go unindexed, and
-   such a cell that explains every other line far better goes first (:mod:`.strays`).
+7. with the line intensities known (:func:`index_counts`), the systems with no more metric parameters than
+   the leader's are searched again letting weak lines (a minor impurity's) go unindexed, and such a cell
+   that explains every other line far better goes first (:mod:`.strays`). Lines at a common standard's
+   lines, when every strong line of one is among the peaks (:func:`~powdersolve.diffraction.known_phases.
+   standards_present`), count as weak whatever their intensity and may outnumber the sample's.
 
 Each system has a time budget (``IndexConfig.time_budget_s``); a search out of time returns what it has.
 """
@@ -42,7 +44,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from powdersolve.diffraction.known_phases import KnownLines, standards_hint, standards_present
+from powdersolve.diffraction.known_phases import KnownLines, known_phase, standards_hint, standards_present
 from powdersolve.errors import InputError
 from powdersolve.indexing.metric import SYSTEMS, param_map
 from powdersolve.indexing.observations import Observed, observations
@@ -158,23 +160,29 @@ def index_peaks(obs: Observed, config: IndexConfig, progress: Callable[[str], No
 
 def _despite_weak_strays(ranked: list[CellSolution], obs: Observed, config: IndexConfig, high: Sequence[str],
                          say: Callable[[str], None]) -> list[CellSolution]:
-    """``ranked``, or a one- or two-parameter cell first that leaves only weak lines (a minor impurity's)
-    unindexed and explains the rest far better than the leading lower-symmetry cell
-    (:func:`.strays.prefer_despite_weak_strays`). The second, lenient search of those systems runs only
-    when the pattern has weak lines, for the systems with fewer free metric parameters than the leader's."""
+    """``ranked``, or a one- or two-parameter cell first that leaves only weak lines (a minor impurity's or a
+    present standard's) unindexed and explains the rest far better than the leading cell
+    (:func:`.strays.prefer_despite_weak_strays`). The second, lenient search runs only when the pattern has
+    weak lines, for the high systems with no more free metric parameters than the leader's (a leader of the
+    same family may be a large cell that indexes the impurity's lines by chance at a poor M20)."""
     if not ranked or obs.weak is None or not obs.weak.any():
         return ranked
-    fewer = [s for s in high if param_map(s).shape[1] < param_map(ranked[0].system).shape[1]]
+    fewer = [s for s in high if param_map(s).shape[1] <= param_map(ranked[0].system).shape[1]]
     if not fewer:
         return ranked
     lenient = Search(obs, config, say, lenient=True)
     lenient.high(fewer)
-    out = prefer_despite_weak_strays(ranked, lenient.found, obs.weak, config.impurity_fraction)
+    out = prefer_despite_weak_strays(ranked, lenient.found, obs, config.impurity_fraction)
     if out[0] is not ranked[0]:
         top = out[0]
-        say(f"indexing: the {top.system} {top.centring} cell goes first: it leaves only "
-            f"{top.n_lines - top.n_indexed} weak lines unindexed (an impurity?) at M20 {top.m20:.1f}, against "
-            f"M20 {ranked[0].m20:.1f} of the {ranked[0].system} cell that indexes them")
+        stray = np.all(np.asarray(top.hkl) == 0, axis=1)
+        at_standard = int((stray & ~obs.capped()).sum())
+        parts = [f"{n} {kind}" for n, kind in ((stray.sum() - at_standard, "weak lines"),
+                                               (at_standard, "lines at a standard's lines")) if n]
+        which = " and ".join(parts)
+        say(f"indexing: the {top.system} {top.centring} cell goes first: it leaves only {which} unindexed "
+            f"(a second phase?) at M20 {top.m20:.1f}, against M20 {ranked[0].m20:.1f} of the {ranked[0].system} "
+            "cell that indexes more of them")
     return out[: config.n_keep]
 
 
@@ -221,10 +229,15 @@ def index_counts(two_theta: np.ndarray, counts: np.ndarray, wavelength: float, c
     :func:`.pattern.pick_peaks` (each step reported to ``progress``), less those at the lines of
     ``known_phases`` (:mod:`powdersolve.diffraction.known_phases`), and the ranked cells, best first."""
     picked = pick_peaks(two_theta, counts, wavelength, strip_kalpha2=strip_kalpha2, min_two_theta=min_two_theta)
+    foreign = None
     if not known_phases and (present := standards_present(picked.peaks, picked.wavelength, float(np.max(two_theta)))):
         picked = replace(picked, standards=present, log=(*picked.log, standards_hint(present)))
+        # Not removed (a sample's own lines can fall there), but a cell may leave them unindexed as it may
+        # leave weak lines (step 7 of the module docstring).
+        foreign = KnownLines.of(tuple(known_phase(name) for name in present), picked.wavelength,
+                                float(np.max(two_theta)), picked.peaks).peaks_of(picked.peaks)
     if known_phases:
-        lines = KnownLines.of(known_phases, picked.wavelength, float(np.max(two_theta)))
+        lines = KnownLines.of(known_phases, picked.wavelength, float(np.max(two_theta)), picked.peaks)
         kept = lines.without(picked.peaks)
         note = (f"{len(picked.peaks) - len(kept)} peaks at lines of the known phases "
                 f"({', '.join(lines.names)}) left out")
@@ -233,5 +246,5 @@ def index_counts(two_theta: np.ndarray, counts: np.ndarray, wavelength: float, c
         for line in picked.log:
             progress(line)
     obs = observations(None, picked.peaks.two_theta, picked.wavelength, config.tol, config.zero_range,
-                       config.max_lines, picked.peaks.integrated_intensity, config.weak_line)
+                       config.max_lines, picked.peaks.integrated_intensity, config.weak_line, foreign)
     return picked, index_peaks(obs, config, progress)

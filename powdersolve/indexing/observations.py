@@ -37,18 +37,25 @@ def tt_from_q(q: np.ndarray, wavelength: float) -> np.ndarray:
 @dataclass(frozen=True)
 class Observed:
     """Observed lines: 2-theta (deg, ascending) at a wavelength (A), with the line tolerance (deg)
-    and the largest zero shift (deg) fitted. ``weak`` (n,) bool marks lines faint enough to be a minor
-    impurity's (None: intensities unknown, every line counts)."""
+    and the largest zero shift (deg) fitted. ``weak`` (n,) bool marks lines that may be a second phase's:
+    faint enough to be a minor impurity's, or ``foreign`` (n,) bool, at a line of a standard the pattern
+    seems to hold (None: intensities unknown, every line counts)."""
 
     tt: np.ndarray
     wavelength: float
     tol: float
     max_zero: float
     weak: np.ndarray | None = None
+    foreign: np.ndarray | None = None
 
     def counted(self) -> np.ndarray:
         """(n,) bool: the lines a candidate must index, all but its allowed few (the not-weak ones)."""
         return np.ones(self.tt.size, dtype=bool) if self.weak is None else ~self.weak
+
+    def capped(self) -> np.ndarray:
+        """(n,) bool: the lines whose share of those a candidate leaves unindexed is capped (all but the
+        ``foreign`` ones: a standard's lines may outnumber a few-line sample's)."""
+        return np.ones(self.tt.size, dtype=bool) if self.foreign is None else ~self.foreign
 
     def q(self, zero: float = 0.0) -> np.ndarray:
         """Q (1/A^2) of the lines after removing a zero shift (deg)."""
@@ -61,11 +68,13 @@ class Observed:
 
 def observations(d_spacings: Sequence[float] | np.ndarray | None, two_theta: Sequence[float] | np.ndarray | None,
                  wavelength: float | None, tol: float, zero_range: float, max_lines: int,
-                 intensity: Sequence[float] | np.ndarray | None = None, weak_line: float = 0.0) -> Observed:
+                 intensity: Sequence[float] | np.ndarray | None = None, weak_line: float = 0.0,
+                 foreign: Sequence[bool] | np.ndarray | None = None) -> Observed:
     """Validated :class:`Observed` lines from either d-spacings (A) or 2-theta (deg) with the wavelength (A).
 
     With ``intensity`` (one per 2-theta) and ``weak_line`` > 0, lines of at most ``weak_line`` times the
-    strongest line's intensity are marked weak (:attr:`Observed.weak`).
+    strongest line's intensity are marked weak (:attr:`Observed.weak`), and so are the lines ``foreign``
+    marks (one bool per 2-theta: at a line of a standard the pattern seems to hold, whatever their intensity).
     """
     if (d_spacings is None) == (two_theta is None):
         raise InputError("give either d-spacings or 2-theta peak positions (with the wavelength) to index")
@@ -88,12 +97,16 @@ def observations(d_spacings: Sequence[float] | np.ndarray | None, two_theta: Seq
         raise InputError("2-theta peak positions must lie in (0, 180) deg")
     tt, first = np.unique(np.round(tt, 6), return_index=True)
     tt, first = tt[:max_lines], first[:max_lines]
-    weak = None
+    weak = at_standard = None
     if intensity is not None and two_theta is not None and weak_line > 0:
         inten = np.asarray(intensity, dtype=np.float64).ravel()
         if inten.shape != np.asarray(two_theta).ravel().shape or not np.all(np.isfinite(inten)):
             raise InputError("give one finite intensity per peak position")
         weak = inten[first] <= weak_line * max(float(inten.max()), 1e-300)
+        if foreign is not None:
+            at_standard = np.asarray(foreign, dtype=bool).ravel()[first]
+            weak |= at_standard
     if tt.size < MIN_LINES:
         raise InputError(f"only {tt.size} peak positions; indexing needs at least {MIN_LINES}; give --cell")
-    return Observed(tt=tt, wavelength=lam, tol=float(tol), max_zero=float(zero_range), weak=weak)
+    return Observed(tt=tt, wavelength=lam, tol=float(tol), max_zero=float(zero_range), weak=weak,
+                    foreign=at_standard)

@@ -90,7 +90,7 @@ class Search:
     def _fit(self, system: str, centring: str, p0: np.ndarray) -> Fit | None:
         """A trial refined, or None when it leaves more lines unindexed than the search allows: at most
         ``max_unindexed`` of the first 20 and twice that in all, weak lines (lenient search) not counted,
-        and at most ``config.impurity_fraction`` of all lines."""
+        and at most ``config.impurity_fraction`` of all lines (a present standard's lines not counted)."""
         ref = refine(system, centring, np.asarray(p0, dtype=np.float64), self.obs, max_unindexed=self.max_unindexed)
         if ref is None:
             return None
@@ -100,7 +100,7 @@ class Search:
         unindexed = np.all(fit.hkl == 0, axis=1)
         limit = 2 * max(self.max_unindexed, 1)
         strays = max(limit, self.config.impurity_fraction * fit.n_lines)
-        if (unindexed & self.obs.counted()).sum() > limit or unindexed.sum() > strays:
+        if (unindexed & self.obs.counted()).sum() > limit or (unindexed & self.obs.capped()).sum() > strays:
             return None
         return fit
 
@@ -143,7 +143,7 @@ class Search:
                 if time.monotonic() - t0 > self.config.time_budget_s:
                     self.say(f"indexing: time budget spent before {system} {centring}")
                     return
-                trials = assignment_trials(system, centring, self.q)
+                trials = assignment_trials(system, centring, self.q[self.obs.counted()])
                 for p0 in self.best_trials(system, centring, trials):
                     self.add(system, centring, p0)
                 self.say(f"indexing: {system} {centring}: {len(trials)} trials, {len(self.found)} candidates so far")

@@ -1,4 +1,4 @@
-"""Weak stray lines: a more symmetric cell that explains every line but a few weak ones (an impurity's).
+"""Weak stray lines: a cell as or more symmetric that explains every line but a few weak ones (an impurity's).
 
 The ranking of :mod:`.solution` weighs every unindexed line alike, so a few lines of a minor second
 phase can let a lower-symmetry cell that indexes them by chance (at a poor figure of merit) out-rank the
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from powdersolve.indexing.metric import param_map
+from powdersolve.indexing.observations import Observed
 from powdersolve.indexing.reduction import niggli, same_lattice
 from powdersolve.indexing.solution import CellSolution
 
@@ -22,30 +23,32 @@ M20_RATIO = 3.0
 
 
 def prefer_despite_weak_strays(ranked: Sequence[CellSolution], alternatives: Sequence[CellSolution],
-                               weak: np.ndarray | None, max_fraction: float = 0.5) -> list[CellSolution]:
-    """``ranked`` (best first) with the best (by M20) of ``alternatives`` put first that has fewer free
-    metric parameters than the leader, leaves only ``weak`` lines unindexed (at most ``max_fraction``
-    of all lines) and has at least :data:`M20_RATIO` times the leader's M20; unchanged when none does
-    or ``weak`` is None.
+                               obs: Observed, max_fraction: float = 0.5) -> list[CellSolution]:
+    """``ranked`` (best first) with the best (by M20) of ``alternatives`` put first that has no more free
+    metric parameters than the leader, leaves only weak lines unindexed (:attr:`Observed.weak`; at most
+    ``max_fraction`` of all lines, a present standard's lines not counted) and has at least
+    :data:`M20_RATIO` times the leader's M20; unchanged when none does or ``obs`` has no weak lines.
 
-    ``alternatives``: candidates of a search that let weak lines go unindexed; ``weak`` (n_lines,) bool:
-    the lines, in the order the candidates were indexed on, faint enough to be an impurity's
-    (:attr:`Observed.weak`).
+    ``alternatives``: candidates of a search that let weak lines go unindexed, indexed on ``obs``.
     """
     ranked = list(ranked)
+    weak = obs.weak
     if not ranked or weak is None:
         return ranked
     top = ranked[0]
+    capped = obs.capped()
     ok = []
     for cand in alternatives:
         stray = np.all(np.asarray(cand.hkl) == 0, axis=1)
-        if (param_map(cand.system).shape[1] < param_map(top.system).shape[1] and cand.m20 >= M20_RATIO * top.m20
-                and len(stray) == len(weak) and stray.sum() <= max_fraction * len(weak)
+        if (param_map(cand.system).shape[1] <= param_map(top.system).shape[1] and cand.m20 >= M20_RATIO * top.m20
+                and len(stray) == len(weak) and (stray & capped).sum() <= max_fraction * len(weak)
                 and not np.any(stray & ~weak)):
             ok.append(cand)
     if not ok:
         return ranked
-    best = max(ok, key=lambda c: c.m20)
+    # Exact ties (the same predicted lines: cubic P a/sqrt(2) and I a below N = 14) go to the centred cell,
+    # as in the ranking.
+    best = max(ok, key=lambda c: (float(f"{c.m20:.9g}"), c.centring != "P"))
     red = niggli(best.lattice(), best.centring)
     # The strict search may have found the same cell (with fewer lines allowed unindexed): keep one.
     return [best] + [s for s in ranked if not (s.system == best.system and same_lattice(

@@ -115,7 +115,7 @@ def preprocess_pattern(pat: Pattern, lam: float, lam_source: str, config: Predic
     peaks = find_peaks(tt, counts)
     excluded = None
     if config.known_phases and len(peaks):
-        lines = KnownLines.of(config.known_phases, wavelength.effective, float(tt.max()))
+        lines = KnownLines.of(config.known_phases, wavelength.effective, float(tt.max()), peaks)
         found = len(peaks)
         peaks = lines.without(peaks)
         fwhm = float(np.median(peaks.fwhm)) if len(peaks) else 0.1
