@@ -28,9 +28,10 @@ Pipeline (all in Q = 1/d^2):
    one unless its M20 is clearly worse; the rest are ranked by M20 times (fraction of the lines
    indexed) ** (``UNINDEXED_EXPONENT`` max(n, 20) / 20) times ``IndexConfig.occam`` per free metric
    parameter fewer than triclinic (:func:`.solution.solution_of`);
-7. with the line intensities known (:func:`index_counts`), the systems with no more metric parameters than
-   the leader's are searched again letting weak lines (a minor impurity's) go unindexed, and such a cell
-   that explains every other line far better goes first (:mod:`.strays`). Lines at a common standard's
+7. with the line intensities known (:func:`index_counts`), the systems with fewer metric parameters than
+   the leader's (as many when its M20 is below 20) are searched again letting weak lines (a minor
+   impurity's) go unindexed, and such a cell that explains every other line far better goes first
+   (:mod:`.strays`). Lines at a common standard's
    lines, when every strong line of one is among the peaks (:func:`~powdersolve.diffraction.known_phases.
    standards_present`), count as weak whatever their intensity and may outnumber the sample's.
 
@@ -46,13 +47,13 @@ import numpy as np
 
 from powdersolve.diffraction.known_phases import KnownLines, known_phase, standards_hint, standards_present
 from powdersolve.errors import InputError
-from powdersolve.indexing.metric import SYSTEMS, param_map
+from powdersolve.indexing.metric import SYSTEMS
 from powdersolve.indexing.observations import Observed, observations
 from powdersolve.indexing.pattern import PickedPeaks, pick_peaks
 from powdersolve.indexing.reduction import niggli, same_lattice
 from powdersolve.indexing.search import HIGH_SYSTEMS, Search
 from powdersolve.indexing.solution import CENTRING_POINTS, M20_THRESHOLD, CellSolution, IndexConfig
-from powdersolve.indexing.strays import prefer_despite_weak_strays
+from powdersolve.indexing.strays import challengers, prefer_despite_weak_strays
 from powdersolve.structures.crystal import Crystal
 
 #: Leading candidates whose index-2 supercells and subcells are refined.
@@ -163,11 +164,11 @@ def _despite_weak_strays(ranked: list[CellSolution], obs: Observed, config: Inde
     """``ranked``, or a one- or two-parameter cell first that leaves only weak lines (a minor impurity's or a
     present standard's) unindexed and explains the rest far better than the leading cell
     (:func:`.strays.prefer_despite_weak_strays`). The second, lenient search runs only when the pattern has
-    weak lines, for the high systems with no more free metric parameters than the leader's (a leader of the
-    same family may be a large cell that indexes the impurity's lines by chance at a poor M20)."""
+    weak lines, for the high systems with fewer free metric parameters than the leader's, or as many when the
+    leader is unconvincing (:func:`.strays.challengers`: a large cell indexing the impurity's lines by chance)."""
     if not ranked or obs.weak is None or not obs.weak.any():
         return ranked
-    fewer = [s for s in high if param_map(s).shape[1] <= param_map(ranked[0].system).shape[1]]
+    fewer = challengers(ranked[0], high)
     if not fewer:
         return ranked
     lenient = Search(obs, config, say, lenient=True)

@@ -1,4 +1,4 @@
-"""Weak stray lines: a cell as or more symmetric that explains every line but a few weak ones (an impurity's).
+"""Weak stray lines: a more symmetric cell that explains every line but a few weak ones (an impurity's).
 
 The ranking of :mod:`.solution` weighs every unindexed line alike, so a few lines of a minor second
 phase can let a lower-symmetry cell that indexes them by chance (at a poor figure of merit) out-rank the
@@ -20,12 +20,24 @@ from powdersolve.indexing.solution import CellSolution
 
 #: The more symmetric cell must reach this many times the leader's M20 on the lines it indexes.
 M20_RATIO = 3.0
+#: A leader of the alternative's own metric family is challenged only below this M20: an unconvincing cell
+#: (a large one indexing an impurity's lines by chance); a convincing one may be a real superstructure whose
+#: extra lines are weak, and its subcell must not displace it.
+UNCONVINCING_M20 = 20.0
+
+
+def challengers(leader: CellSolution, systems: Sequence[str]) -> list[str]:
+    """The ``systems`` whose cells may displace ``leader``: fewer free metric parameters, or as many when the
+    leader's M20 is below :data:`UNCONVINCING_M20`."""
+    n = param_map(leader.system).shape[1]
+    return [s for s in systems if param_map(s).shape[1] < n
+            or (param_map(s).shape[1] == n and leader.m20 < UNCONVINCING_M20)]
 
 
 def prefer_despite_weak_strays(ranked: Sequence[CellSolution], alternatives: Sequence[CellSolution],
                                obs: Observed, max_fraction: float = 0.5) -> list[CellSolution]:
-    """``ranked`` (best first) with the best (by M20) of ``alternatives`` put first that has no more free
-    metric parameters than the leader, leaves only weak lines unindexed (:attr:`Observed.weak`; at most
+    """``ranked`` (best first) with the best (by M20) of ``alternatives`` put first that is of a system that
+    may displace the leader (:func:`challengers`), leaves only weak lines unindexed (:attr:`Observed.weak`; at most
     ``max_fraction`` of all lines, a present standard's lines not counted) and has at least
     :data:`M20_RATIO` times the leader's M20; unchanged when none does or ``obs`` has no weak lines.
 
@@ -37,10 +49,11 @@ def prefer_despite_weak_strays(ranked: Sequence[CellSolution], alternatives: Seq
         return ranked
     top = ranked[0]
     capped = obs.capped()
+    systems = challengers(top, sorted({c.system for c in alternatives}))
     ok = []
     for cand in alternatives:
         stray = np.all(np.asarray(cand.hkl) == 0, axis=1)
-        if (param_map(cand.system).shape[1] <= param_map(top.system).shape[1] and cand.m20 >= M20_RATIO * top.m20
+        if (cand.system in systems and cand.m20 >= M20_RATIO * top.m20
                 and len(stray) == len(weak) and (stray & capped).sum() <= max_fraction * len(weak)
                 and not np.any(stray & ~weak)):
             ok.append(cand)
