@@ -177,3 +177,10 @@ def test_weak_lines_are_those_of_at_most_the_given_fraction_of_the_strongest() -
     assert list(obs.tt) == [20.0, 30.0, 40.0, 50.0, 60.0]
     assert list(obs.weak) == [True, False, True, False, False]
     assert observations(None, [30.0, 20.0, 40.0, 50.0, 60.0], 1.5406, 0.05, 0.0, 30).weak is None
+
+
+def test_assignment_trials_with_fewer_lines_than_parameters() -> None:
+    from powdersolve.indexing.trials import assignment_trials
+
+    assert assignment_trials("hexagonal", "P", np.array([0.1])).shape == (0, 2)
+    assert assignment_trials("cubic", "F", np.zeros(0)).shape == (0, 1)

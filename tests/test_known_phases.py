@@ -115,6 +115,18 @@ def test_impurity_lines_beside_a_cell_of_the_same_system() -> None:
     assert any(s.system == "hexagonal" and s.m20 < 20 and s.volume > 10 * top.volume for s in found[1:])
 
 
+def test_a_standard_as_the_sample_beside_another_standard() -> None:
+    """LaB6 as the sample with 3% Si: both standards' lines are among the peaks and explain every peak; the
+    stronger (LaB6) is the sample and only Si is set aside (were both, no line would count and indexing
+    would have nothing to work on). The cubic leader is a 4a supercell indexing Si lines too, at M20 36:
+    a convincing cubic leader is not challenged (see strays.challengers)."""
+    lab6 = Structure.from_spacegroup(221, Lattice.cubic(4.1569), ["La", "B"], [[0, 0, 0], [0.1975, 0.5, 0.5]])
+    picked, found = index_counts(*_two_phase(lab6, SILICON, 0.03), CU_KA1, IndexConfig(zero_range=0.1))
+    assert picked.standards == ("Si",)
+    assert found[0].system == "cubic"
+    assert found[0].a / 4.1569 == pytest.approx(round(found[0].a / 4.1569), abs=0.002)
+
+
 def test_solve_with_a_named_standard_finds_the_sample_and_fits_without_its_lines() -> None:
     tt, counts = _two_phase(TUNGSTEN, SILICON, 0.03)
     pattern = make_pattern(tt, counts, None, CU_KA1, Path("W_Si.xy"), "xy")

@@ -159,7 +159,7 @@ def standards_present(peaks: PeakList, wavelength: float, two_theta_max: float) 
     picked peak (all but :data:`MAX_UNSEEN` of six or more), beside at least :data:`MIN_STRONG_LINES`
     peaks that are none of its lines: a hint that the sample holds one, never acted on without the user's
     word (a sample's own lines can fall there)."""
-    found = []
+    found: list[tuple[str, np.ndarray]] = []
     q_max = float(q_from_two_theta(min(two_theta_max, 179.0), wavelength))
     for name in STANDARDS:
         crystal = known_phase(name)
@@ -175,8 +175,12 @@ def standards_present(peaks: PeakList, wavelength: float, two_theta_max: float) 
         # A pattern all of whose peaks are the standard's is that compound, not a mixture.
         unseen = MAX_UNSEEN if len(strong) >= MIN_STRONG_LINES + 2 else 0
         if others >= MIN_STRONG_LINES and (~each_seen).sum() <= unseen:
-            found.append(name)
-    return tuple(found)
+            found.append((name, every.peaks_of(peaks)))
+    # Two standards that explain every peak between them: one is the sample (the stronger), not a standard.
+    inten = np.asarray(peaks.integrated_intensity, dtype=np.float64)
+    sample = {a if inten[at_a].sum() >= inten[at_b].sum() else b
+              for a, at_a in found for b, at_b in found if a != b and (at_a | at_b).all()}
+    return tuple(name for name, _ in found if name not in sample)
 
 
 def standards_hint(present: tuple[str, ...]) -> str:

@@ -50,6 +50,8 @@ def assignment_trials(system: str, centring: str, q: np.ndarray, n_first: int = 
         n_rows, max_l = 14, max_index + 1
     rows = _low_rows(system, centring, max_index if max_l > max_index + 1 else max_l, max_l, n_rows)
     n = rows.shape[1]
+    if q.size < n:  # too few lines to fix the metric (e.g. all but one set aside as a standard's)
+        return np.zeros((0, n))
     lines = np.array(list(itertools.combinations(range(min(n_first, q.size)), n)))
     tuples = np.array(list(itertools.permutations(range(len(rows)), n)))
     mats = rows[tuples]  # (R, n, n)
