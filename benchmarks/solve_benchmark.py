@@ -363,6 +363,7 @@ def main() -> None:
                     help="model .safetensors for every system, or SYSTEM=PATH (repeatable); default: shipped")
     ap.add_argument("--systems", default="cubic,trigonal")
     ap.add_argument("--limit", type=int, default=None, help="first N structures of each system")
+    ap.add_argument("--names", default="", help="only these structures (comma-separated, e.g. LaB6_221)")
     ap.add_argument("--samples", type=int, default=20, help="latent samples (model) / random structures (no-model)")
     ap.add_argument("--grid", type=int, default=50)
     ap.add_argument("--modes", default=",".join(MODES))
@@ -427,6 +428,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cases = load_cases([s for s in args.systems.split(",") if s], args.limit, args.dataset,
                        tuple(int(g) for g in args.groups.split("-")))
+    if args.names:
+        cases = [c for c in cases if c.name in args.names.split(",")]
     rows = []
     t_all = time.perf_counter()
     for case in cases:
