@@ -157,8 +157,8 @@ def standards_present(peaks: PeakList, wavelength: float, two_theta_max: float) 
     """The standards of :data:`STANDARDS` whose every strong line up to ``two_theta_max`` (deg) at
     ``wavelength`` (A), moved by the pattern's zero shift (:func:`zero_offset`), lies within half a FWHM of a
     picked peak (all but :data:`MAX_UNSEEN` of six or more), beside at least :data:`MIN_STRONG_LINES`
-    peaks that are none of its lines: a hint that the sample holds one, never acted on without the user's
-    word (a sample's own lines can fall there)."""
+    peaks that are none of its lines: a sign that the sample holds one. Indexing lets a cell leave its lines
+    unindexed; nothing is removed without the user's word (a sample's own lines can fall there)."""
     found: list[tuple[str, np.ndarray]] = []
     q_max = float(q_from_two_theta(min(two_theta_max, 179.0), wavelength))
     for name in STANDARDS:
@@ -168,14 +168,14 @@ def standards_present(peaks: PeakList, wavelength: float, two_theta_max: float) 
         if len(strong) < MIN_STRONG_LINES or not len(peaks):
             continue
         shift = zero_offset(strong, peaks)
-        every = KnownLines(np.sort(tt[inten >= MIN_LINE * inten.max()]) + shift, (crystal.formula,))
-        others = int((~every.peaks_of(peaks)).sum())
+        at_lines = KnownLines(np.sort(tt[inten >= MIN_LINE * inten.max()]) + shift, (crystal.formula,)).peaks_of(peaks)
+        others = int((~at_lines).sum())
         half = PEAK_WIDTHS * float(np.median(peaks.fwhm))
         each_seen = np.abs(np.asarray(peaks.two_theta)[:, None] - (strong + shift)[None, :]).min(axis=0) <= half
         # A pattern all of whose peaks are the standard's is that compound, not a mixture.
         unseen = MAX_UNSEEN if len(strong) >= MIN_STRONG_LINES + 2 else 0
         if others >= MIN_STRONG_LINES and (~each_seen).sum() <= unseen:
-            found.append((name, every.peaks_of(peaks)))
+            found.append((name, at_lines))
     # Two standards that explain every peak between them: one is the sample (the stronger), not a standard.
     inten = np.asarray(peaks.integrated_intensity, dtype=np.float64)
     sample = {a if inten[at_a].sum() >= inten[at_b].sum() else b

@@ -31,9 +31,9 @@ Pipeline (all in Q = 1/d^2):
 7. with the line intensities known (:func:`index_counts`), the systems with fewer metric parameters than
    the leader's (as many when its M20 is below 20) are searched again letting weak lines (a minor
    impurity's) go unindexed, and such a cell that explains every other line far better goes first
-   (:mod:`.strays`). Lines at a common standard's
-   lines, when every strong line of one is among the peaks (:func:`~powdersolve.diffraction.known_phases.
-   standards_present`), count as weak whatever their intensity and may outnumber the sample's.
+   (:mod:`.strays`). Lines at a common standard's lines, when its strong lines are among the peaks
+   (:func:`~powdersolve.diffraction.known_phases.standards_present`), count as weak whatever their
+   intensity and may outnumber the sample's.
 
 Each system has a time budget (``IndexConfig.time_budget_s``); a search out of time returns what it has.
 """

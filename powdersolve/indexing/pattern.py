@@ -19,7 +19,7 @@ class PickedPeaks:
         peaks: fitted peaks (2-theta in deg, intensities in counts).
         wavelength: wavelength (A) the peak positions refer to (K-alpha1 after stripping).
         log: one line per processing step.
-        standards: common standards whose strong lines are all among the peaks
+        standards: common standards whose strong lines are among the peaks
             (:func:`powdersolve.diffraction.known_phases.standards_present`; set by ``index_counts``).
     """
 

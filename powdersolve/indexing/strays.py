@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from powdersolve.indexing.metric import param_map
+from powdersolve.indexing.metric import SYSTEMS, param_map
 from powdersolve.indexing.observations import Observed
 from powdersolve.indexing.reduction import niggli, same_lattice
 from powdersolve.indexing.solution import CellSolution
@@ -49,7 +49,7 @@ def prefer_despite_weak_strays(ranked: Sequence[CellSolution], alternatives: Seq
         return ranked
     top = ranked[0]
     capped = obs.capped()
-    systems = challengers(top, sorted({c.system for c in alternatives}))
+    systems = challengers(top, SYSTEMS)
     ok = []
     for cand in alternatives:
         stray = np.all(np.asarray(cand.hkl) == 0, axis=1)
