@@ -48,6 +48,12 @@ def main() -> None:
     ap.add_argument("--delta", type=float, default=1.1)
     ap.add_argument("--reshare", type=int, default=20)
     ap.add_argument("--polish", type=int, default=10)
+    ap.add_argument("--tol", type=float, default=None,
+                    help="a grid reflection belongs to a peak within this distance in Q (1/A; FlipConfig.tol); default "
+                         "one bin of the model's Q axis, as predict shares overlapped peaks; 1e-5 shares nothing "
+                         "(single-crystal-like magnitudes: the ceiling without powder overlap)")
+    ap.add_argument("--max-grid", type=int, default=0,
+                    help="largest flipping grid (FlipConfig.max_grid); 0: never finer than the map's grid")
     ap.add_argument("--sampling", type=float, default=None,
                     help="grid points per d_min the flipping iterates on (FlipConfig.sampling); default the map's grid")
     ap.add_argument("--random-starts", type=int, default=1)
@@ -70,8 +76,8 @@ def main() -> None:
         starts = {"network": pm, "zero_phase": zero,
                   **{f"random{j}": random_phase_map(n, rng) for j in range(args.random_starts)}}
         cfg = FlipConfig(cycles=args.cycles, delta=args.delta, reshare=args.reshare, polish=args.polish,
-                         sampling=args.sampling, b_iso=model.cfg.b_iso,
-                         tol=merge_tolerance(model.cfg.q_max, model.cfg.xrd_bins))
+                         sampling=args.sampling, max_grid=args.max_grid, b_iso=model.cfg.b_iso,
+                         tol=args.tol or merge_tolerance(model.cfg.q_max, model.cfg.xrd_bins))
         peaks = MeasuredPeaks.from_sticks(pattern, q_limit)
         flipped = {k: charge_flip(s, c.lattice, peaks, cfg) for k, s in starts.items()}
         fo_pm = modify_density(pm[None], c.lattice, peaks, None, None,
