@@ -85,9 +85,16 @@ def test_bad_input_is_refused() -> None:
     with pytest.raises(ModificationError):
         charge_flip(np.zeros((N, N, N)), c.lattice, MeasuredPeaks(np.array([100.0]), np.array([1.0]), Q_LIMIT))
     for bad in ({"cycles": 0}, {"delta": 0.0}, {"reshare": -1}, {"polish": -1}, {"tol": 0.0}, {"b_iso": -1.0},
-                {"confirm": 1.5}, {"sampling": 1.0}, {"max_grid": -1}):
+                {"confirm": 1.5}, {"sampling": 1.0}, {"max_grid": -1}, {"reshare_large": -1}):
         with pytest.raises(InputError):
             FlipConfig(**bad)
+
+
+def test_large_cells_reshare_more_often() -> None:
+    cfg = FlipConfig()
+    assert cfg.reshare_every(np.eye(3) * 5.0) == cfg.reshare  # 125 A^3
+    assert cfg.reshare_every(np.diag([10.0, 11.0, 12.0])) == cfg.reshare_large  # 1320 A^3
+    assert FlipConfig(large_cell=2000.0).reshare_every(np.diag([10.0, 11.0, 12.0])) == cfg.reshare
 
 
 def test_the_iteration_grid_holds_every_measured_reflection() -> None:

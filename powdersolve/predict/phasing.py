@@ -70,7 +70,7 @@ class PhasedMap:
                             "axes": "a, b, c; voxel [i, j, k] at fractional (i/N, j/N, k/N); C order"},
                 "flipping": {"starts": len(self.r_factors), "r_factors": self.r_factors, "kept": self.kept,
                              "rule": "lowest flip R (no truth used)", "cycles": self.flip.cycles,
-                             "delta_sigma": self.flip.delta, "reshare_every": self.flip.reshare,
+                             "delta_sigma": self.flip.delta, "reshare_every": self.flip.reshare_every(self.cell.matrix),
                              "polish_cycles": self.flip.polish, "peaks": int(self.peaks.q.size),
                              "q_limit_inv_A": self.peaks.q_limit, "b_iso_A2": self.flip.b_iso},
                 "processing": self.processing}

@@ -72,7 +72,7 @@ def flip_prediction(pred: Prediction, cfg: FlipConfig) -> Prediction:
     except ModificationError as exc:
         return replace(pred, flipping={"skipped": str(exc)},
                        processing=[*pred.processing, f"charge flipping skipped: {exc}"])
-    info = {"cycles": cfg.cycles, "delta_sigma": cfg.delta, "reshare_every": cfg.reshare,
+    info = {"cycles": cfg.cycles, "delta_sigma": cfg.delta, "reshare_every": cfg.reshare_every(pred.lattice),
             "polish_cycles": cfg.polish, "peaks": int(peaks.q.size), "q_limit_inv_A": peaks.q_limit,
             "r_factor": result.r_factor, "start": "the mean map's phases", "agreement_with_mean": result.agreement,
             "confirms_mean": result.confirmed, "preferred_map": "density" if result.confirmed else "density_flipped",
