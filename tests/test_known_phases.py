@@ -115,6 +115,18 @@ def test_impurity_lines_beside_a_cell_of_the_same_system() -> None:
     assert any(s.system == "hexagonal" and s.m20 < 20 and s.volume > 10 * top.volume for s in found[1:])
 
 
+def test_beside_a_standard_the_cell_that_explains_the_samples_weak_lines_goes_first() -> None:
+    """CsCl-type NaF (a 3.228 A) with 20% Si: its odd lines (h + k + l odd, from f_Na - f_F) are weak, so the
+    body-centred cell of the same a, which leaves them and the Si lines unindexed, reaches twice the M20 of the
+    primitive cell. Once Si is recognised, the cell that explains the sample's own lines goes first."""
+    naf = Structure(Lattice.cubic(3.2282), ["Na", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    picked, found = index_counts(*_two_phase(naf, SILICON, 0.2, seed=1), CU_KA1, IndexConfig(zero_range=0.1))
+    assert picked.standards == ("Si",)
+    top = found[0]
+    assert (top.system, top.centring) == ("cubic", "P")
+    assert top.a == pytest.approx(3.2282, abs=0.003)
+
+
 def test_a_standard_as_the_sample_beside_another_standard() -> None:
     """LaB6 as the sample with 3% Si: both standards' lines are among the peaks and explain every peak; the
     stronger (LaB6) is the sample and only Si is set aside (were both, no line would count and indexing

@@ -20,6 +20,9 @@ from powdersolve.indexing.solution import CellSolution
 
 #: The more symmetric cell must reach this many times the leader's M20 on the lines it indexes.
 M20_RATIO = 3.0
+#: With a standard recognised, a cell within this factor of the best M20 that leaves fewer of the sample's own
+#: lines unindexed goes first (:func:`_best`).
+M20_CLOSE = 0.25
 #: A leader of the alternative's own metric family is challenged only below this M20: an unconvincing cell
 #: (a large one indexing an impurity's lines by chance); a convincing one may be a real superstructure whose
 #: extra lines are weak, and its subcell must not displace it.
@@ -59,10 +62,33 @@ def prefer_despite_weak_strays(ranked: Sequence[CellSolution], alternatives: Seq
             ok.append(cand)
     if not ok:
         return ranked
-    # Exact ties (the same predicted lines: cubic P a/sqrt(2) and I a below N = 14) go to the centred cell,
-    # as in the ranking.
-    best = max(ok, key=lambda c: (float(f"{c.m20:.9g}"), c.centring != "P"))
+    best = _best(ok, obs)
     red = niggli(best.lattice(), best.centring)
     # The strict search may have found the same cell (with fewer lines allowed unindexed): keep one.
     return [best] + [s for s in ranked if not (s.system == best.system and same_lattice(
         niggli(s.lattice(), s.centring), red))]
+
+
+def _best(ok: Sequence[CellSolution], obs: Observed) -> CellSolution:
+    """The candidate to put first: the best M20; with a standard recognised (:attr:`Observed.foreign`), of those
+    within :data:`M20_CLOSE` of it the one leaving fewest of the sample's own lines unindexed.
+
+    A standard's lines count as weak, and so do the sample's own weak lines; beside a 20% standard a subcell that
+    leaves the sample's weak lines out (cubic I under a CsCl-type P cell, whose odd lines are weak) reaches twice
+    the right cell's M20 on the few lines it keeps. Once the standard is known, the sample's unindexed lines are
+    the sample's, and a cell that explains them is the better description. Exact ties (the same predicted lines:
+    cubic P a/sqrt(2) and I a below N = 14) go to the centred cell, as in the ranking.
+    """
+    def key(c: CellSolution) -> tuple[float, bool]:
+        return float(f"{c.m20:.9g}"), c.centring != "P"
+
+    best = max(ok, key=key)
+    if obs.foreign is None or not np.any(obs.foreign):
+        return best
+    own = obs.capped()
+
+    def unexplained(c: CellSolution) -> int:
+        return int((np.all(np.asarray(c.hkl) == 0, axis=1) & own).sum())
+
+    close = [c for c in ok if c.m20 >= M20_CLOSE * best.m20]
+    return min(close, key=lambda c: (unexplained(c), tuple(-v for v in key(c))))
