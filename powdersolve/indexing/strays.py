@@ -4,7 +4,8 @@ The ranking of :mod:`.solution` weighs every unindexed line alike, so a few line
 phase can let a lower-symmetry cell that indexes them by chance (at a poor figure of merit) out-rank the
 right cell, which explains every other line far better. When the line intensities are known (weak lines
 marked in :class:`~powdersolve.indexing.observations.Observed`), :func:`prefer_despite_weak_strays` puts
-such a cell first again.
+such a cell first again; beside a recognised standard, the one of several such cells that explains most of the
+sample's own lines (:func:`_best`).
 """
 
 from __future__ import annotations
