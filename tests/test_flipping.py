@@ -85,7 +85,8 @@ def test_bad_input_is_refused() -> None:
     with pytest.raises(ModificationError):
         charge_flip(np.zeros((N, N, N)), c.lattice, MeasuredPeaks(np.array([100.0]), np.array([1.0]), Q_LIMIT))
     for bad in ({"cycles": 0}, {"delta": 0.0}, {"reshare": -1}, {"polish": -1}, {"tol": 0.0}, {"b_iso": -1.0},
-                {"confirm": 1.5}, {"sampling": 1.0}, {"max_grid": -1}, {"reshare_large": -1}):
+                {"confirm": 1.5}, {"sampling": 1.0}, {"max_grid": -1}, {"reshare_large": -1},
+                {"large_cell": -1.0}):
         with pytest.raises(InputError):
             FlipConfig(**bad)
 

@@ -40,8 +40,8 @@ class FlipConfig:
             proportion to the current map's |F|^2 (0: the start map's shares throughout).
         reshare_large: ``reshare`` for cells of more than ``large_cell`` A^3, whose peaks hold more reflections:
             on 40 generated cells of 60-100 atoms (640-4240 A^3) resharing every 5 cycles rather than 20 raised the
-            map correlation from 0.720 to 0.776; below about 1000 A^3 it gained nothing or lost (cubic cells:
-            -0.04), docs/experiments/2026-12-07-large-cells.md.
+            map correlation from 0.720 to 0.776; below about 1000 A^3 it gained nothing or lost (small cubic cells
+            flipped from random phases: -0.03), docs/experiments/2026-12-07-large-cells.md.
         large_cell: the cell volume (A^3) above which ``reshare_large`` applies.
         polish: error-reduction cycles after the flipping (density >= 0 in real space, the same magnitudes):
             the flipping's fixed point lies near the structure, not on it.
@@ -87,6 +87,8 @@ class FlipConfig:
                              f"{self.reshare_large}, {self.polish})")
         if not -1 <= self.confirm <= 1:
             raise InputError(f"charge flipping needs -1 <= confirm <= 1 (got {self.confirm})")
+        if self.large_cell < 0:
+            raise InputError(f"charge flipping needs large_cell >= 0 A^3 (got {self.large_cell})")
         if self.max_grid < 0:
             raise InputError(f"charge flipping needs max_grid >= 0 points per axis (got {self.max_grid})")
         if self.sampling is not None and self.sampling < 2:
