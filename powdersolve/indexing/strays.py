@@ -56,7 +56,7 @@ def prefer_despite_weak_strays(ranked: Sequence[CellSolution], alternatives: Seq
     systems = challengers(top, SYSTEMS)
     ok = []
     for cand in alternatives:
-        stray = np.all(np.asarray(cand.hkl) == 0, axis=1)
+        stray = _unindexed(cand)
         if (cand.system in systems and cand.m20 >= M20_RATIO * top.m20
                 and len(stray) == len(weak) and (stray & capped).sum() <= max_fraction * len(weak)
                 and not np.any(stray & ~weak)):
@@ -80,16 +80,14 @@ def _best(ok: Sequence[CellSolution], obs: Observed) -> CellSolution:
     the sample's, and a cell that explains them is the better description. Exact ties (the same predicted lines:
     cubic P a/sqrt(2) and I a below N = 14) go to the centred cell, as in the ranking.
     """
-    def key(c: CellSolution) -> tuple[float, bool]:
-        return float(f"{c.m20:.9g}"), c.centring != "P"
-
-    best = max(ok, key=key)
+    best = max(ok, key=lambda c: (float(f"{c.m20:.9g}"), c.centring != "P"))
     if obs.foreign is None or not np.any(obs.foreign):
         return best
     own = obs.capped()
-
-    def unexplained(c: CellSolution) -> int:
-        return int((np.all(np.asarray(c.hkl) == 0, axis=1) & own).sum())
-
     close = [c for c in ok if c.m20 >= M20_CLOSE * best.m20]
-    return min(close, key=lambda c: (unexplained(c), tuple(-v for v in key(c))))
+    return min(close, key=lambda c: (int((_unindexed(c) & own).sum()), -float(f"{c.m20:.9g}"), c.centring == "P"))
+
+
+def _unindexed(cand: CellSolution) -> np.ndarray:
+    """(n,) bool: the observed lines ``cand`` leaves unindexed (hkl 0 0 0)."""
+    return np.all(np.asarray(cand.hkl) == 0, axis=1)
