@@ -27,6 +27,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from powdersolve.diffraction.peak_sum import windowed_sum
+
 _DT = torch.float64
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 _LN2 = float(np.log(2.0))
@@ -220,7 +222,7 @@ class PeakProfile(torch.nn.Module):
             idx = idx.clamp(0, n - 1)
         dx = self.tt[idx] - pos[..., None]
         shape = pseudo_voigt(dx, fwhm[..., None], eta[..., None])
-        if bool(torch.any(self.p_asym != 0)) or self.p_asym.requires_grad:
+        if self._asymmetric():
             shape = shape * asymmetry(dx, fwhm[..., None], theta[..., None], self.asym())
         vals = shape * weight[..., None]
         if half is not None:
@@ -230,9 +232,16 @@ class PeakProfile(torch.nn.Module):
 
     def render(self, q2: torch.Tensor, intensity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Counts on the grid of reflections at ``q2`` (1/A^2) with ``intensity`` each, and their 2-theta."""
-        idx, vals, pos = self.peaks(q2)
-        y = torch.zeros(len(self.tt), dtype=_DT).index_add(0, idx.reshape(-1), (vals * intensity[:, None]).reshape(-1))
-        return y, pos
+        pos, theta, weight = self.positions(q2)
+        fwhm, eta = self.width(theta)
+        half = self._window_half(pos[0], fwhm[0])
+        y = windowed_sum(self.tt, pos, fwhm, eta, weight, theta, self.asym(), intensity,
+                         len(self.tt) if half is None else half, self._asymmetric())
+        return y, pos[0]
+
+    def _asymmetric(self) -> bool:
+        """Whether the asymmetry is evaluated: non-zero or refining."""
+        return bool(torch.any(self.p_asym != 0)) or self.p_asym.requires_grad
 
     def _window_half(self, pos: torch.Tensor, fwhm: torch.Tensor) -> int | None:
         """Half-window in points, or None when the dense evaluation is as cheap (or windowing is off)."""
