@@ -243,8 +243,8 @@ def solve_config(args: argparse.Namespace) -> SolveConfig:
                        modified_map=not args.no_modified_map, flipped_map=not args.no_flipped_map,
                        skip_p1_pairs=not args.merge_p1_pairs, n_z_averaged=args.n_z_averaged,
                        all_serving_models=not args.one_model, alternate_samples=args.alternate_samples,
-                       recycle=args.recycle, symmetry_tolerances=() if args.no_missed_symmetry else
-                       SolveConfig.symmetry_tolerances)
+                       recycle=args.recycle, recycle_rounds=args.recycle_rounds,
+                       symmetry_tolerances=() if args.no_missed_symmetry else SolveConfig.symmetry_tolerances)
 
 
 def run_case(case: Case, kind: str, mode: str, cases: list[Case], args: argparse.Namespace) -> dict:
@@ -406,6 +406,8 @@ def main() -> None:
     ap.add_argument("--recycle", type=int, default=SolveConfig.recycle,
                     help="candidates whose phases start a recycling flip where the best Rwp is above "
                          "SolveConfig.recycle_above (0: none, the default before 2026-12-07)")
+    ap.add_argument("--recycle-rounds", type=int, default=SolveConfig.recycle_rounds,
+                    help="most rounds of recycling (SolveConfig.recycle_rounds; 1: the best candidates once)")
     ap.add_argument("--map-scores", action="store_true",
                     help="also score the density of the solved structures against the true CMED "
                          "(map CC and paper SSIM of the top-1 and best of the top 5)")

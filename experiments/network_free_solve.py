@@ -33,13 +33,14 @@ from powdersolve.solve.pipeline import solve  # noqa: E402
 from powdersolve.structures import Crystal, iter_structure_files, load_crystal  # noqa: E402
 
 
-def solve_one(pattern_of: Crystal, formula: str, truth: Crystal, name: str, recycle: int) -> dict:
+def solve_one(pattern_of: Crystal, formula: str, truth: Crystal, name: str, recycle: int, rounds: int) -> dict:
     """Solve the independent pattern of ``pattern_of`` with ``formula``; compare the top answer to ``truth``."""
     tt, y, _ = independent_pattern(pattern_of.to_structure(), seed=0)
     pattern = make_pattern(tt, y, None, CU_KA1, Path(f"{name}.xy"), "xy")
     t0 = time.perf_counter()
     try:
-        result = solve(pattern, SolveConfig(abstain=False, recycle=recycle), PredictConfig(composition=formula))
+        cfg = SolveConfig(abstain=False, recycle=recycle, recycle_rounds=rounds)
+        result = solve(pattern, cfg, PredictConfig(composition=formula))
         top = result.candidates[0]
         row = {"top1": bool(StructureMatcher().fit(top.result.structure, truth.to_structure())),
                "rwp": top.result.rwp, "spacegroup": top.spacegroup, "network": result.prediction is not None,
@@ -57,6 +58,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--first", type=int, default=0, help="start at this crystal of the folder (to split a run)")
     ap.add_argument("--recycle", type=int, default=SolveConfig().recycle)
+    ap.add_argument("--recycle-rounds", type=int, default=SolveConfig().recycle_rounds)
     ap.add_argument("--control", action="store_true", help="also the wrong-pattern control")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
@@ -64,10 +66,12 @@ def main() -> None:
     crystals = [load_crystal(p) for p in paths]
     rows = []
     for i, (path, crystal) in list(enumerate(zip(paths, crystals, strict=True)))[args.first:]:
-        row = {"file": path.name, **solve_one(crystal, crystal.formula, crystal, path.stem, args.recycle)}
+        row = {"file": path.name, **solve_one(crystal, crystal.formula, crystal, path.stem, args.recycle,
+                                                     args.recycle_rounds)}
         if args.control and len(crystals) > 1:
             other = crystals[(i + 1) % len(crystals)]
-            control = solve_one(other, crystal.formula, crystal, f"{path.stem}_control", args.recycle)
+            control = solve_one(other, crystal.formula, crystal, f"{path.stem}_control", args.recycle,
+                                  args.recycle_rounds)
             row["control"] = {k: control.get(k) for k in ("top1", "rwp", "spacegroup", "error", "seconds")}
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -64,7 +64,7 @@ def test_recycling_moves_misplaced_light_atoms_towards_the_truth() -> None:
 
 def test_the_recycling_settings_are_checked() -> None:
     for bad in ({"recycle": -1}, {"recycle_above": -0.1}, {"recycle_above": float("nan")}, {"time_limit": 0.0},
-                {"time_limit": float("nan")}):
+                {"time_limit": float("nan")}, {"recycle_rounds": 0}, {"recycle_gain": 0.0}, {"recycle_gain": 1.5}):
         with pytest.raises(InputError):
             SolveConfig(**bad)
 
@@ -86,3 +86,19 @@ def test_solve_ranks_the_recycled_candidates_with_the_rest(tmp_path) -> None:
                  PredictConfig(composition="ZnS"))
     assert not any("recycled" in o for origins in late.origins for o in origins)
     assert any("time limit" in n for n in late.notes)
+
+
+def test_a_later_round_recycles_the_new_best(tmp_path) -> None:
+    """With every round counted as a gain (``recycle_gain`` 1: the merged best never fits worse), the best
+    candidate after the first round is recycled again, and no more than ``recycle_rounds`` rounds run."""
+    truth = _structure([0.33, 0.61, 0.08])
+    tt, y = independent.pattern(truth)
+    xy = tmp_path / "mono.xy"
+    xy.write_text(f"# wavelength = {independent.CU_KA1}\n" + "\n".join(f"{a:.4f} {b:.1f}" for a, b in zip(tt, y)))
+    said: list[str] = []
+    result = solve(xy, SolveConfig(grid=32, recycle=1, recycle_above=0.0, recycle_rounds=2, recycle_gain=1.0),
+                   PredictConfig(composition="ZnS"), progress=said.append)
+    assert sum("recycling candidate 1" in m for m in said) == 1
+    assert sum("recycling (round 2) candidate 1" in m for m in said) == 1
+    assert not any("round 3" in m for m in said)
+    assert StructureMatcher().fit(result.best.result.structure, truth)

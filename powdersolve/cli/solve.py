@@ -50,6 +50,9 @@ from powdersolve.structures.crystal import Crystal
 @click.option("--recycle", type=int, default=SolveConfig().recycle, show_default=True,
               help="Where the best fit's Rwp is above 0.03, charge-flip the measured peaks from the phases of this "
                    "many best candidates and read atoms from those maps too (0: skip).")
+@click.option("--recycle-rounds", type=click.IntRange(min=1), default=SolveConfig().recycle_rounds, show_default=True,
+              help="Most rounds of recycling: while a round lowers the best Rwp by 10% or more and it stays above "
+                   "0.03, the new best candidate is recycled in turn.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds after which no further candidate is recycled (default: no limit).")
 @reading_options
@@ -59,7 +62,7 @@ from powdersolve.structures.crystal import Crystal
 def solve_command(pattern: Path, composition: str | None, cell: str | None, wavelength: str | None, system: str,
                   samples: int, grid: int, weights: Path | None, max_rwp: float, top_k: int, refine_top: int,
                   no_map_symmetry: bool, modified_map: bool, flipped_map: bool, recycle: int,
-                  time_limit: float | None, fmt: str | None,
+                  recycle_rounds: int, time_limit: float | None, fmt: str | None,
                   no_kalpha2_strip: bool, min_two_theta: float, known_phases: tuple[Crystal, ...], seed: int, out: Path,
                   overwrite: bool) -> None:
     """Solve the crystal structure that diffracts PATTERN.
@@ -87,7 +90,8 @@ def solve_command(pattern: Path, composition: str | None, cell: str | None, wave
         raise OutputError(f"{out}: already exists; pass --overwrite or choose another --out")
     config = SolveConfig(samples=samples, grid=grid, max_rwp=max_rwp, top_k=top_k, refine_top=refine_top,
                          map_symmetry=not no_map_symmetry, modified_map=modified_map,
-                         flipped_map=flipped_map, recycle=recycle, time_limit=time_limit)
+                         flipped_map=flipped_map, recycle=recycle, recycle_rounds=recycle_rounds,
+                         time_limit=time_limit)
     pconfig = PredictConfig(
         samples=samples, grid=grid, seed=seed, system=system, strip_kalpha2=not no_kalpha2_strip,
         min_two_theta=min_two_theta, composition=composition, cell=Cell.parse(cell) if cell is not None else None,

@@ -81,6 +81,11 @@ class SolveConfig:
             the atoms read from those maps refined and ranked with the rest; 0 skips it.
         recycle_above: Rwp (fraction) at or below which the best fit is left as it is: a fit near the noise
             of the pattern has little to gain, and recycling costs a reading and refinement per candidate.
+        recycle_rounds: most rounds of recycling: after the first (the ``recycle`` best candidates), the new
+            best is recycled again while a round lowers the best Rwp to at most ``recycle_gain`` times the
+            round before's and it is still above ``recycle_above`` (a partly right structure phases the
+            peaks better each round, as in a crystallographer's Fourier cycles).
+        recycle_gain: see ``recycle_rounds``.
         symmetry_tolerances: spglib tolerances (A) at which the best candidate is searched for symmetry it
             missed; the most symmetric version that refines as well takes its place
             (:mod:`powdersolve.solve.missed_symmetry`). Empty: not searched.
@@ -120,6 +125,8 @@ class SolveConfig:
     workers: int = 2
     recycle: int = 2
     recycle_above: float = 0.03
+    recycle_rounds: int = 1
+    recycle_gain: float = 0.9
     symmetry_tolerances: tuple[float, ...] = MISSED_SYMMETRY_TOLERANCES
     symmetry_tie: float = MISSED_SYMMETRY_TIE
     time_limit: float | None = None
@@ -143,6 +150,9 @@ class SolveConfig:
             raise InputError(f"workers {self.workers} must be at least 1")
         if self.recycle < 0 or not self.recycle_above >= 0:
             raise InputError(f"--recycle {self.recycle} and recycle_above {self.recycle_above} must be >= 0")
+        if self.recycle_rounds < 1 or not 0 < self.recycle_gain <= 1:
+            raise InputError(f"recycle_rounds {self.recycle_rounds} must be >= 1 and recycle_gain "
+                             f"{self.recycle_gain} in (0, 1]")
         if not all(t > 0 for t in self.symmetry_tolerances) or not self.symmetry_tie >= 0:
             raise InputError(f"symmetry_tolerances {self.symmetry_tolerances} (A) and symmetry_tie "
                              f"{self.symmetry_tie} must be positive")

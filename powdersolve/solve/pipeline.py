@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -44,22 +44,18 @@ from powdersolve.predict.phasing import phase_pattern
 from powdersolve.predict.postprocess import measured_peaks
 from powdersolve.predict.steps import NoModelError, preprocess_pattern, read
 from powdersolve.solve.config import SolveConfig
+from powdersolve.solve.from_maps import solve_maps
 from powdersolve.solve.missed_symmetry import with_missed_symmetry
 from powdersolve.solve.observed import Observed, observed_from_prediction
 from powdersolve.solve.rank import Ranking, abstain_if_poor, merge_rankings, rank_structures
 from powdersolve.solve.reading import (
     PriorityMap,
-    candidates_from_grids,
-    composition_for_atoms,
-    extinction_maps,
-    symmetrised_maps,
 )
-from powdersolve.solve.recycling import recycled_map
-from powdersolve.solve.result import SolveResult, write_solve_outputs
+from powdersolve.solve.recycling import recycle
+from powdersolve.solve.result import Progress, SolveResult, write_solve_outputs
 from powdersolve.structures.io import crystal_system
 from powdersolve.weights import SERVING_MODELS, available_systems
 
-Progress = Callable[[str], None]
 #: The default settings (one shared, immutable instance).
 DEFAULT_CONFIG = SolveConfig()
 #: Random-phase starts charge-flipped where no shipped model serves the cell (the lowest flip R is read).
@@ -153,7 +149,7 @@ def solve_from_grids(pattern: str | os.PathLike | Pattern, grids: Sequence[np.nd
     observed = observed_profile(pattern, predict_config)
     timings["preprocess"] = time.perf_counter() - t0
     labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]
-    return _solve_grids(list(grids), labels, np.asarray(lattice, np.float64), composition, observed, config, say,
+    return solve_maps(list(grids), labels, np.asarray(lattice, np.float64), composition, observed, config, say,
                         timings)
 
 
@@ -202,7 +198,7 @@ def _solve_prediction(pred: Prediction, composition: str | None, config: SolveCo
     if _flipped_departs(pred):
         grids, labels = [pred.flipped, *grids], [f"{tag}charge-flipped mean", *labels]
     first = _modified_first(pred, tag) if config.modified_map else []
-    return _solve_grids(grids, labels, pred.lattice, composition, observed_from_prediction(pred), config, say,
+    return solve_maps(grids, labels, pred.lattice, composition, observed_from_prediction(pred), config, say,
                         timings, first, _extinctions(pred))
 
 
@@ -311,7 +307,7 @@ def _finished(result: SolveResult, peaks: MeasuredPeaks, composition: str | None
     (:mod:`powdersolve.solve.missed_symmetry`); abstains per ``config``."""
     if config.recycle and result.best.result.rwp > config.recycle_above:
         deadline = None if config.time_limit is None else started + config.time_limit
-        result = _recycled(result, peaks, composition, lattice, config, say, deadline)
+        result = recycle(result, peaks, composition, lattice, config, say, deadline)
     if config.symmetry_tolerances:
         t0 = time.perf_counter()
         say(f"searching the best candidate ({result.best.spacegroup_symbol}) for symmetry it missed")
@@ -322,73 +318,3 @@ def _finished(result: SolveResult, peaks: MeasuredPeaks, composition: str | None
                          timings={**result.timings, "missed_symmetry": time.perf_counter() - t0})
     abstain_if_poor(result.best.result.rwp, result.n_distinct, result.observed.source, config.rank_config())
     return replace(result, config=config)
-
-
-def _recycled(result: SolveResult, peaks: MeasuredPeaks, composition: str | None, lattice: np.ndarray,
-              config: SolveConfig, say: Progress, deadline: float | None) -> SolveResult:
-    """``result`` with the candidates read from the recycled maps of its best ``config.recycle`` candidates
-    ranked in, none begun after ``deadline`` (``time.perf_counter``; None: no limit); never abstains."""
-    t0 = time.perf_counter()
-    rankings = [Ranking(result.candidates, result.origins, result.notes)]
-    n_maps, n_distinct = result.n_maps, result.n_distinct
-    for rank, candidate in enumerate(result.candidates[: config.recycle], start=1):
-        if deadline is not None and time.perf_counter() > deadline:
-            late = f"recycling stopped before candidate {rank}: the time limit ({config.time_limit:g} s) was reached"
-            say(late)
-            rankings.append(Ranking([], [], [late]))
-            break
-        say(f"recycling candidate {rank} ({candidate.spacegroup_symbol}, Rwp {candidate.result.rwp:.3f}): "
-            "charge flipping of the measured peaks from its phases")
-        try:
-            recycled = recycled_map(candidate, rank, peaks, config.grid)
-            more = _solve_grids([recycled.grid], [recycled.label], recycled.lattice, composition, result.observed,
-                                replace(config, abstain=False), say, {})
-        except (ModificationError, NoSolutionError) as exc:
-            say(f"recycling candidate {rank} gave nothing: {exc}")
-            continue
-        rankings.append(Ranking(more.candidates, more.origins, more.notes))
-        n_maps, n_distinct = n_maps + more.n_maps, n_distinct + more.n_distinct
-    ranking = merge_rankings(rankings, replace(config.rank_config(), abstain=False), metric_family(lattice),
-                             result.observed.source)
-    return replace(result, candidates=ranking.candidates, origins=ranking.origins, notes=ranking.notes,
-                   n_maps=n_maps, n_distinct=n_distinct,
-                   timings={**result.timings, "recycle": time.perf_counter() - t0})
-
-
-def _solve_grids(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray, composition: str | None,
-                 observed: Observed, config: SolveConfig, say: Progress, timings: dict[str, float],
-                 first: Sequence[PriorityMap] = (), extinctions: Sequence[ExtinctionClass] = ()) -> SolveResult:
-    """Candidates from ``grids`` (the first searched for its group, and averaged over the groups of the best
-    of ``extinctions``) and ``first`` (read before all)."""
-    t0 = time.perf_counter()
-    comp, ratios_known = composition_for_atoms(composition)
-    priority = list(first)
-    if config.map_symmetry and grids:
-        say(f"searching the map '{labels[0]}' for its space group")
-        sym_maps, sym_labels, sym_groups = symmetrised_maps(grids[0], lattice, labels[0], config.symmetry_top)
-        if config.extinction_groups and extinctions:
-            say(f"averaging it over the groups of the extinction class {extinctions[0].label}")
-            priority += extinction_maps(grids[0], lattice, labels[0], extinctions, config.extinction_groups,
-                                        skip=sym_groups)
-        priority += [PriorityMap(g, lab, n) for g, lab, n in zip(sym_maps, sym_labels, sym_groups)]
-        timings["map_symmetry"] = timings.get("map_symmetry", 0.0) + time.perf_counter() - t0
-        t0 = time.perf_counter()
-    say(f"reading atoms from {len(priority) + len(grids)} density maps")
-    read = candidates_from_grids([m.grid for m in priority] + list(grids), lattice, comp, ratios_known=ratios_known,
-                                 labels=[m.label for m in priority] + list(labels),
-                                 min_distance=config.min_distance, symprec=config.symprec, n_z=config.n_z,
-                                 n_z_averaged=config.n_z_averaged, n_first=len(priority),
-                                 spacegroups=[m.number for m in priority] + [None] * len(grids),
-                                 skip_p1_pairs=config.skip_p1_pairs,
-                                 lattices=[m.lattice for m in priority] + [None] * len(grids), workers=config.workers)
-    species_note = read.species_note
-    if not comp:
-        species_note = species_note or "no composition given: species inferred from electrons per density peak"
-    timings["atoms"] = timings.get("atoms", 0.0) + time.perf_counter() - t0
-    t0 = time.perf_counter()
-    say(f"refining {len(read.structures)} distinct candidate structures")
-    ranking = rank_structures(read.structures, read.origins, observed, config.rank_config(),
-                              metric_family(lattice), read.n_priority)
-    timings["refine_rank"] = timings.get("refine_rank", 0.0) + time.perf_counter() - t0
-    return SolveResult(ranking.candidates, ranking.origins, observed, None, composition, species_note,
-                       read.notes + ranking.notes, len(priority) + len(grids), len(read.structures), timings, config)
