@@ -60,12 +60,16 @@ def main() -> None:
     ap.add_argument("--recycle", type=int, default=SolveConfig().recycle)
     ap.add_argument("--recycle-rounds", type=int, default=SolveConfig().recycle_rounds)
     ap.add_argument("--control", action="store_true", help="also the wrong-pattern control")
+    ap.add_argument("--skip", default="", help="comma-separated files not solved (e.g. one known to run for hours)")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     paths = list(iter_structure_files(args.structures))[: args.limit]
     crystals = [load_crystal(p) for p in paths]
     rows = []
+    skip = {name for name in args.skip.split(",") if name}
     for i, (path, crystal) in list(enumerate(zip(paths, crystals, strict=True)))[args.first:]:
+        if path.name in skip:
+            continue
         row = {"file": path.name, **solve_one(crystal, crystal.formula, crystal, path.stem, args.recycle,
                                                      args.recycle_rounds)}
         if args.control and len(crystals) > 1:

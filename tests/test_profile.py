@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.optimize._numdiff import approx_derivative
 
 from powdersolve.diffraction.augment import (
     Augment,
@@ -14,7 +15,7 @@ from powdersolve.diffraction.augment import (
     thermal_factor,
 )
 from powdersolve.diffraction.encoding import encode_q
-from powdersolve.diffraction.peaks import find_peaks, peaks_to_q_intensity
+from powdersolve.diffraction.peaks import find_peaks, group_jacobian, group_residual, peaks_to_q_intensity
 from powdersolve.diffraction.profile import ProfileConfig, profile_pattern, pseudo_voigt
 from powdersolve.diffraction.sticks import DOUBLETS, WAVELENGTHS, Sticks, sticks, to_two_theta, two_theta_from_q
 from powdersolve.errors import InputError
@@ -206,3 +207,13 @@ def test_identity_augment_keeps_sticks() -> None:
     assert lim == 8.0
     np.testing.assert_array_equal(out_q, q)
     np.testing.assert_array_equal(out_i, inten)
+
+
+def test_peak_group_jacobian_equals_finite_differences() -> None:
+    """The analytic Jacobian of a joint peak fit: three overlapping pseudo-Voigts, away from the start."""
+    x = np.linspace(20.0, 23.0, 300)
+    # areas, centres (deg), FWHMs (deg), etas, offset
+    p = np.array([5.0, 2.0, 1.0, 21.0, 21.2, 22.1, 0.08, 0.11, 0.06, 0.2, 0.7, 0.5, 3.0])
+    y = np.random.default_rng(0).normal(size=x.size)
+    numeric = approx_derivative(group_residual, p, method="3-point", args=(x, y, 7.0))
+    np.testing.assert_allclose(group_jacobian(p, x, y, 7.0), numeric, rtol=1e-4, atol=1e-6 * np.abs(numeric).max())
