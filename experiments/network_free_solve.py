@@ -33,14 +33,15 @@ from powdersolve.solve.pipeline import solve  # noqa: E402
 from powdersolve.structures import Crystal, iter_structure_files, load_crystal  # noqa: E402
 
 
-def solve_one(pattern_of: Crystal, formula: str, truth: Crystal, name: str, recycle: int, rounds: int) -> dict:
+def solve_one(pattern_of: Crystal, formula: str, truth: Crystal, name: str, recycle: int, rounds: int,
+              seed: int = 0) -> dict:
     """Solve the independent pattern of ``pattern_of`` with ``formula``; compare the top answer to ``truth``."""
     tt, y, _ = independent_pattern(pattern_of.to_structure(), seed=0)
     pattern = make_pattern(tt, y, None, CU_KA1, Path(f"{name}.xy"), "xy")
     t0 = time.perf_counter()
     try:
         cfg = SolveConfig(abstain=False, recycle=recycle, recycle_rounds=rounds)
-        result = solve(pattern, cfg, PredictConfig(composition=formula))
+        result = solve(pattern, cfg, PredictConfig(composition=formula, seed=seed))
         top = result.candidates[0]
         row = {"top1": bool(StructureMatcher().fit(top.result.structure, truth.to_structure())),
                "rwp": top.result.rwp, "spacegroup": top.spacegroup, "network": result.prediction is not None,
@@ -59,6 +60,8 @@ def main() -> None:
     ap.add_argument("--first", type=int, default=0, help="start at this crystal of the folder (to split a run)")
     ap.add_argument("--recycle", type=int, default=SolveConfig().recycle)
     ap.add_argument("--recycle-rounds", type=int, default=SolveConfig().recycle_rounds)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the random-phase starts (the network-free path is chaotic: compare over seeds)")
     ap.add_argument("--control", action="store_true", help="also the wrong-pattern control")
     ap.add_argument("--skip", default="", help="comma-separated files not solved (e.g. one known to run for hours)")
     ap.add_argument("--json", required=True)
@@ -71,11 +74,11 @@ def main() -> None:
         if path.name in skip:
             continue
         row = {"file": path.name, **solve_one(crystal, crystal.formula, crystal, path.stem, args.recycle,
-                                                     args.recycle_rounds)}
+                                                     args.recycle_rounds, args.seed)}
         if args.control and len(crystals) > 1:
             other = crystals[(i + 1) % len(crystals)]
             control = solve_one(other, crystal.formula, crystal, f"{path.stem}_control", args.recycle,
-                                  args.recycle_rounds)
+                                  args.recycle_rounds, args.seed)
             row["control"] = {k: control.get(k) for k in ("top1", "rwp", "spacegroup", "error", "seconds")}
         rows.append(row)
         print(json.dumps(row), flush=True)
