@@ -19,7 +19,7 @@ import math
 import numba
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 _LN2 = math.log(2.0)
 _C_GAUSS = 2.0 * math.sqrt(_LN2 / math.pi)  # unit-area Gaussian of FWHM 1 at its centre
@@ -34,7 +34,9 @@ def _window(tt: np.ndarray, position: float, half: int) -> tuple[int, int]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _render(tt, pos, fwhm, eta, weight, theta, asym, inten, half, use_asym, out):  # noqa: ANN001, ANN202
+def _render(tt: np.ndarray, pos: np.ndarray, fwhm: np.ndarray, eta: np.ndarray, weight: np.ndarray,
+            theta: np.ndarray, asym: np.ndarray, inten: np.ndarray, half: int, use_asym: bool, out: np.ndarray) -> None:
+    """Adds the windowed peaks to ``out`` (see :func:`windowed_sum`)."""
     n_lines, n_refl = pos.shape
     for line in range(n_lines):
         for r in range(n_refl):
@@ -59,8 +61,11 @@ def _render(tt, pos, fwhm, eta, weight, theta, asym, inten, half, use_asym, out)
 
 
 @numba.njit(cache=True, nogil=True)
-def _gradients(tt, pos, fwhm, eta, weight, theta, asym, inten, half, use_asym, gy,  # noqa: ANN001, ANN202
-               g_pos, g_fwhm, g_eta, g_weight, g_theta, g_asym, g_inten):
+def _gradients(tt: np.ndarray, pos: np.ndarray, fwhm: np.ndarray, eta: np.ndarray, weight: np.ndarray,
+               theta: np.ndarray, asym: np.ndarray, inten: np.ndarray, half: int, use_asym: bool, gy: np.ndarray,
+               g_pos: np.ndarray, g_fwhm: np.ndarray, g_eta: np.ndarray, g_weight: np.ndarray, g_theta: np.ndarray,
+               g_asym: np.ndarray, g_inten: np.ndarray) -> None:
+    """Fills the ``g_*`` arrays (zeroed by the caller) with the gradient of sum(gy * pattern) by each input."""
     n_lines, n_refl = pos.shape
     for line in range(n_lines):
         for r in range(n_refl):
@@ -125,8 +130,12 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 class _WindowedSum(torch.autograd.Function):
+    """The autograd node of :func:`windowed_sum`: the compiled sum forward, its compiled gradient backward."""
+
     @staticmethod
-    def forward(ctx, tt, pos, fwhm, eta, weight, theta, asym, inten, half, use_asym):  # noqa: ANN001, ANN205
+    def forward(ctx: FunctionCtx, tt: torch.Tensor, pos: torch.Tensor, fwhm: torch.Tensor, eta: torch.Tensor,
+                weight: torch.Tensor, theta: torch.Tensor, asym: torch.Tensor, inten: torch.Tensor, half: int,
+                use_asym: bool) -> torch.Tensor:
         arrays = [_np(t) for t in (tt, pos, fwhm, eta, weight, theta, asym, inten)]
         out = np.zeros(arrays[0].size)
         _render(*arrays, int(half), bool(use_asym), out)
@@ -135,7 +144,7 @@ class _WindowedSum(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, gy):  # noqa: ANN001, ANN205
+    def backward(ctx: FunctionCtx, gy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         tt, pos, fwhm, eta, weight, theta, asym, inten = ctx.arrays
         grads = [np.zeros_like(pos) for _ in range(5)] + [np.zeros(4), np.zeros_like(inten)]
         _gradients(tt, pos, fwhm, eta, weight, theta, asym, inten, ctx.half, ctx.use_asym, _np(gy), *grads)
