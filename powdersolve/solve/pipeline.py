@@ -48,9 +48,7 @@ from powdersolve.solve.from_maps import solve_maps
 from powdersolve.solve.missed_symmetry import with_missed_symmetry
 from powdersolve.solve.observed import Observed, observed_from_prediction
 from powdersolve.solve.rank import Ranking, abstain_if_poor, merge_rankings, rank_structures
-from powdersolve.solve.reading import (
-    PriorityMap,
-)
+from powdersolve.solve.reading import PriorityMap
 from powdersolve.solve.recycling import recycle
 from powdersolve.solve.result import Progress, SolveResult, write_solve_outputs
 from powdersolve.structures.io import crystal_system
@@ -150,7 +148,7 @@ def solve_from_grids(pattern: str | os.PathLike | Pattern, grids: Sequence[np.nd
     timings["preprocess"] = time.perf_counter() - t0
     labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]
     return solve_maps(list(grids), labels, np.asarray(lattice, np.float64), composition, observed, config, say,
-                        timings)
+                      timings)
 
 
 def _solve_without_network(pattern: str | os.PathLike | Pattern, pcfg: PredictConfig, config: SolveConfig,
@@ -199,7 +197,7 @@ def _solve_prediction(pred: Prediction, composition: str | None, config: SolveCo
         grids, labels = [pred.flipped, *grids], [f"{tag}charge-flipped mean", *labels]
     first = _modified_first(pred, tag) if config.modified_map else []
     return solve_maps(grids, labels, pred.lattice, composition, observed_from_prediction(pred), config, say,
-                        timings, first, _extinctions(pred))
+                      timings, first, _extinctions(pred))
 
 
 def _solve_prediction_or_none(pred: Prediction, composition: str | None, config: SolveConfig, say: Progress,
