@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import independent
 import numpy as np
 import pytest
+from pymatgen.core import Lattice, Structure
 
 from powdersolve.diffraction import WAVELENGTHS, sticks, to_two_theta
 from powdersolve.errors import InputError
@@ -106,6 +108,20 @@ def test_bad_inputs() -> None:
         index_pattern([3.0, 2.0, 1.5, 1.2, 1.0], systems=("quasicrystal",))
     with pytest.raises(InputError, match="either"):
         index_pattern([3.0, 2.0], two_theta=[10.0, 20.0], wavelength=CU)
+
+
+def test_four_lines_index_a_small_cubic_cell_and_nothing_else() -> None:
+    """Diamond (a = 3.567 A) has four lines below 2-theta 120 deg with Cu K-alpha1 (pymatgen's sticks): only
+    a cubic cell is searched, and it is diamond's F cell; four lines of a non-cubic search are refused."""
+    diamond = Structure.from_spacegroup("Fd-3m", Lattice.cubic(3.567), ["C"], [[0, 0, 0]])
+    tt, _, _ = independent.sticks(diamond, CU, 5.0, 120.0)
+    assert tt.size == 4
+    messages: list[str] = []
+    top = index_pattern(two_theta=tt, wavelength=CU, config=FAST, progress=messages.append)[0]
+    assert (top.system, top.centring) == ("cubic", "F") and abs(top.a - 3.567) < 0.01
+    assert any("only cubic cells" in m for m in messages)
+    with pytest.raises(InputError, match="non-cubic cell needs at least 5"):
+        index_pattern(two_theta=tt, wavelength=CU, systems=("hexagonal", "tetragonal"))
 
 
 def test_only_a_tight_complete_cubic_cell_ends_the_search_early() -> None:

@@ -48,7 +48,7 @@ import numpy as np
 from powdersolve.diffraction.known_phases import KnownLines, known_phase, standards_hint, standards_present
 from powdersolve.errors import InputError
 from powdersolve.indexing.metric import SYSTEMS
-from powdersolve.indexing.observations import Observed, observations
+from powdersolve.indexing.observations import MIN_LINES, Observed, observations
 from powdersolve.indexing.pattern import PickedPeaks, pick_peaks
 from powdersolve.indexing.reduction import niggli, same_lattice
 from powdersolve.indexing.search import HIGH_SYSTEMS, Search
@@ -112,10 +112,23 @@ def _complete_cubic(found: Sequence[CellSolution], config: IndexConfig) -> CellS
     return max(complete, key=lambda s: s.score, default=None)
 
 
+def _systems_the_lines_allow(obs: Observed, config: IndexConfig, say: Callable[[str], None]) -> IndexConfig:
+    """``config``, searching only cubic cells when there are fewer than ``MIN_LINES`` lines (a cell of two or
+    more metric parameters and a zero shift would fit so few positions by chance)."""
+    if obs.tt.size >= MIN_LINES:
+        return config
+    if "cubic" not in config.systems:
+        raise InputError(f"only {obs.tt.size} peak positions; indexing a non-cubic cell needs at least {MIN_LINES}; "
+                         "give --cell")
+    say(f"indexing: only {obs.tt.size} lines: only cubic cells searched")
+    return replace(config, systems=("cubic",))
+
+
 def index_peaks(obs: Observed, config: IndexConfig, progress: Callable[[str], None] | None = None
                 ) -> list[CellSolution]:
     """Ranked cells (best first) of validated observations; see the module docstring."""
     say = progress or (lambda _msg: None)
+    config = _systems_the_lines_allow(obs, config, say)
     search = Search(obs, config, say)
     systems = set(config.systems)
     if systems & {"hexagonal", "trigonal"}:

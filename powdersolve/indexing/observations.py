@@ -15,8 +15,12 @@ from powdersolve.errors import InputError
 
 #: Wavelength (Angstrom) used to express 2-theta tolerances when only d-spacings are given.
 REFERENCE_WAVELENGTH = WAVELENGTHS["CuKa1"]
-#: Fewest peak positions indexing accepts.
+#: Fewest peak positions indexing accepts for a search of every crystal system.
 MIN_LINES = 5
+#: Fewest it accepts at all: with fewer than ``MIN_LINES`` only a cubic cell (one metric parameter and a zero
+#: shift against four positions) is searched. Small cubic cells give so few lines: diamond (a = 3.57 A) has
+#: four below 2-theta 120 deg with Cu K-alpha.
+MIN_LINES_CUBIC = 4
 
 
 def q_from_tt(tt: np.ndarray, wavelength: float) -> np.ndarray:
@@ -106,7 +110,8 @@ def observations(d_spacings: Sequence[float] | np.ndarray | None, two_theta: Seq
         if foreign is not None:
             at_standard = np.asarray(foreign, dtype=bool).ravel()[first]
             weak |= at_standard
-    if tt.size < MIN_LINES:
-        raise InputError(f"only {tt.size} peak positions; indexing needs at least {MIN_LINES}; give --cell")
+    if tt.size < MIN_LINES_CUBIC:
+        raise InputError(f"only {tt.size} peak positions; indexing needs at least {MIN_LINES_CUBIC} (a cubic cell) "
+                         f"or {MIN_LINES} (any cell); give --cell")
     return Observed(tt=tt, wavelength=lam, tol=float(tol), max_zero=float(zero_range), weak=weak,
                     foreign=at_standard)
