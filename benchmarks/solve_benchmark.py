@@ -209,6 +209,8 @@ def score_case(result: SolveResult | None, truth: Structure, crystal: Crystal | 
     out["framework_top1"] = bool(cands) and framework_match(cands[0], truth)
     out["n_candidates"] = len(cands)
     out["timings"] = {k: round(v, 3) for k, v in result.timings.items()} if result is not None else None
+    # Whether SolveConfig.time_limit cut the solve short (a stage or candidate not begun).
+    out["time_limited"] = result is not None and any("time limit" in n for n in result.notes)
     return out
 
 
@@ -243,7 +245,7 @@ def solve_config(args: argparse.Namespace) -> SolveConfig:
                        modified_map=not args.no_modified_map, flipped_map=not args.no_flipped_map,
                        skip_p1_pairs=not args.merge_p1_pairs, n_z_averaged=args.n_z_averaged,
                        all_serving_models=not args.one_model, alternate_samples=args.alternate_samples,
-                       recycle=args.recycle, recycle_rounds=args.recycle_rounds,
+                       recycle=args.recycle, recycle_rounds=args.recycle_rounds, time_limit=args.time_limit or None,
                        symmetry_tolerances=() if args.no_missed_symmetry else SolveConfig.symmetry_tolerances)
 
 
@@ -408,6 +410,8 @@ def main() -> None:
                          "SolveConfig.recycle_above (0: none, the default before 2026-12-07)")
     ap.add_argument("--recycle-rounds", type=int, default=SolveConfig.recycle_rounds,
                     help="most rounds of recycling (SolveConfig.recycle_rounds; 1: the best candidates once)")
+    ap.add_argument("--time-limit", type=float, default=SolveConfig.time_limit,
+                    help="SolveConfig.time_limit (s); 0: no limit. Rows report whether it cut a solve short")
     ap.add_argument("--map-scores", action="store_true",
                     help="also score the density of the solved structures against the true CMED "
                          "(map CC and paper SSIM of the top-1 and best of the top 5)")
@@ -451,7 +455,8 @@ def main() -> None:
                 rows.append(row)
                 status = row["error"] or (f"top1 {row['default_top1']} best5 {row['default_top5']} "
                                           f"loose-top1 {row['loose_top1']} Rwp {row['rwp']:.3f} "
-                                          f"top {row['top_formula']} #{row['top_spacegroup']}")
+                                          f"top {row['top_formula']} #{row['top_spacegroup']}"
+                                          + (" (time limit reached)" if row.get("time_limited") else ""))
                 print(f"{case.system:9s} {case.name:14s} {kind:8s} {mode:13s} {row['seconds']:6.1f}s  {status}",
                       flush=True)
             # Written after every case, so an interrupted run still leaves its results.

@@ -46,7 +46,8 @@ def solve_one(pattern_of: Crystal, formula: str, truth: Crystal, name: str, recy
         row = {"top1": bool(StructureMatcher().fit(top.result.structure, truth.to_structure())),
                "rwp": top.result.rwp, "spacegroup": top.spacegroup, "network": result.prediction is not None,
                "read_from": result.origins[0][0] if result.origins[0] else None,
-               "timings": {k: round(v, 2) for k, v in result.timings.items()}}
+               "timings": {k: round(v, 2) for k, v in result.timings.items()},
+               "time_limited": any("time limit" in n for n in result.notes)}
     except PowdersolveError as exc:
         row = {"error": str(exc)[:200]}
     row["seconds"] = time.perf_counter() - t0

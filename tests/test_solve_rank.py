@@ -3,6 +3,7 @@ the point-group order that ranks equally good fits, merged rankings and threaded
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -122,6 +123,26 @@ def test_ranking_does_not_depend_on_the_number_of_refinement_threads() -> None:
     two = rank_structures(starts, origins, obs, replace(cfg, workers=2))
     assert [c.result.rwp for c in one.candidates] == [c.result.rwp for c in two.candidates]
     assert one.candidates[0].spacegroup == 225 and len(one.candidates) >= 2
+
+
+def test_after_the_deadline_only_the_first_candidate_is_screened_and_refined() -> None:
+    """A ranking begun after its deadline still ranks something: the first candidate (the highest priority
+    reading) is screened and fully refined; the others are not begun, and a note says why."""
+    from independent import pattern
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    tt, counts = pattern(nacl, hi=80.0, step=0.02)
+    obs = Observed(tt, counts - counts.min(), 1.5406, "NaCl.xy", fwhm=0.08)
+    starts = [nacl, Structure(nacl.lattice, ["Na", "Cl"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+              Structure(nacl.lattice, ["Cl", "Na"], [[0, 0, 0], [0.5, 0.5, 0.5]])]
+    cfg = RankConfig(refine_top=1, screen_iter=5, abstain=False, refine=RefineConfig(max_iter=30))
+    late = rank_structures(starts, [[f"map {i}"] for i in range(3)], obs, cfg, deadline=time.perf_counter() - 1.0)
+    assert len(late.candidates) == 1 and not late.candidates[0].screened_only
+    assert late.candidates[0].spacegroup == 225
+    assert any("2 of 3 candidates not screened: the time limit" in n for n in late.notes)
+    in_time = rank_structures(starts, [[f"map {i}"] for i in range(3)], obs, cfg, deadline=time.perf_counter() + 600)
+    assert len(in_time.candidates) == 2  # the swapped reading is rock salt again, merged
+    assert not any("time limit" in n for n in in_time.notes)
 
 
 def test_a_candidate_too_large_to_refine_is_dropped_and_the_others_ranked() -> None:

@@ -53,8 +53,9 @@ from powdersolve.structures.crystal import Crystal
 @click.option("--recycle-rounds", type=click.IntRange(min=1), default=SolveConfig().recycle_rounds, show_default=True,
               help="Most rounds of recycling: while a round lowers the best Rwp by 10% or more and it stays above "
                    "0.03, the new best candidate is recycled in turn.")
-@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds after which no further candidate is recycled (default: no limit).")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=SolveConfig().time_limit, show_default=True,
+              help="Seconds after which no further stage begins (another model, recycling, refinement of more "
+                   "candidates); the answer so far is ranked. 0: no limit.")
 @reading_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latent samples.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
@@ -91,7 +92,7 @@ def solve_command(pattern: Path, composition: str | None, cell: str | None, wave
     config = SolveConfig(samples=samples, grid=grid, max_rwp=max_rwp, top_k=top_k, refine_top=refine_top,
                          map_symmetry=not no_map_symmetry, modified_map=modified_map,
                          flipped_map=flipped_map, recycle=recycle, recycle_rounds=recycle_rounds,
-                         time_limit=time_limit)
+                         time_limit=time_limit or None)
     pconfig = PredictConfig(
         samples=samples, grid=grid, seed=seed, system=system, strip_kalpha2=not no_kalpha2_strip,
         min_two_theta=min_two_theta, composition=composition, cell=Cell.parse(cell) if cell is not None else None,

@@ -93,10 +93,13 @@ class SolveConfig:
             (:mod:`powdersolve.solve.missed_symmetry`). Empty: not searched.
         symmetry_tie: a symmetric version replaces the best candidate when its Rwp is at most ``1 +
             symmetry_tie`` times the candidate's.
-        time_limit: seconds from the start of :func:`solve` after which no further candidate is recycled
-            (the recycling of a poor fit in a large low-symmetry cell can take minutes); None: no limit. Not
-            set by default: it trades answers for time (alpha-Mn was found by the second recycled candidate,
-            80 s into its solve).
+        time_limit: seconds from the start of :func:`solve` after which no further stage begins: no other
+            serving model is asked, no candidate is recycled, and a ranking screens and fully refines only its first
+            candidate (:func:`powdersolve.solve.rank.rank_structures`); what is under way finishes, and the answer
+            so far is ranked (and abstained on) as usual, with a note. None: no limit. 60 s: no solve of the
+            generated development sets reached it (``benchmarks/solve_benchmark.py`` reports ``time_limited``),
+            while a pseudo-hexagonal monoclinic crystal indexed as a 190-atom rhombohedral cell took 13.5 min
+            without it.
     """
 
     samples: int = 20
@@ -131,7 +134,7 @@ class SolveConfig:
     recycle_gain: float = 0.9
     symmetry_tolerances: tuple[float, ...] = MISSED_SYMMETRY_TOLERANCES
     symmetry_tie: float = MISSED_SYMMETRY_TIE
-    time_limit: float | None = None
+    time_limit: float | None = 60.0
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_rwp) and self.max_rwp > 0):

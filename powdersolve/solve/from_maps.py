@@ -31,10 +31,13 @@ from powdersolve.solve.result import Progress, SolveResult
 
 def solve_maps(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray, composition: str | None,
                observed: Observed, config: SolveConfig, say: Progress, timings: dict[str, float],
-               first: Sequence[PriorityMap] = (), extinctions: Sequence[ExtinctionClass] = ()) -> SolveResult:
+               first: Sequence[PriorityMap] = (), extinctions: Sequence[ExtinctionClass] = (),
+               deadline: float | None = None) -> SolveResult:
     """Candidates from ``grids`` ((N, N, N) maps on fractional coordinates of ``lattice``, rows in A; the first
     searched for its group, and averaged over the groups of the best of ``extinctions``) and ``first`` (read
-    before all), refined against ``observed`` and ranked; ``timings`` (s) gains the stages' times."""
+    before all), refined against ``observed`` and ranked; ``timings`` (s) gains the stages' times. After
+    ``deadline`` (``time.perf_counter``) only the first screening and full refinement begin
+    (:func:`powdersolve.solve.rank.rank_structures`)."""
     t0 = time.perf_counter()
     comp, ratios_known = composition_for_atoms(composition)
     priority = list(first)
@@ -63,7 +66,7 @@ def solve_maps(grids: list[np.ndarray], labels: list[str], lattice: np.ndarray, 
     t0 = time.perf_counter()
     say(f"refining {len(read.structures)} distinct candidate structures")
     ranking = rank_structures(read.structures, read.origins, observed, config.rank_config(),
-                              metric_family(lattice), read.n_priority)
+                              metric_family(lattice), read.n_priority, deadline)
     timings["refine_rank"] = timings.get("refine_rank", 0.0) + time.perf_counter() - t0
     return SolveResult(ranking.candidates, ranking.origins, observed, None, composition, species_note,
                        read.notes + ranking.notes, len(priority) + len(grids), len(read.structures), timings, config)

@@ -90,6 +90,7 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    deadline = None if config.time_limit is None else t0 + config.time_limit
     pcfg = replace(predict_config or PredictConfig(), samples=config.samples, grid=config.grid, keep_samples=True)
     # The solver wants the modified map where its group's orbits are read: the group's standard origin.
     modifying = (replace(pcfg.modify or ModificationConfig(), symmetry=config.map_symmetry, origin="standard")
@@ -100,27 +101,36 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
     except NoModelError as exc:
         if not config.flipped_map:
             raise
-        return _solve_without_network(pattern, pcfg, config, exc, say, t0)
+        return _solve_without_network(pattern, pcfg, config, exc, say, deadline)
     timings["predict"] = time.perf_counter() - t0
     # Abstention waits for the recycled candidates (_finished decides it).
     first_pass = replace(config, abstain=False)
     others = _other_serving_models(pred, pcfg, config)
     if not others:
-        result = _solve_prediction(pred, pcfg.composition, first_pass, say, timings)
+        result = _solve_prediction(pred, pcfg.composition, first_pass, say, timings, deadline=deadline)
     else:
-        result = _solve_staged(pattern, pred, others, pcfg, first_pass, modifying, flipping, say, progress, timings)
-    return replace(_finished(result, measured_peaks(pred), pcfg.composition, pred.lattice, config, say, t0),
+        result = _solve_staged(pattern, pred, others, pcfg, first_pass, modifying, flipping, say, progress, timings,
+                               deadline)
+    return replace(_finished(result, measured_peaks(pred), pcfg.composition, pred.lattice, config, say, deadline),
                    prediction=pred)
 
 
 def _solve_staged(pattern: str | os.PathLike | Pattern, pred: Prediction, others: list[str], pcfg: PredictConfig,
                   config: SolveConfig, modifying: ModificationConfig | None, flipping: FlipConfig | None,
-                  say: Progress, progress: Progress | None, timings: dict[str, float]) -> SolveResult:
+                  say: Progress, progress: Progress | None, timings: dict[str, float], deadline: float | None
+                  ) -> SolveResult:
     """Candidates from ``pred`` and, where its answer is not one of its own crystal system, from the ``others``
-    models that serve the lattice, ranked together (``config`` does not abstain: the caller decides)."""
-    results = [_solve_prediction_or_none(pred, pcfg.composition, config, say, timings)]
+    models that serve the lattice (none begun after ``deadline``), ranked together (``config`` does not
+    abstain: the caller decides)."""
+    results = [_solve_prediction_or_none(pred, pcfg.composition, config, say, timings, deadline=deadline)]
     if not _own_answer(results[0], pred.system, config.max_rwp):
         for system in others:
+            if deadline is not None and time.perf_counter() > deadline:
+                late = f"the {system} model not asked: the time limit ({config.time_limit:g} s) was reached"
+                say(late)
+                if results[0] is not None:
+                    results[0] = replace(results[0], notes=[*results[0].notes, late])
+                break
             say(f"{_verdict(results[0], pred.system)}: also predicting with the {system} model, which serves "
                 "the same lattice")
             t0 = time.perf_counter()
@@ -129,30 +139,33 @@ def _solve_staged(pattern: str | os.PathLike | Pattern, pred: Prediction, others
             other = _prediction(pattern, alternate, modifying, flipping, say, progress)
             timings["predict"] += time.perf_counter() - t0
             results.append(_solve_prediction_or_none(other, pcfg.composition, config, say, timings,
-                                                     tag=f"{system} model "))
+                                                     tag=f"{system} model ", deadline=deadline))
     return _merge_results([r for r in results if r is not None], config, pred)
 
 
 def solve_from_grids(pattern: str | os.PathLike | Pattern, grids: Sequence[np.ndarray] | np.ndarray,
                      lattice: np.ndarray, composition: str | None, config: SolveConfig = DEFAULT_CONFIG,
                      predict_config: PredictConfig | None = None, progress: Progress | None = None,
-                     labels: Sequence[str] | None = None) -> SolveResult:
+                     labels: Sequence[str] | None = None, deadline: float | None = None) -> SolveResult:
     """:func:`solve` from given density grids (e.g. the exact CMED) in the cell ``lattice`` (rows, A); no model.
 
-    ``predict_config`` supplies the preprocessing and the wavelength when the file has none.
+    ``predict_config`` supplies the preprocessing and the wavelength when the file has none. ``deadline``
+    (``time.perf_counter``): by default ``config.time_limit`` seconds from now.
     """
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    if deadline is None and config.time_limit is not None:
+        deadline = t0 + config.time_limit
     observed = observed_profile(pattern, predict_config)
     timings["preprocess"] = time.perf_counter() - t0
     labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]
     return solve_maps(list(grids), labels, np.asarray(lattice, np.float64), composition, observed, config, say,
-                      timings)
+                      timings, deadline=deadline)
 
 
 def _solve_without_network(pattern: str | os.PathLike | Pattern, pcfg: PredictConfig, config: SolveConfig,
-                           reason: NoModelError, say: Progress, started: float) -> SolveResult:
+                           reason: NoModelError, say: Progress, deadline: float | None) -> SolveResult:
     """No shipped model serves the cell: atoms from the map charge flipping finds from random phases alone
     (:func:`powdersolve.predict.phasing.phase_pattern`, the lowest flip R of :data:`NETWORK_FREE_STARTS`), in
     the cell given or already indexed."""
@@ -162,8 +175,9 @@ def _solve_without_network(pattern: str | os.PathLike | Pattern, pcfg: PredictCo
                            indexed=reason.indexed)
     flip_s = time.perf_counter() - t0
     result = solve_from_grids(pattern, [phased.grid], phased.cell.matrix, pcfg.composition,
-                              replace(config, abstain=False), pcfg, say, labels=["charge-flipped map (no network)"])
-    result = _finished(result, phased.peaks, pcfg.composition, phased.cell.matrix, config, say, started)
+                              replace(config, abstain=False), pcfg, say, labels=["charge-flipped map (no network)"],
+                              deadline=deadline)
+    result = _finished(result, phased.peaks, pcfg.composition, phased.cell.matrix, config, say, deadline)
     note = (f"no shipped model serves the cell: atoms read from the map charge flipping found from random phases "
             f"({phased.cell_source} cell; flip R {phased.r_factors[phased.kept]:.3f})")
     return replace(result, notes=[note, *result.notes], timings={"flip": flip_s, **result.timings})
@@ -186,7 +200,7 @@ def solve_from_structures(pattern: str | os.PathLike | Pattern, structures: Sequ
 
 
 def _solve_prediction(pred: Prediction, composition: str | None, config: SolveConfig, say: Progress,
-                      timings: dict[str, float], tag: str = "") -> SolveResult:
+                      timings: dict[str, float], tag: str = "", deadline: float | None = None) -> SolveResult:
     """Candidates from one prediction's maps (mean, samples, density-modified mean, charge-flipped mean),
     refined and ranked; ``tag`` prefixes their labels (the model they came from). The first map is searched
     for its space group: the charge-flipped mean where it departs from the mean map, else the mean."""
@@ -197,14 +211,15 @@ def _solve_prediction(pred: Prediction, composition: str | None, config: SolveCo
         grids, labels = [pred.flipped, *grids], [f"{tag}charge-flipped mean", *labels]
     first = _modified_first(pred, tag) if config.modified_map else []
     return solve_maps(grids, labels, pred.lattice, composition, observed_from_prediction(pred), config, say,
-                      timings, first, _extinctions(pred))
+                      timings, first, _extinctions(pred), deadline)
 
 
 def _solve_prediction_or_none(pred: Prediction, composition: str | None, config: SolveConfig, say: Progress,
-                              timings: dict[str, float], tag: str = "") -> SolveResult | None:
+                              timings: dict[str, float], tag: str = "", deadline: float | None = None
+                              ) -> SolveResult | None:
     """:func:`_solve_prediction`, or None when its maps gave no refinable candidate (another model may)."""
     try:
-        return _solve_prediction(pred, composition, config, say, timings, tag)
+        return _solve_prediction(pred, composition, config, say, timings, tag, deadline)
     except NoSolutionError as exc:
         say(str(exc))
         return None
@@ -298,13 +313,12 @@ def _extinctions(pred: Prediction) -> list[ExtinctionClass]:
 
 
 def _finished(result: SolveResult, peaks: MeasuredPeaks, composition: str | None, lattice: np.ndarray,
-              config: SolveConfig, say: Progress, started: float) -> SolveResult:
+              config: SolveConfig, say: Progress, deadline: float | None) -> SolveResult:
     """``result`` with the candidates of its recycled maps ranked in where its best Rwp is above
-    ``config.recycle_above`` (:mod:`powdersolve.solve.recycling`; none begun ``config.time_limit`` s after
-    ``started``, a ``time.perf_counter`` reading) and its best candidate in any higher symmetry it missed
+    ``config.recycle_above`` (:mod:`powdersolve.solve.recycling`; none begun after ``deadline``, a
+    ``time.perf_counter`` reading) and its best candidate in any higher symmetry it missed
     (:mod:`powdersolve.solve.missed_symmetry`); abstains per ``config``."""
     if config.recycle and result.best.result.rwp > config.recycle_above:
-        deadline = None if config.time_limit is None else started + config.time_limit
         result = recycle(result, peaks, composition, lattice, config, say, deadline)
     if config.symmetry_tolerances:
         t0 = time.perf_counter()

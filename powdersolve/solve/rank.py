@@ -6,6 +6,7 @@ with one abstain threshold, :data:`MAX_RWP`, on the background-subtracted, unit-
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -153,6 +154,10 @@ def merge_coincident(structure: Structure, tol: float = COINCIDENT) -> Structure
     return Structure.from_sites([site for k, site in enumerate(structure) if k not in drop])
 
 
+#: What a refinement not begun for the time limit gives (``None`` is a refinement that failed).
+_LATE = object()
+
+
 def _refine_merged(structure: Structure, observed: Observed, config: RefineConfig) -> RefineResult | None:
     """:func:`refine_safely`, then once more from the result with coincident atoms merged, if it has any
     and merging keeps the formula (a merge that changes it would give a candidate of another compound)."""
@@ -217,7 +222,8 @@ def prefer_symmetry(candidates: list[Candidate], rwp_tie: float) -> list[Candida
 
 
 def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[str]], observed: Observed,
-                    config: RankConfig, family: str | None = None, n_priority: int = 0) -> Ranking:
+                    config: RankConfig, family: str | None = None, n_priority: int = 0,
+                    deadline: float | None = None) -> Ranking:
     """Refine, deduplicate and rank ``structures`` against ``observed``; abstain (NoSolutionError) per ``config``.
 
     At most ``config.max_candidates`` are refined; above ``config.refine_top`` all are screened and
@@ -225,7 +231,9 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
     dropped; refined fits are sorted by Rwp and StructureMatcher duplicates dropped, keeping the
     better fit; equally good fits go most symmetric first and, with ``config.family_first``,
     in-family fits before the others. The first ``n_priority`` structures (read from
-    symmetry-averaged maps) are refined on top of ``config.max_candidates`` others.
+    symmetry-averaged maps) are refined on top of ``config.max_candidates`` others. After ``deadline`` (a
+    ``time.perf_counter`` reading; None: no limit) no refinement begins but the first screening and the first
+    full refinement, so a late ranking still ranks something.
     """
     if not structures:
         raise NoSolutionError(f"no solution: no candidate structure for {observed.source} (no density map gave "
@@ -238,7 +246,7 @@ def rank_structures(structures: Sequence[Structure], origins: Sequence[Sequence[
         structures, origins = structures[:cap], origins[:cap]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        refined = _refine_all(structures, origins, observed, config, family, notes)
+        refined = _refine_all(structures, origins, observed, config, family, notes, deadline)
     distinct = order_candidates(refined, config, family)
     if not distinct:
         raise NoSolutionError(f"no solution: none of {len(structures)} candidates for {observed.source} could be "
@@ -283,9 +291,15 @@ def abstain_if_poor(best_rwp: float, n_candidates: int, source: str, config: Ran
 
 
 def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]], observed: Observed,
-                config: RankConfig, family: str | None, notes: list[str]) -> list[Candidate]:
-    """Candidates best first: the fully refined by Rwp, then the screened-only ones by screening Rwp."""
+                config: RankConfig, family: str | None, notes: list[str], deadline: float | None
+                ) -> list[Candidate]:
+    """Candidates best first: the fully refined by Rwp, then the screened-only ones by screening Rwp; after
+    ``deadline`` only the first of each stage begins (:func:`rank_structures`)."""
     rcfg = refine_settings(config, observed)
+
+    def in_time(i: int) -> bool:
+        return i == 0 or deadline is None or time.perf_counter() <= deadline
+
     screened: dict[int, RefineResult] = {}
     as_screened: dict[int, Candidate] = {}  # spglib runs once per screened candidate
 
@@ -301,8 +315,12 @@ def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]
             # the full fit, ~10x the cost, is spent on the few best.
             quick = replace(rcfg, max_iter=config.screen_iter, refine_profile=False)
             coarse = observed.thinned(config.screen_points_per_fwhm)
-            fits = pool.map(lambda s: _refine_merged(s, coarse, quick), structures)
-            screened = {i: res for i, res in enumerate(fits) if res is not None}
+            fits = pool.map(lambda i: _refine_merged(structures[i], coarse, quick) if in_time(i) else _LATE,
+                            range(len(structures)))
+            fits = list(fits)
+            if n_late := sum(res is _LATE for res in fits):
+                notes.append(f"{n_late} of {len(structures)} candidates not screened: the time limit was reached")
+            screened = {i: res for i, res in enumerate(fits) if isinstance(res, RefineResult)}
             by_rwp = sorted(screened, key=lambda i: screened[i].rwp)
             limit = config.screen_ratio * screened[by_rwp[0]].rwp if by_rwp else np.inf
             full = [i for i in by_rwp[: config.refine_top] if screened[i].rwp <= limit]
@@ -313,14 +331,20 @@ def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]
                     full.append(best_in_family)
             notes.append(f"{len(structures)} candidates screened, the best {len(full)} fully refined")
         starts = [_full_start(structures[i], screened.get(i), rcfg, config.full_from_screened) for i in full]
-        results = list(pool.map(lambda st: _refine_merged(st[0], observed, st[1]), starts))
+        results = list(pool.map(lambda j: _refine_merged(starts[j][0], observed, starts[j][1]) if in_time(j)
+                                else _LATE, range(len(starts))))
     refined: list[Candidate] = []
+    late = {i for i, res in zip(full, results, strict=True) if res is _LATE}
     for i, res in zip(full, results, strict=True):
+        if res is _LATE:
+            notes.append(f"candidate from {', '.join(origins[i])} not fully refined: the time limit was reached")
+            continue
         if res is None:
             notes.append(f"candidate from {', '.join(origins[i])} did not refine (diverged or too large); dropped")
             continue
         refined.append(candidate_of(res, i, symprec=config.symprec))
-    rest = sorted((i for i in screened if i not in full), key=lambda i: screened[i].rwp)
+    # Those left unrefined for the time limit rank with the screened-only ones.
+    rest = sorted((i for i in screened if i not in full or i in late), key=lambda i: screened[i].rwp)
     refined.sort(key=lambda c: c.result.rwp)
     # Screened-only candidates rank after the fully refined ones: their Rwp is not comparable.
     return refined + [screened_candidate(i) for i in rest]

@@ -90,7 +90,7 @@ def recycle(result: SolveResult, peaks: MeasuredPeaks, composition: str | None, 
             try:
                 recycled = recycled_map(candidate, rank, peaks, config.grid, round_=round_)
                 more = solve_maps([recycled.grid], [recycled.label], recycled.lattice, composition, result.observed,
-                                  replace(config, abstain=False), say, {})
+                                  replace(config, abstain=False), say, {}, deadline=deadline)
             except (ModificationError, NoSolutionError) as exc:
                 say(f"recycling candidate {rank} gave nothing: {exc}")
                 continue
