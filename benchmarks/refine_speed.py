@@ -1,15 +1,17 @@
-"""Wall time of the Rietveld refinement's pattern evaluation: the fused peak sum against the array formulation.
+"""Wall time of the Rietveld refinement's pattern evaluation: the shipped path against a reference formulation.
 
 For real structures of each crystal system (``../shared/benchmark/real``), the independent simulator's pattern
 (`independent.py`: pymatgen sticks, pseudo-Voigt FWHM 0.08 deg, Cu K-alpha1, 5-120 deg at 0.01 deg) is fitted
-by `refine` (profile refined, as `solve` does), once with the pattern rendered by the fused peak sum
-(:mod:`powdersolve.diffraction.peak_sum`, the shipped path) and once with the same peaks built as torch arrays
-and summed by ``index_add`` (the formulation before 2026-12-08, kept here as the reference). Reported per
-structure: reflections rendered, median time of one loss evaluation with its backward pass (all parameters
-free), and the time and Rwp of the whole refinement. One torch thread, as each refinement runs in `solve`.
+by `refine` (profile refined, as `solve` does), once the shipped way and once with a reference formulation:
+``--against array``: the same peaks built as torch arrays and summed by ``index_add`` instead of the fused peak
+sum (:mod:`powdersolve.diffraction.peak_sum`; the formulation before 2026-12-08); ``--against every-reflection``:
+|F|^2 computed for every reflection instead of once per set of symmetry equivalents
+(``RefineConfig.merge_equivalents``). Reported per structure: reflections rendered, median time of one loss
+evaluation with its backward pass (all parameters free), and the time and Rwp of the whole refinement. One
+torch thread, as each refinement runs in `solve`.
 
-Usage: .venv/bin/python benchmarks/refine_speed.py [--per-system 2] [--repeats 10]
-Prints a table and writes benchmarks/results/refine_speed.json.
+Usage: .venv/bin/python benchmarks/refine_speed.py [--per-system 2] [--repeats 10] [--against every-reflection]
+Prints a table and writes benchmarks/results/refine_speed.json (``refine_speed_every_reflection.json``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import platform
 import time
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -68,15 +71,19 @@ def _evaluation_ms(structure: Structure, tt: np.ndarray, y: np.ndarray, cfg: Ref
     return 1e3 * float(np.median(times)), model.n_groups
 
 
-def measure(path: Path, repeats: int) -> dict:
+def measure(path: Path, repeats: int, against: str) -> dict:
+    """One structure's row: ``shipped_*`` and ``reference_*`` evaluation ms, refinement s and Rwp."""
     structure = Structure.from_file(path)
     tt, y, _ = independent_pattern(structure, seed=zlib.crc32(path.stem.encode()))
-    cfg = RefineConfig(refine_profile=True, w=0.08**2)
+    shipped = RefineConfig(refine_profile=True, w=0.08**2)
+    reference = (replace(shipped, merge_equivalents=False), FUSED_RENDER) if against == "every-reflection" \
+        else (shipped, array_render)
     row: dict = {"name": path.stem, "atoms": len(structure)}
-    for label, render in (("fused", FUSED_RENDER), ("array", array_render)):
+    for label, (cfg, render) in (("shipped", (shipped, FUSED_RENDER)), ("reference", reference)):
         PeakProfile.render = render
         try:
             row[f"{label}_eval_ms"], row["reflection_groups"] = _evaluation_ms(structure, tt, y, cfg, repeats)
+            row[f"{label}_reflections"] = len(build_model(structure, tt, CU_KA1, cfg).hkl)
             t0 = time.perf_counter()
             res = refine(structure, tt, y, CU_KA1, None, cfg)
             row[f"{label}_refine_s"], row[f"{label}_rwp"] = time.perf_counter() - t0, res.rwp
@@ -89,27 +96,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--per-system", type=int, default=2, help="first N structures of each system")
     ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--json", type=Path, default=RESULTS)
+    ap.add_argument("--against", choices=("array", "every-reflection"), default="array",
+                    help="the reference formulation (see the module docstring)")
+    ap.add_argument("--json", type=Path, default=None, help="default: benchmarks/results/refine_speed[_<against>].json")
     args = ap.parse_args()
+    if args.json is None:
+        args.json = RESULTS if args.against == "array" else RESULTS.with_name("refine_speed_every_reflection.json")
     if not REAL.is_dir():
         raise SystemExit(f"{REAL}: the held-out real set is missing (../shared beside the repository)")
     torch.set_num_threads(1)
     rows = []
-    print(f"{'structure':28s} {'refl':>5s} {'eval ms fused/array':>20s} {'refine s fused/array':>21s} "
-          f"{'Rwp fused/array':>17s}")
+    print(f"against {args.against}: shipped/reference")
+    print(f"{'structure':28s} {'groups':>6s} {'reflections':>11s} {'eval ms':>20s} {'refine s':>21s} {'Rwp':>17s}")
     for system in SYSTEMS:
         for path in sorted((REAL / system).glob("*.cif"))[: args.per_system]:
-            row = {"system": system, **measure(path, args.repeats)}
+            row = {"system": system, **measure(path, args.repeats, args.against)}
             rows.append(row)
-            print(f"{row['name']:28s} {row['reflection_groups']:5d} "
-                  f"{row['fused_eval_ms']:9.1f}/{row['array_eval_ms']:<9.1f} "
-                  f"{row['fused_refine_s']:10.2f}/{row['array_refine_s']:<10.2f} "
-                  f"{row['fused_rwp']:.4f}/{row['array_rwp']:.4f}", flush=True)
-    ratio = [r["array_eval_ms"] / r["fused_eval_ms"] for r in rows]
-    total = sum(r["array_refine_s"] for r in rows) / sum(r["fused_refine_s"] for r in rows)
+            print(f"{row['name']:28s} {row['reflection_groups']:6d} "
+                  f"{row['shipped_reflections']:5d}/{row['reference_reflections']:<5d} "
+                  f"{row['shipped_eval_ms']:9.1f}/{row['reference_eval_ms']:<9.1f} "
+                  f"{row['shipped_refine_s']:10.2f}/{row['reference_refine_s']:<10.2f} "
+                  f"{row['shipped_rwp']:.4f}/{row['reference_rwp']:.4f}", flush=True)
+    ratio = [r["reference_eval_ms"] / r["shipped_eval_ms"] for r in rows]
+    total = sum(r["reference_refine_s"] for r in rows) / sum(r["shipped_refine_s"] for r in rows)
     print(f"evaluation {np.median(ratio):.1f}x faster (median), whole refinements {total:.1f}x (sum of times)")
     atomic_write_text(args.json, json.dumps({"machine": platform.processor() or platform.machine(),
-                                             "torch_threads": 1, "repeats": args.repeats,
+                                             "torch_threads": 1, "repeats": args.repeats, "against": args.against,
                                              "median_evaluation_speedup": float(np.median(ratio)),
                                              "refinement_time_ratio": total, "rows": rows}, indent=1))
     print(f"wrote {args.json}")

@@ -11,10 +11,13 @@ import torch
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifParser
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from pymatgen.symmetry.groups import SpaceGroup
 
 from powdersolve.diffraction import sticks, to_two_theta
 from powdersolve.diffraction.refinable_cell import metric_ties
+from powdersolve.diffraction.reflections import symmetry_equivalents
 from powdersolve.errors import NoSolutionError
+from powdersolve.scattering import hkl_sphere
 from powdersolve.solve import (
     RankConfig,
     RefineConfig,
@@ -289,3 +292,45 @@ def test_a_full_refinement_starts_where_its_screening_fit_ended(pyrite_counts: n
     assert cold_start is given and cold is cfg
     assert refine(start, TT, pyrite_counts, LAM, config=warm).rwp == pytest.approx(
         refine(cold_start, TT, pyrite_counts, LAM, config=cold).rwp, abs=2e-3)
+
+
+def test_symmetry_equivalent_sets_are_the_point_group_orbits() -> None:
+    """Under m-3m with Friedel's law, {100}, {111}, {123} hold 6, 8 and 48 reflections: one Friedel half of
+    each is 3, 4 and 24 rows."""
+    rots = np.array([op.rotation_matrix for op in SpaceGroup.from_int_number(225).symmetry_ops])
+    hkl = np.array([[1, 0, 0], [0, 0, 1], [0, 1, 0], [1, 1, 1], [1, -1, 1], [1, 2, 3], [3, -2, 1], [2, 0, 0]])
+    label, first = symmetry_equivalents(hkl, rots)
+    assert len(first) == 4 and len(set(label[:3])) == 1 and label[3] == label[4] and label[5] == label[6]
+    full = hkl_sphere(np.eye(3), 3.9)
+    full = full[full[:, 0] * 1_000_000 + full[:, 1] * 1000 + full[:, 2] > 0]
+    counts = dict(zip(map(tuple, full[symmetry_equivalents(full, rots)[1]]),
+                      np.bincount(symmetry_equivalents(full, rots)[0])))
+    assert {counts[k] for k in counts if sorted(map(abs, k)) == [0, 0, 1]} == {3}
+    assert {counts[k] for k in counts if sorted(map(abs, k)) == [1, 1, 1]} == {4}
+    assert {counts[k] for k in counts if sorted(map(abs, k)) == [1, 2, 3]} == {24}
+
+
+@pytest.mark.parametrize("structure", [
+    Structure.from_spacegroup("Fd-3m", Lattice.cubic(8.08), ["Co", "Co", "O"],
+                              [[0.125, 0.125, 0.125], [0.5, 0.5, 0.5], [0.263, 0.263, 0.263]]),
+    Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.59, 2.96), ["Ti", "O"], [[0, 0, 0], [0.305, 0.305, 0]]),
+    Structure.from_spacegroup("C2/m", Lattice.monoclinic(12.1, 3.74, 6.53, 107.3), ["Ti", "O", "O"],
+                              [[0.115, 0, 0.31], [0.36, 0, 0.29], [0.06, 0, 0.64]]),
+    Structure.from_spacegroup("R-3m", Lattice.hexagonal(3.76, 10.55), ["As"], [[0, 0, 0.227]]),
+])
+def test_merged_equivalents_give_the_same_pattern_and_gradient(structure: Structure) -> None:
+    """|F|^2 computed once per set of equivalents (the refinement's default) equals every reflection
+    computed, pattern and coordinate gradient, to rounding; it computes fewer reflections."""
+    tt = np.arange(5.0, 120.0, 0.02)
+    out = []
+    for merge in (True, False):
+        model = build_model(structure, tt, 1.5406, RefineConfig(merge_equivalents=merge))
+        with torch.no_grad():
+            model.p_xyz.add_(0.01)  # off the starting positions, still symmetric
+        y, _ = model.profile()
+        (y**2).sum().backward()
+        out.append((y.detach().numpy(), model.p_xyz.grad.numpy(), len(model.hkl)))
+    (y_m, g_m, n_m), (y_a, g_a, n_a) = out
+    assert n_m < n_a
+    assert np.abs(y_m - y_a).max() <= 1e-12 * np.abs(y_a).max()
+    assert np.abs(g_m - g_a).max() <= 1e-10 * max(np.abs(g_a).max(), 1e-30)

@@ -6,6 +6,8 @@ in Angstrom, angles in degrees, 2-theta in degrees.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from pymatgen.core import Lattice
@@ -82,3 +84,68 @@ def distinct_reflections(cell: RefinableCell, lattice: Lattice, wavelength: floa
     first = order[at]
     mult = 2 * np.bincount(group)
     return torch.as_tensor(hkl[first].astype(np.float64)), mult, group
+
+
+def symmetry_equivalents(hkl: np.ndarray, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sets of reflections with equal |F|^2 in a structure with the given symmetry.
+
+    Args:
+        hkl: (m, 3) integer Miller indices.
+        rotations: (ops, 3, 3) rotation parts of the structure's space-group operations in the same
+            (fractional) basis, acting on coordinates as x' = R x + t.
+
+    Returns:
+        label: (m,) set index of every reflection (0 .. n_sets - 1).
+        first: (n_sets,) index into ``hkl`` of one member of each set.
+
+    An atom at R x + t contributes to F(h) as one at x does to F(h R) (times a phase), so h and h R have
+    equal |F|^2; so do h and -h (Friedel's law, no anomalous scattering). Each set is labelled by the
+    lexicographically largest of its members' images.
+    """
+    hkl = np.asarray(hkl, dtype=np.int64)
+    rots = np.rint(np.asarray(rotations)).astype(np.int64)
+    images = np.einsum("mi,oij->moj", hkl, rots)  # (m, ops, 3): h R
+    images = np.concatenate([images, -images], axis=1)
+    span = 2 * int(np.abs(images).max(initial=0)) + 1
+    key = ((images[..., 0] * span) + images[..., 1]) * span + images[..., 2]
+    _, first, label = np.unique(key.max(axis=1), return_index=True, return_inverse=True)
+    return label.ravel(), first
+
+
+@dataclass(frozen=True)
+class ReflectionGroups:
+    """The reflections a pattern model computes, and the profile groups they fall in.
+
+    Attributes:
+        hkl: (m, 3) integer Miller indices: one of each Friedel pair, and one of each set of symmetry
+            equivalents when merged.
+        count: (m,) reflections each row stands for (its set of equivalents, one of each Friedel pair).
+        group: (m,) profile group: reflections that coincide for every metric the cell allows.
+        first: (n_groups,) index of the first row of each group.
+    """
+
+    hkl: np.ndarray
+    count: np.ndarray
+    group: np.ndarray
+    first: np.ndarray
+
+
+def reflection_groups(lattice: Lattice, q_max: float, cell: RefinableCell, rotations: np.ndarray | None = None
+                      ) -> ReflectionGroups:
+    """Every reflection of ``lattice`` with 1/d <= ``q_max`` (1/A), one of each Friedel pair, grouped by
+    coincidence in every metric ``cell`` allows; with ``rotations`` (see :func:`symmetry_equivalents`), one
+    row per set of equivalents. Where equivalents would fall in different groups (a structure whose
+    symmetry its cell's metric lacks) every reflection is kept."""
+    hkl = hkl_sphere(lattice.reciprocal_lattice_crystallographic.matrix, q_max)
+    key = hkl[:, 0] * 1_000_000 + hkl[:, 1] * 1000 + hkl[:, 2]
+    hkl = hkl[key > 0]
+    group = cell.equal_d_groups(torch.as_tensor(hkl.astype(np.float64)))
+    count = np.ones(len(hkl))
+    if rotations is not None:
+        label, rep = symmetry_equivalents(hkl, rotations)
+        if np.array_equal(group, group[rep][label]):
+            hkl, group, count = hkl[rep], group[rep], np.bincount(label).astype(np.float64)
+    n_groups = int(group.max()) + 1
+    first = np.zeros(n_groups, dtype=int)
+    first[group[::-1]] = np.arange(len(group))[::-1]
+    return ReflectionGroups(hkl, count, group, first)

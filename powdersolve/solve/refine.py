@@ -33,8 +33,9 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from powdersolve.diffraction.leastsq import agreement, linear_fit, minimise, pattern_arrays, single_threaded_torch
 from powdersolve.diffraction.peakshape import PeakProfile, ProfileStart, chebyshev_basis, march_dollase
 from powdersolve.diffraction.refinable_cell import RefinableCell, metric
+from powdersolve.diffraction.reflections import reflection_groups
 from powdersolve.errors import TooLargeError
-from powdersolve.scattering import form_factor_coefficients, hkl_sphere
+from powdersolve.scattering import form_factor_coefficients
 from powdersolve.solve.fitplot import plot_fit as plot_fit  # re-exported: callers import it from here
 from powdersolve.structures.io import crystal_system
 from powdersolve.structures.orbits import site_constraints
@@ -76,6 +77,9 @@ class RefineConfig:
         max_profile_elements: largest points x reflections matrix allowed (memory guard).
         window_fwhm: each peak is computed within this many FWHM of the widest peak (0: everywhere).
             At 15 the cut removes about 2% of the Lorentzian part of each peak.
+        merge_equivalents: compute |F|^2 once per set of reflections the structure's symmetry makes equal
+            (:func:`~powdersolve.diffraction.reflections.symmetry_equivalents`; not with preferred orientation,
+            which tells them apart); False computes every reflection: the same pattern, slower.
     """
 
     u: float = 0.0
@@ -102,6 +106,7 @@ class RefineConfig:
     symprec: float = 0.1
     max_profile_elements: int = 40_000_000
     window_fwhm: float = 15.0
+    merge_equivalents: bool = True
 
     def profile_start(self, wavelength: float) -> ProfileStart:
         """The :class:`ProfileStart` these settings describe at ``wavelength`` (A)."""
@@ -204,18 +209,11 @@ class PatternModel(torch.nn.Module):
         tt_max = float(self.tt.max()) + 2.0
         lam_max = max(lam for lam, _ in self.peak.lines)
         q_max = 2 * np.sin(np.radians(min(tt_max, 179.0)) / 2) / lam_max * 1.03
-        hkl = hkl_sphere(structure.lattice.reciprocal_lattice_crystallographic.matrix, q_max)
-        # Friedel mates have equal |F|^2 (no anomalous scattering): keep the half with h > 0 lexicographically.
-        key = hkl[:, 0] * 1_000_000 + hkl[:, 1] * 1000 + hkl[:, 2]
-        hkl = hkl[key > 0]
-        self.hkl = torch.as_tensor(hkl.astype(np.float64))
-        # Reflections that coincide for every allowed metric share one profile; their |F|^2 are summed.
-        group = self.cell.equal_d_groups(self.hkl)
-        self.group = torch.as_tensor(group)
-        self.n_groups = int(group.max()) + 1
-        first = np.zeros(self.n_groups, dtype=int)
-        first[group[::-1]] = np.arange(len(group))[::-1]
-        self.group_first = torch.as_tensor(first)
+        merge = self.cfg.merge_equivalents and self.cfg.preferred_orientation is None
+        refl = reflection_groups(structure.lattice, q_max, self.cell, self.orbits.rotations if merge else None)
+        self.hkl, self.count = torch.as_tensor(refl.hkl.astype(np.float64)), torch.as_tensor(refl.count)
+        self.group, self.group_first = torch.as_tensor(refl.group), torch.as_tensor(refl.first)
+        self.n_groups = len(refl.first)
         if len(self.tt) * self.n_groups > self.cfg.max_profile_elements:
             raise TooLargeError(
                 f"{len(self.tt)} points x {self.n_groups} reflections is too large to refine; "
@@ -240,7 +238,7 @@ class PatternModel(torch.nn.Module):
         f_atom = f_sp[self.atom_species].T * self.occ[None, :]  # (m, atoms)
         re = torch.sum(f_atom * torch.cos(phase), dim=1)
         im = torch.sum(f_atom * torch.sin(phase), dim=1)
-        inten = 2.0 * (re**2 + im**2) * torch.exp(-2 * self.b_iso() * s2_all)
+        inten = 2.0 * self.count * (re**2 + im**2) * torch.exp(-2 * self.b_iso() * s2_all)
         if self.cfg.preferred_orientation is not None:
             axis = torch.as_tensor(np.asarray(self.cfg.preferred_orientation, dtype=np.float64))
             gstar = torch.linalg.inv(metric(*self.cell.lattice_parameters()))

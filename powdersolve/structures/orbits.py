@@ -25,6 +25,7 @@ class Orbits:
     orbit: np.ndarray  # (n,)
     n_orbits: int
     n_free: int  # rank sum of the site projectors: independent coordinates
+    rotations: np.ndarray  # (ops, 3, 3) rotation parts of the space-group operations the orbits keep
 
 
 def site_constraints(structure: Structure, symprec: float) -> tuple[Orbits, list[int]]:
@@ -55,4 +56,4 @@ def site_constraints(structure: Structure, symprec: float) -> tuple[Orbits, list
             k = int(np.argmin(np.linalg.norm(d @ lat, axis=1)))
             mats[j] = rots[k] @ proj
             orbit[j] = g
-    return Orbits(frac.copy(), mats, orbit, len(groups), n_free), [m[0] for m in groups]
+    return Orbits(frac.copy(), mats, orbit, len(groups), n_free, rots), [m[0] for m in groups]
