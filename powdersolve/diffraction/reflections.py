@@ -103,7 +103,8 @@ def symmetry_equivalents(hkl: np.ndarray, rotations: np.ndarray) -> tuple[np.nda
     lexicographically largest of its members' images.
     """
     hkl = np.asarray(hkl, dtype=np.int64)
-    rots = np.rint(np.asarray(rotations)).astype(np.int64)
+    # A centred cell's operations repeat each rotation once per centring translation.
+    rots = np.unique(np.rint(np.asarray(rotations)).astype(np.int64), axis=0)
     images = np.einsum("mi,oij->moj", hkl, rots)  # (m, ops, 3): h R
     images = np.concatenate([images, -images], axis=1)
     span = 2 * int(np.abs(images).max(initial=0)) + 1
