@@ -62,6 +62,12 @@ def allowed(hkl: np.ndarray, centring_or_spacegroup: str | int) -> np.ndarray:
     return ok
 
 
+def friedel_half(hkl: np.ndarray) -> np.ndarray:
+    """(m,) bool: one reflection of each Friedel pair (h, k, l) / (-h, -k, -l), the lexicographically
+    positive one (|indices| < 500); (0, 0, 0) is excluded."""
+    return hkl[:, 0] * 1_000_000 + hkl[:, 1] * 1000 + hkl[:, 2] > 0
+
+
 def distinct_reflections(cell: RefinableCell, lattice: Lattice, wavelength: float, tt_range: tuple[float, float],
                  centring_or_spacegroup: str | int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """Representative hkl (float tensor) and multiplicity of each distinct reflection, and member labels.
@@ -72,9 +78,8 @@ def distinct_reflections(cell: RefinableCell, lattice: Lattice, wavelength: floa
     q_lo, q_hi = (2 * np.sin(np.radians(t) / 2) / wavelength for t in tt_range)
     recip = lattice.reciprocal_lattice_crystallographic.matrix
     hkl = hkl_sphere(recip, q_hi)
-    key = hkl[:, 0] * 1_000_000 + hkl[:, 1] * 1000 + hkl[:, 2]
     q = np.linalg.norm(hkl @ recip, axis=1)
-    hkl = hkl[(key > 0) & (q >= q_lo) & allowed(hkl, centring_or_spacegroup)]
+    hkl = hkl[friedel_half(hkl) & (q >= q_lo) & allowed(hkl, centring_or_spacegroup)]
     if len(hkl) == 0:
         raise InputError("no allowed reflection lies inside the 2-theta range; check the cell and wavelength")
     group = cell.equal_d_groups(torch.as_tensor(hkl.astype(np.float64)))
@@ -138,8 +143,7 @@ def reflection_groups(lattice: Lattice, q_max: float, cell: RefinableCell, rotat
     row per set of equivalents. Where equivalents would fall in different groups (a structure whose
     symmetry its cell's metric lacks) every reflection is kept."""
     hkl = hkl_sphere(lattice.reciprocal_lattice_crystallographic.matrix, q_max)
-    key = hkl[:, 0] * 1_000_000 + hkl[:, 1] * 1000 + hkl[:, 2]
-    hkl = hkl[key > 0]
+    hkl = hkl[friedel_half(hkl)]
     group = cell.equal_d_groups(torch.as_tensor(hkl.astype(np.float64)))
     count = np.ones(len(hkl))
     if rotations is not None:

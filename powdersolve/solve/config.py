@@ -166,6 +166,10 @@ class SolveConfig:
         if self.screen_iter < 1:
             raise InputError(f"screen_iter {self.screen_iter} must be at least 1")
 
+    def deadline(self, start: float) -> float | None:
+        """The ``time.perf_counter`` reading ``time_limit`` seconds after ``start`` (None: no limit)."""
+        return None if self.time_limit is None else start + self.time_limit
+
     def rank_config(self) -> RankConfig:
         """The ranker's settings (:func:`powdersolve.solve.rank.rank_structures`) these imply."""
         return RankConfig(max_rwp=self.max_rwp, keep=self.top_k, refine=self.refine, abstain=self.abstain,

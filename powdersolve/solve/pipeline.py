@@ -47,7 +47,7 @@ from powdersolve.solve.config import SolveConfig
 from powdersolve.solve.from_maps import solve_maps
 from powdersolve.solve.missed_symmetry import with_missed_symmetry
 from powdersolve.solve.observed import Observed, observed_from_prediction
-from powdersolve.solve.rank import Ranking, abstain_if_poor, merge_rankings, rank_structures
+from powdersolve.solve.rank import Ranking, abstain_if_poor, deadline_passed, merge_rankings, rank_structures
 from powdersolve.solve.reading import PriorityMap
 from powdersolve.solve.recycling import recycle
 from powdersolve.solve.result import Progress, SolveResult, write_solve_outputs
@@ -90,7 +90,7 @@ def solve(pattern: str | os.PathLike | Pattern, config: SolveConfig = DEFAULT_CO
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    deadline = None if config.time_limit is None else t0 + config.time_limit
+    deadline = config.deadline(t0)
     pcfg = replace(predict_config or PredictConfig(), samples=config.samples, grid=config.grid, keep_samples=True)
     # The solver wants the modified map where its group's orbits are read: the group's standard origin.
     modifying = (replace(pcfg.modify or ModificationConfig(), symmetry=config.map_symmetry, origin="standard")
@@ -125,7 +125,7 @@ def _solve_staged(pattern: str | os.PathLike | Pattern, pred: Prediction, others
     results = [_solve_prediction_or_none(pred, pcfg.composition, config, say, timings, deadline=deadline)]
     if not _own_answer(results[0], pred.system, config.max_rwp):
         for system in others:
-            if deadline is not None and time.perf_counter() > deadline:
+            if deadline_passed(deadline):
                 late = f"the {system} model not asked: the time limit ({config.time_limit:g} s) was reached"
                 say(late)
                 if results[0] is not None:
@@ -155,8 +155,8 @@ def solve_from_grids(pattern: str | os.PathLike | Pattern, grids: Sequence[np.nd
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    if deadline is None and config.time_limit is not None:
-        deadline = t0 + config.time_limit
+    if deadline is None:
+        deadline = config.deadline(t0)
     observed = observed_profile(pattern, predict_config)
     timings["preprocess"] = time.perf_counter() - t0
     labels = list(labels) if labels is not None else [f"map {i}" for i in range(len(grids))]

@@ -158,6 +158,11 @@ def merge_coincident(structure: Structure, tol: float = COINCIDENT) -> Structure
 _LATE = object()
 
 
+def deadline_passed(deadline: float | None) -> bool:
+    """Whether ``deadline`` (a ``time.perf_counter`` reading; None: no limit) has passed."""
+    return deadline is not None and time.perf_counter() > deadline
+
+
 def _refine_merged(structure: Structure, observed: Observed, config: RefineConfig) -> RefineResult | None:
     """:func:`refine_safely`, then once more from the result with coincident atoms merged, if it has any
     and merging keeps the formula (a merge that changes it would give a candidate of another compound)."""
@@ -298,7 +303,7 @@ def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]
     rcfg = refine_settings(config, observed)
 
     def in_time(i: int) -> bool:
-        return i == 0 or deadline is None or time.perf_counter() <= deadline
+        return i == 0 or not deadline_passed(deadline)
 
     screened: dict[int, RefineResult] = {}
     as_screened: dict[int, Candidate] = {}  # spglib runs once per screened candidate
@@ -315,9 +320,8 @@ def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]
             # the full fit, ~10x the cost, is spent on the few best.
             quick = replace(rcfg, max_iter=config.screen_iter, refine_profile=False)
             coarse = observed.thinned(config.screen_points_per_fwhm)
-            fits = pool.map(lambda i: _refine_merged(structures[i], coarse, quick) if in_time(i) else _LATE,
-                            range(len(structures)))
-            fits = list(fits)
+            fits = list(pool.map(lambda i: _refine_merged(structures[i], coarse, quick) if in_time(i) else _LATE,
+                                 range(len(structures))))
             if n_late := sum(res is _LATE for res in fits):
                 notes.append(f"{n_late} of {len(structures)} candidates not screened: the time limit was reached")
             screened = {i: res for i, res in enumerate(fits) if isinstance(res, RefineResult)}
@@ -334,9 +338,10 @@ def _refine_all(structures: Sequence[Structure], origins: Sequence[Sequence[str]
         results = list(pool.map(lambda j: _refine_merged(starts[j][0], observed, starts[j][1]) if in_time(j)
                                 else _LATE, range(len(starts))))
     refined: list[Candidate] = []
-    late = {i for i, res in zip(full, results, strict=True) if res is _LATE}
+    late: set[int] = set()
     for i, res in zip(full, results, strict=True):
         if res is _LATE:
+            late.add(i)
             notes.append(f"candidate from {', '.join(origins[i])} not fully refined: the time limit was reached")
             continue
         if res is None:

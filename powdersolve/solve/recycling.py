@@ -24,7 +24,7 @@ from powdersolve.predict.steps import PEAK_TOL_Q
 from powdersolve.solve.candidate import Candidate
 from powdersolve.solve.config import SolveConfig
 from powdersolve.solve.from_maps import solve_maps
-from powdersolve.solve.rank import Ranking, merge_rankings
+from powdersolve.solve.rank import Ranking, deadline_passed, merge_rankings
 from powdersolve.solve.result import Progress, SolveResult
 from powdersolve.structures.crystal import Crystal
 
@@ -77,7 +77,7 @@ def recycle(result: SolveResult, peaks: MeasuredPeaks, composition: str | None, 
     ranking = rankings[0]
     for round_ in range(1, config.recycle_rounds + 1):
         for rank, candidate in enumerate(todo, start=1):
-            if deadline is not None and time.perf_counter() > deadline:
+            if deadline_passed(deadline):
                 late = (f"recycling stopped before candidate {rank}: the time limit ({config.time_limit:g} s) "
                         "was reached")
                 say(late)
